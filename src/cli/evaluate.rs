@@ -1,0 +1,130 @@
+//! `cqr evaluate MODEL DATA`: score labelled data, print a summary or JSON, optionally write the
+//! report with plots, and apply the `--min-*` gates.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::{InputArgs, Outcome};
+use crate::error::Error;
+use crate::eval::metrics::EvalReport;
+use crate::eval::report::{pct, write_report};
+use crate::eval::evaluate;
+use crate::io::read::read_all;
+use crate::io::Format;
+use crate::models::Model;
+use crate::settings::FileConfig;
+use crate::ui;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Model bundle directory.
+    pub model: PathBuf,
+    /// Labelled data (CSV, JSONL or Parquet; `-` for stdin).
+    pub data: String,
+    /// How to print the result on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+    /// Input format (default: from the extension; stdin is JSONL).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub input_format: Option<Format>,
+    /// Also write report.md, metrics.json and PNG plots here.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Gate: exit 1 when accuracy is below this.
+    #[arg(long, value_name = "ACC")]
+    pub min_accuracy: Option<f64>,
+    /// Gate: exit 1 when macro-F1 is below this.
+    #[arg(long, value_name = "F1")]
+    pub min_macro_f1: Option<f64>,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+pub fn run(args: EvaluateArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
+    for (flag, v) in [("--min-accuracy", args.min_accuracy), ("--min-macro-f1", args.min_macro_f1)] {
+        if let Some(v) = v {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::Usage(format!("{flag} must be in [0, 1]; got {v}")).into());
+            }
+        }
+    }
+    let model = Model::load(&args.model)?;
+    let spec = args.input.spec(&args.data, args.input_format, true);
+    let records = read_all(&spec)?;
+    let batch = config.classify.batch_size.unwrap_or(1024);
+    let report = evaluate(&model, &records, &spec.target.name(), batch);
+    match args.format {
+        ReportFormat::Json => ui::print(&serde_json::to_string(&report).expect("a report serialises"))?,
+        ReportFormat::Text => ui::print(&summary(&report))?,
+    }
+    if let Some(dir) = &args.report_dir {
+        let files = write_report(dir, &report)?;
+        ui::note(&format!("report written to {}: {}", dir.display(), files.join(", ")));
+    }
+    if !report.unknown_labels.is_empty() {
+        ui::warn(&format!(
+            "{} labels in the data are unknown to the model and count as errors: {}",
+            report.unknown_labels.len(),
+            report.unknown_labels.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut failed = Vec::new();
+    if let Some(min) = args.min_accuracy {
+        if !(report.accuracy >= min) {
+            failed.push(format!("accuracy {} is below --min-accuracy {}", pct(report.accuracy), pct(min)));
+        }
+    }
+    if let Some(min) = args.min_macro_f1 {
+        if !(report.macro_f1 >= min) {
+            failed.push(format!("macro-F1 {:.4} is below --min-macro-f1 {min}", report.macro_f1));
+        }
+    }
+    if failed.is_empty() {
+        Ok(Outcome::Success)
+    } else {
+        Ok(Outcome::Verdict(format!("gate failed: {}", failed.join("; "))))
+    }
+}
+
+fn summary(r: &EvalReport) -> String {
+    let get = |k: &str| r.model.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let mut s = format!(
+        "model      {} {} ({})\ndata       {}: {} queries\naccuracy   {}   macro-F1 {:.4}   ECE {:.4}\nabstain    below {:.4}: {} abstained, accuracy when answering {}\nlatency    p50 {:.3} ms, p95 {:.3} ms per query; {:.0} queries/s in batches\n",
+        get("name"),
+        get("version"),
+        &get("checksum")[..12.min(get("checksum").len())],
+        r.data,
+        r.n,
+        pct(r.accuracy),
+        r.macro_f1,
+        r.ece,
+        r.threshold,
+        pct(r.abstain_rate),
+        pct(r.accuracy_answered),
+        r.latency_ms.p50,
+        r.latency_ms.p95,
+        r.throughput_qps,
+    );
+    if !r.confusions.is_empty() {
+        s.push_str("confusions (truth → predicted)\n");
+        for c in r.confusions.iter().take(5) {
+            s.push_str(&format!("  {:>4}  {} → {}\n", c.count, c.truth, c.predicted));
+        }
+    }
+    let mut worst: Vec<_> = r.per_intent.iter().filter(|(_, v)| v.support > 0).collect();
+    worst.sort_by(|a, b| a.1.f1.total_cmp(&b.1.f1));
+    if !worst.is_empty() {
+        s.push_str("weakest intents (F1)\n");
+        for (k, v) in worst.iter().take(3) {
+            s.push_str(&format!("  {:.3}  {k} (support {})\n", v.f1, v.support));
+        }
+    }
+    s
+}

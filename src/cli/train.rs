@@ -1,0 +1,193 @@
+//! `cqr train DATA -o models/NAME`: resolve settings, read the data, train, apply the
+//! `--min-accuracy` gate, write the bundle, print a summary.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::json;
+
+use super::{InputArgs, Outcome};
+use crate::error::Error;
+use crate::eval::report::pct;
+use crate::io::read::{read_all, ReadSpec};
+use crate::io::{Format, Target};
+use crate::models::bundle::check_destination;
+use crate::models::linear::LinearParams;
+use crate::models::train::{stratified_split, train, TrainParams};
+use crate::settings::FileConfig;
+use crate::text::FeatureSpec;
+use crate::ui;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Labelled training data (CSV, JSONL or Parquet; `-` for stdin).
+    pub data: String,
+    /// Where to write the model bundle (a directory).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Model name stored in the bundle (default: the output directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Validation data; without it, --valid-split of the training data is held out.
+    #[arg(long, value_name = "DATA")]
+    pub valid: Option<String>,
+    /// Share of each label held out for validation when --valid is not given [default: 0.1].
+    #[arg(long, env = "CQR_VALID_SPLIT", value_name = "SHARE")]
+    pub valid_split: Option<f64>,
+    /// Seed for the validation split; the same seed and data give identical predictions [default: 42].
+    #[arg(long, env = "CQR_SEED")]
+    pub seed: Option<u64>,
+    /// Abstain below the lowest confidence that keeps this precision on validation [default: 0.95].
+    #[arg(long, value_name = "P")]
+    pub target_precision: Option<f64>,
+    /// Gate: exit 1 and write nothing when validation accuracy is below this.
+    #[arg(long, value_name = "ACC")]
+    pub min_accuracy: Option<f64>,
+    /// Model components to train (this build: linear).
+    #[arg(long, value_delimiter = ',', default_value = "linear")]
+    pub components: Vec<String>,
+    /// Ignore n-grams seen in fewer training texts than this [default: 2].
+    #[arg(long, value_name = "N")]
+    pub min_df: Option<u32>,
+    /// Solver iterations per regularisation strength [default: 300].
+    #[arg(long, value_name = "N")]
+    pub max_iter: Option<usize>,
+    /// Replace an existing bundle at the output path.
+    #[arg(long)]
+    pub force: bool,
+    /// Input format (default: from the extension; stdin is JSONL).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
+    let file = &config.train;
+    for c in &args.components {
+        if c != "linear" {
+            return Err(Error::Usage(format!("unknown component `{c}`; this build trains: linear")).into());
+        }
+    }
+    if let Some(m) = args.min_accuracy {
+        if !(0.0..=1.0).contains(&m) {
+            return Err(Error::Usage(format!("--min-accuracy must be in [0, 1]; got {m}")).into());
+        }
+    }
+    let defaults = LinearParams::default();
+    let params = TrainParams {
+        seed: args.seed.or(file.seed).unwrap_or(42),
+        valid_split: args.valid_split.or(file.valid_split).unwrap_or(0.1),
+        target_precision: args.target_precision.or(file.target_precision).unwrap_or(0.95),
+        features: FeatureSpec {
+            min_df: args.min_df.or(file.min_df).unwrap_or(FeatureSpec::default().min_df),
+            ..FeatureSpec::default()
+        },
+        linear: LinearParams {
+            l2_grid: file.l2_grid.clone().unwrap_or(defaults.l2_grid),
+            max_iter: args.max_iter.or(file.max_iter).unwrap_or(defaults.max_iter),
+        },
+    }
+    .validate()?;
+    check_destination(&args.output, args.force)?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => args
+            .output
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "model".into()),
+    };
+
+    let spec: ReadSpec = args.input.spec(&args.data, args.format, true);
+    let records = read_all(&spec)?;
+    let valid_records = match &args.valid {
+        Some(v) => {
+            if v == "-" && args.data == "-" {
+                return Err(Error::Usage("training and validation data cannot both come from stdin".into()).into());
+            }
+            Some(read_all(&args.input.spec(v, args.format, true))?)
+        }
+        None => None,
+    };
+    let p = params.params();
+    let (train_set, valid_set, valid_name) = match &valid_records {
+        Some(v) => (records.iter().collect(), v.iter().collect(), Target::parse(args.valid.as_deref().unwrap_or("-")).name()),
+        None => {
+            let (t, v) = stratified_split(&records, p.valid_split, p.seed);
+            (t, v, format!("{} (held-out {:.0}%)", spec.target.name(), p.valid_split * 100.0))
+        }
+    };
+    let bar = ui::progress(None, "training");
+    let mut on_progress = |stage: &str, it: usize, loss: f64| {
+        bar.set_message(format!("{stage} iteration {it} loss {loss:.5}"));
+        bar.inc(1);
+    };
+    let trained = train(&params, &train_set, &valid_set, (&spec.target.name(), &valid_name), &mut on_progress)?;
+    bar.finish_and_clear();
+    if trained.dropped_valid > 0 {
+        ui::warn(&format!(
+            "{} validation rows carry labels never seen in training and were left out of calibration",
+            trained.dropped_valid
+        ));
+    }
+    if !trained.threshold.target_met {
+        ui::warn(&format!(
+            "no confidence threshold reaches validation precision {}; the threshold {:.4} gives the best \
+             precision ({}); consider a lower --target-precision",
+            p.target_precision,
+            trained.threshold.threshold,
+            pct(trained.threshold.precision)
+        ));
+    }
+    let acc = trained.metrics["valid_accuracy"];
+    if let Some(min) = args.min_accuracy {
+        if acc < min {
+            return Ok(Outcome::Verdict(format!(
+                "gate failed: validation accuracy {} is below --min-accuracy {}; no model was written",
+                pct(acc),
+                pct(min)
+            )));
+        }
+    }
+    let resolved = json!({
+        "data": spec.target.name(),
+        "valid": args.valid,
+        "valid_split": p.valid_split,
+        "seed": p.seed,
+        "target_precision": p.target_precision,
+        "min_accuracy": args.min_accuracy,
+        "components": args.components,
+        "features": p.features,
+        "linear": p.linear,
+        "text_col": args.input.text_col,
+        "label_col": args.input.label_col,
+    });
+    let manifest = trained.save(&args.output, &name, args.force, p.seed, resolved)?;
+    let m = &trained.metrics;
+    let chosen = trained.path.iter().find(|pp| pp.l2 == trained.linear.l2);
+    let summary = format!(
+        "trained {name} → {}\n  data        {} rows for training, {} for validation, {} intents\n  features    {} n-grams (word 1–2, char 2–5)\n  linear      L2 {:.0e} chosen on validation ({} iterations)\n  calibration temperature {:.3} (validation NLL {:.4} → {:.4}, ECE {:.4} → {:.4})\n  abstain     below confidence {:.4} (validation precision {} at coverage {})\n  validation  accuracy {}, macro-F1 {:.4}\n  time        {:.1} s\n  checksum    {}",
+        args.output.display(),
+        trained.train_data.rows,
+        trained.valid_data.rows,
+        trained.labels.len(),
+        m["n_features"],
+        trained.linear.l2,
+        chosen.map(|c| c.iterations).unwrap_or(0),
+        trained.temperature.temperature,
+        trained.temperature.nll_before,
+        trained.temperature.nll_after,
+        m["valid_ece_uncalibrated"],
+        m["valid_ece"],
+        trained.threshold.threshold,
+        pct(trained.threshold.precision),
+        pct(trained.threshold.coverage),
+        pct(acc),
+        m["valid_macro_f1"],
+        trained.seconds,
+        manifest.checksum,
+    );
+    ui::print(&summary)?;
+    Ok(Outcome::Success)
+}

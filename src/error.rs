@@ -1,0 +1,169 @@
+//! The library's error type and the exit statuses it maps to. Every variant carries the context a
+//! user needs to fix the problem (file, line, column, field, expected versus found); nothing here
+//! prints.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where in an input a problem was found. Lines and rows are 1-based; `row` counts data records
+/// (not the header), `line` counts physical lines of the file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    pub source: String,
+    pub line: Option<u64>,
+    pub row: Option<u64>,
+    pub column: Option<u64>,
+    pub field: Option<String>,
+}
+
+impl Location {
+    pub fn new(source: impl Into<String>) -> Self {
+        Location {
+            source: source.into(),
+            ..Default::default()
+        }
+    }
+    pub fn line(mut self, line: u64) -> Self {
+        self.line = Some(line);
+        self
+    }
+    pub fn row(mut self, row: u64) -> Self {
+        self.row = Some(row);
+        self
+    }
+    pub fn column(mut self, column: u64) -> Self {
+        self.column = Some(column);
+        self
+    }
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        let mut parts = Vec::new();
+        if let Some(l) = self.line {
+            parts.push(format!("line {l}"));
+        }
+        if let Some(r) = self.row {
+            parts.push(format!("row {r}"));
+        }
+        if let Some(c) = self.column {
+            parts.push(format!("column {c}"));
+        }
+        if let Some(fld) = &self.field {
+            parts.push(format!("field `{fld}`"));
+        }
+        if !parts.is_empty() {
+            write!(f, ": {}", parts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{location}: {message}")]
+    Input { location: Location, message: String },
+
+    #[error("{source_name}: no column `{column}` ({what}); the columns are: {available}")]
+    MissingColumn {
+        source_name: String,
+        column: String,
+        what: String,
+        available: String,
+    },
+
+    #[error("{source_name}: no records: {why}")]
+    Empty { source_name: String, why: String },
+
+    #[error("model {}: {message}", path.display())]
+    Model { path: PathBuf, message: String },
+
+    #[error(
+        "model {}: checksum mismatch for `{file}` (manifest says {expected}, file has {found}); \
+         the bundle is corrupt or was edited by hand",
+        path.display()
+    )]
+    Checksum {
+        path: PathBuf,
+        file: String,
+        expected: String,
+        found: String,
+    },
+
+    #[error("{}: already exists; pass --force to replace it", path.display())]
+    Exists { path: PathBuf },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("training failed: {0}")]
+    Training(String),
+
+    #[error("{}: {message}", path.display())]
+    Output { path: PathBuf, message: String },
+}
+
+impl Error {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn input(location: Location, message: impl Into<String>) -> Self {
+        Error::Input {
+            location,
+            message: message.into(),
+        }
+    }
+
+    pub fn model(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        Error::Model {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    /// True when the error is the reader of our stdout going away (`cqr classify … | head`):
+    /// not a failure, the run ends quietly with status 0.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Process exit statuses shared by every command.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A negative verdict the caller asked for: a gate not met, drift found.
+    pub const VERDICT: u8 = 1;
+    /// An error: usage, input, I/O, model, server.
+    pub const ERROR: u8 = 2;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_names_every_known_part() {
+        let l = Location::new("data.csv").line(4).row(3).field("text");
+        assert_eq!(l.to_string(), "data.csv: line 4, row 3, field `text`");
+        assert_eq!(Location::new("-").to_string(), "-");
+    }
+}

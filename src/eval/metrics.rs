@@ -1,0 +1,261 @@
+//! Evaluation metrics over labelled predictions: accuracy, macro-F1, per-intent scores, top
+//! confusions, calibration (ECE and reliability bins), abstention and the coverage–accuracy
+//! curve. Pure functions of their inputs; no I/O.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// One scored, labelled query.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub truth: String,
+    pub predicted: String,
+    pub confidence: f32,
+    pub abstained: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IntentScore {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Confusion {
+    pub truth: String,
+    pub predicted: String,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReliabilityBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub count: usize,
+    pub mean_confidence: f64,
+    pub accuracy: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CoveragePoint {
+    pub threshold: f64,
+    pub coverage: f64,
+    pub accuracy: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub mean: f64,
+    pub queries: usize,
+}
+
+/// Everything `cqr evaluate` reports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalReport {
+    pub model: serde_json::Value,
+    pub data: String,
+    pub n: usize,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub ece: f64,
+    pub threshold: f64,
+    pub abstain_rate: f64,
+    pub accuracy_answered: f64,
+    /// Labels in the data that the model has never seen (always counted as errors).
+    pub unknown_labels: BTreeMap<String, usize>,
+    pub per_intent: BTreeMap<String, IntentScore>,
+    pub confusions: Vec<Confusion>,
+    pub reliability: Vec<ReliabilityBin>,
+    pub coverage_curve: Vec<CoveragePoint>,
+    pub latency_ms: Latency,
+    pub throughput_qps: f64,
+}
+
+pub const ECE_BINS: usize = 15;
+
+pub fn accuracy(s: &[Scored]) -> f64 {
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.iter().filter(|x| x.truth == x.predicted).count() as f64 / s.len() as f64
+}
+
+/// Per-intent precision/recall/F1 over every label that appears as truth or prediction, and
+/// their unweighted mean F1.
+pub fn per_intent(s: &[Scored]) -> (BTreeMap<String, IntentScore>, f64) {
+    let labels: BTreeSet<&str> = s.iter().flat_map(|x| [x.truth.as_str(), x.predicted.as_str()]).collect();
+    let mut tp: HashMap<&str, usize> = HashMap::new();
+    let mut pred: HashMap<&str, usize> = HashMap::new();
+    let mut sup: HashMap<&str, usize> = HashMap::new();
+    for x in s {
+        *pred.entry(&x.predicted).or_default() += 1;
+        *sup.entry(&x.truth).or_default() += 1;
+        if x.truth == x.predicted {
+            *tp.entry(&x.truth).or_default() += 1;
+        }
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let mut out = BTreeMap::new();
+    for l in &labels {
+        let t = tp.get(l).copied().unwrap_or(0);
+        let p = ratio(t, pred.get(l).copied().unwrap_or(0));
+        let r = ratio(t, sup.get(l).copied().unwrap_or(0));
+        let f1 = if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
+        out.insert(
+            l.to_string(),
+            IntentScore {
+                precision: p,
+                recall: r,
+                f1,
+                support: sup.get(l).copied().unwrap_or(0),
+            },
+        );
+    }
+    let macro_f1 = if out.is_empty() {
+        f64::NAN
+    } else {
+        out.values().map(|v| v.f1).sum::<f64>() / out.len() as f64
+    };
+    (out, macro_f1)
+}
+
+/// The `top` most frequent (truth, predicted) error pairs.
+pub fn confusions(s: &[Scored], top: usize) -> Vec<Confusion> {
+    let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for x in s.iter().filter(|x| x.truth != x.predicted) {
+        *counts.entry((&x.truth, &x.predicted)).or_default() += 1;
+    }
+    let mut v: Vec<Confusion> = counts
+        .into_iter()
+        .map(|((t, p), count)| Confusion {
+            truth: t.to_string(),
+            predicted: p.to_string(),
+            count,
+        })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.truth, &a.predicted).cmp(&(&b.truth, &b.predicted))));
+    v.truncate(top);
+    v
+}
+
+/// Equal-width confidence bins and the expected calibration error (weighted mean |acc − conf|).
+pub fn reliability(conf: &[f32], correct: &[bool], bins: usize) -> (Vec<ReliabilityBin>, f64) {
+    let mut count = vec![0usize; bins];
+    let mut sum_conf = vec![0f64; bins];
+    let mut hits = vec![0usize; bins];
+    for (&c, &ok) in conf.iter().zip(correct) {
+        let b = ((c as f64 * bins as f64) as usize).min(bins - 1);
+        count[b] += 1;
+        sum_conf[b] += c as f64;
+        hits[b] += ok as usize;
+    }
+    let n = conf.len().max(1) as f64;
+    let mut ece = 0.0;
+    let out = (0..bins)
+        .map(|b| {
+            let (mc, acc) = if count[b] == 0 {
+                (0.0, 0.0)
+            } else {
+                (sum_conf[b] / count[b] as f64, hits[b] as f64 / count[b] as f64)
+            };
+            ece += count[b] as f64 / n * (acc - mc).abs();
+            ReliabilityBin {
+                lower: b as f64 / bins as f64,
+                upper: (b + 1) as f64 / bins as f64,
+                count: count[b],
+                mean_confidence: mc,
+                accuracy: acc,
+            }
+        })
+        .collect();
+    (out, if conf.is_empty() { f64::NAN } else { ece })
+}
+
+/// Coverage and accuracy of answered queries as the threshold moves over `thresholds`.
+pub fn coverage_curve(conf: &[f32], correct: &[bool], thresholds: &[f64]) -> Vec<CoveragePoint> {
+    let n = conf.len().max(1) as f64;
+    thresholds
+        .iter()
+        .map(|&t| {
+            let answered: Vec<bool> = conf
+                .iter()
+                .zip(correct)
+                .filter(|(c, _)| **c as f64 >= t)
+                .map(|(_, ok)| *ok)
+                .collect();
+            CoveragePoint {
+                threshold: t,
+                coverage: answered.len() as f64 / n,
+                accuracy: if answered.is_empty() {
+                    f64::NAN
+                } else {
+                    answered.iter().filter(|x| **x).count() as f64 / answered.len() as f64
+                },
+            }
+        })
+        .collect()
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t: &str, p: &str, c: f32) -> Scored {
+        Scored {
+            truth: t.into(),
+            predicted: p.into(),
+            confidence: c,
+            abstained: false,
+        }
+    }
+
+    #[test]
+    fn f1_and_confusions() {
+        let v = vec![s("a", "a", 0.9), s("a", "b", 0.6), s("b", "b", 0.8), s("c", "b", 0.5)];
+        assert_eq!(accuracy(&v), 0.5);
+        let (pi, m) = per_intent(&v);
+        assert_eq!(pi["a"].precision, 1.0);
+        assert_eq!(pi["a"].recall, 0.5);
+        assert!((pi["b"].precision - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(pi["c"].f1, 0.0);
+        let fa = 2.0 * 1.0 * 0.5 / 1.5;
+        let fb = 2.0 * (1.0 / 3.0) * 1.0 / (1.0 / 3.0 + 1.0);
+        assert!((m - (fa + fb) / 3.0).abs() < 1e-12);
+        let c = confusions(&v, 10);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].truth, "a");
+    }
+
+    #[test]
+    fn ece_is_zero_when_calibrated_and_positive_otherwise() {
+        let conf = vec![0.75f32; 4];
+        let (_, e) = reliability(&conf, &[true, true, true, false], 15);
+        assert!(e.abs() < 1e-9);
+        let (bins, e) = reliability(&[0.95, 0.95], &[false, false], 15);
+        assert!((e - 0.95).abs() < 1e-6);
+        assert_eq!(bins.iter().map(|b| b.count).sum::<usize>(), 2);
+    }
+
+    #[test]
+    fn coverage_shrinks_as_threshold_rises() {
+        let c = coverage_curve(&[0.9, 0.5, 0.2], &[true, false, true], &[0.0, 0.4, 0.95]);
+        assert_eq!(c[0].coverage, 1.0);
+        assert!((c[1].coverage - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(c[1].accuracy, 0.5);
+        assert_eq!(c[2].coverage, 0.0);
+        assert!(c[2].accuracy.is_nan());
+    }
+}

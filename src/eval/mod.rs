@@ -1,0 +1,98 @@
+//! Evaluation: scores a model on labelled records and measures it (`metrics`), then writes the
+//! report and plots (`report`). Reads no files itself; the caller hands it records.
+
+pub mod metrics;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use metrics::{EvalReport, Latency, Scored};
+
+use crate::io::read::Record;
+use crate::models::Model;
+
+/// How many queries are timed one at a time for the latency figures.
+const LATENCY_SAMPLE: usize = 2000;
+
+/// Scores `records` (which must carry labels) and computes every metric.
+pub fn evaluate(model: &Model, records: &[Record], data_name: &str, batch_size: usize) -> EvalReport {
+    let labels = model.labels();
+    let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    let start = Instant::now();
+    let mut decisions = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch_size.max(1)) {
+        for p in model.predict(chunk) {
+            decisions.push(model.decide(&p, 1));
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let known: std::collections::HashSet<&str> = labels.iter().map(|s| s.as_str()).collect();
+    let mut unknown_labels: BTreeMap<String, usize> = BTreeMap::new();
+    let scored: Vec<Scored> = records
+        .iter()
+        .zip(&decisions)
+        .map(|(r, d)| {
+            let truth = r.label.clone().expect("evaluation records carry labels");
+            if !known.contains(truth.as_str()) {
+                *unknown_labels.entry(truth.clone()).or_default() += 1;
+            }
+            Scored {
+                truth,
+                predicted: labels[d.best].clone(),
+                confidence: d.confidence,
+                abstained: d.abstained,
+            }
+        })
+        .collect();
+
+    let mut lat: Vec<f64> = texts
+        .iter()
+        .take(LATENCY_SAMPLE)
+        .map(|t| {
+            let s = Instant::now();
+            let p = model.predict(std::slice::from_ref(t));
+            let _ = model.decide(&p[0], 3);
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+
+    let conf: Vec<f32> = scored.iter().map(|s| s.confidence).collect();
+    let correct: Vec<bool> = scored.iter().map(|s| s.truth == s.predicted).collect();
+    let (per_intent, macro_f1) = metrics::per_intent(&scored);
+    let (reliability, ece) = metrics::reliability(&conf, &correct, metrics::ECE_BINS);
+    let threshold = model.threshold() as f64;
+    let mut thresholds: Vec<f64> = (0..20).map(|i| i as f64 * 0.05).chain([0.98, 0.99, threshold]).collect();
+    thresholds.sort_by(f64::total_cmp);
+    thresholds.dedup();
+    let answered: Vec<&Scored> = scored.iter().filter(|s| !s.abstained).collect();
+    let n = scored.len();
+    EvalReport {
+        model: serde_json::to_value(model.model_ref()).expect("a model ref serialises"),
+        data: data_name.to_string(),
+        n,
+        accuracy: metrics::accuracy(&scored),
+        macro_f1,
+        ece,
+        threshold,
+        abstain_rate: (n - answered.len()) as f64 / n.max(1) as f64,
+        accuracy_answered: if answered.is_empty() {
+            f64::NAN
+        } else {
+            answered.iter().filter(|s| s.truth == s.predicted).count() as f64 / answered.len() as f64
+        },
+        unknown_labels,
+        per_intent,
+        confusions: metrics::confusions(&scored, 10),
+        reliability,
+        coverage_curve: metrics::coverage_curve(&conf, &correct, &thresholds),
+        latency_ms: Latency {
+            p50: metrics::percentile(&lat, 50.0),
+            p95: metrics::percentile(&lat, 95.0),
+            mean: lat.iter().sum::<f64>() / lat.len().max(1) as f64,
+            queries: lat.len(),
+        },
+        throughput_qps: n as f64 / elapsed.max(1e-9),
+    }
+}

@@ -1,0 +1,290 @@
+//! The model bundle on disk: a directory with `manifest.json` beside each component's files
+//! (safetensors weights, JSON vocabularies). The manifest carries the format version, the labels,
+//! every file's sha256, calibration, thresholds, training settings, the data fingerprint and the
+//! metrics. Saving writes a temporary sibling directory and renames it into place; loading
+//! refuses a newer format and any checksum mismatch.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::calibration::ThresholdChoice;
+use super::linear::{FittedLinear, PathPoint};
+use crate::error::{Error, Result};
+use crate::io::atomic::TempDir;
+use crate::text::{FeatureSpec, Vectorizer, Vocabulary};
+use crate::util::{sha256_file, sha256_hex};
+
+/// The newest bundle format this build reads and the one it writes.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub cqr_version: String,
+    pub name: String,
+    pub version: String,
+    pub created_at: String,
+    pub labels: Vec<String>,
+    pub components: Vec<ComponentManifest>,
+    pub abstain: ThresholdChoice,
+    /// sha256 over the component files' names and checksums: identifies the model's behaviour.
+    pub checksum: String,
+    pub training: TrainingInfo,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ComponentManifest {
+    pub kind: String,
+    /// Ensemble weight; the weights of all components sum to 1.
+    pub weight: f32,
+    pub temperature: f32,
+    /// Role → file, e.g. `weights` → `linear.safetensors`.
+    pub files: BTreeMap<String, FileEntry>,
+    pub settings: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataFingerprint {
+    pub source: String,
+    pub rows: usize,
+    /// sha256 over the (text, label) pairs in order.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainingInfo {
+    pub seed: u64,
+    pub args: serde_json::Value,
+    pub train_data: DataFingerprint,
+    pub valid_data: DataFingerprint,
+    pub seconds: f64,
+}
+
+/// Settings the linear component stores in its manifest entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LinearSettings {
+    pub features: FeatureSpec,
+    pub l2: f32,
+    pub n_features: usize,
+    pub l2_path: Vec<PathPoint>,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn tensor_f32(st: &SafeTensors<'_>, name: &str, file: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| Error::model(file, format!("tensor `{name}`: {e}")))?;
+    if t.dtype() != Dtype::F32 {
+        return Err(Error::model(file, format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
+    }
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok((t.shape().to_vec(), data))
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry> {
+    let p = dir.join(name);
+    fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
+    Ok(FileEntry {
+        path: name.to_string(),
+        sha256: sha256_hex(bytes),
+        bytes: bytes.len() as u64,
+    })
+}
+
+/// Writes the linear component's files into `dir` and returns its manifest entry.
+pub fn write_linear(dir: &Path, m: &FittedLinear, temperature: f32, path: &[PathPoint]) -> Result<ComponentManifest> {
+    let d = m.vectorizer.n_features();
+    let weight_bytes = f32_bytes(&m.weights);
+    let bias_bytes = f32_bytes(&m.bias);
+    let idf_bytes = f32_bytes(m.vectorizer.idf());
+    let tensors = vec![
+        ("bias", TensorView::new(Dtype::F32, vec![m.n_classes], &bias_bytes)),
+        ("idf", TensorView::new(Dtype::F32, vec![d], &idf_bytes)),
+        ("weight", TensorView::new(Dtype::F32, vec![d, m.n_classes], &weight_bytes)),
+    ];
+    let tensors: Vec<(&str, TensorView<'_>)> = tensors
+        .into_iter()
+        .map(|(n, t)| t.map(|t| (n, t)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::model(dir, format!("building tensors: {e}")))?;
+    let st = safetensors::serialize(tensors, None).map_err(|e| Error::model(dir, format!("serialising weights: {e}")))?;
+    let vocab = serde_json::to_vec(&m.vocab).expect("a vocabulary of strings always serialises");
+    let mut files = BTreeMap::new();
+    files.insert("weights".to_string(), write_file(dir, "linear.safetensors", &st)?);
+    files.insert("vocab".to_string(), write_file(dir, "linear_vocab.json", &vocab)?);
+    let settings = LinearSettings {
+        features: m.vectorizer.spec().clone(),
+        l2: m.l2,
+        n_features: d,
+        l2_path: path.to_vec(),
+    };
+    Ok(ComponentManifest {
+        kind: "linear".into(),
+        weight: 1.0,
+        temperature,
+        files,
+        settings: serde_json::to_value(settings).expect("settings always serialise"),
+    })
+}
+
+/// Reads the linear component back; checksums have already been verified.
+pub fn read_linear(bundle: &Path, c: &ComponentManifest, n_classes: usize) -> Result<FittedLinear> {
+    let settings: LinearSettings = serde_json::from_value(c.settings.clone())
+        .map_err(|e| Error::model(bundle, format!("linear settings: {e}")))?;
+    let file = |role: &str| -> Result<PathBuf> {
+        c.files
+            .get(role)
+            .map(|f| bundle.join(&f.path))
+            .ok_or_else(|| Error::model(bundle, format!("the linear component lists no `{role}` file")))
+    };
+    let wpath = file("weights")?;
+    let vpath = file("vocab")?;
+    let bytes = fs::read(&wpath).map_err(|e| Error::io(&wpath, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::model(&wpath, e.to_string()))?;
+    let (wshape, weights) = tensor_f32(&st, "weight", &wpath)?;
+    let (_, bias) = tensor_f32(&st, "bias", &wpath)?;
+    let (_, idf) = tensor_f32(&st, "idf", &wpath)?;
+    let vbytes = fs::read(&vpath).map_err(|e| Error::io(&vpath, e))?;
+    let vocab: Vocabulary =
+        serde_json::from_slice(&vbytes).map_err(|e| Error::model(&vpath, format!("vocabulary: {e}")))?;
+    if wshape != [idf.len(), n_classes] || bias.len() != n_classes {
+        return Err(Error::model(
+            &wpath,
+            format!(
+                "weight shape {wshape:?} does not fit {} features and {n_classes} labels",
+                idf.len()
+            ),
+        ));
+    }
+    let vectorizer = Vectorizer::from_parts(settings.features, &vocab, idf).map_err(|e| Error::model(&vpath, e.to_string()))?;
+    Ok(FittedLinear {
+        vectorizer,
+        vocab,
+        weights,
+        bias,
+        n_classes,
+        l2: settings.l2,
+    })
+}
+
+/// The bundle checksum: sha256 over each component file's name and sha256, sorted.
+pub fn bundle_checksum(components: &[ComponentManifest]) -> String {
+    let mut lines: Vec<String> = components
+        .iter()
+        .flat_map(|c| c.files.values().map(|f| format!("{} {}\n", f.path, f.sha256)))
+        .collect();
+    lines.sort();
+    sha256_hex(lines.concat().as_bytes())
+}
+
+/// Where a bundle is about to be written: checked before any expensive work.
+pub fn check_destination(dir: &Path, force: bool) -> Result<()> {
+    if dir.exists() && !force {
+        return Err(Error::Exists { path: dir.to_path_buf() });
+    }
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Output {
+            path: dir.to_path_buf(),
+            message: "exists and is not a directory".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Writes a bundle atomically: `fill` writes the component files into a temporary directory and
+/// returns their manifest entries; the manifest goes last, then the directory is renamed.
+pub fn save(
+    dir: &Path,
+    force: bool,
+    mut manifest: Manifest,
+    fill: impl FnOnce(&Path) -> Result<Vec<ComponentManifest>>,
+) -> Result<Manifest> {
+    check_destination(dir, force)?;
+    let tmp = TempDir::beside(dir)?;
+    manifest.components = fill(tmp.path())?;
+    manifest.checksum = bundle_checksum(&manifest.components);
+    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises");
+    write_file(tmp.path(), MANIFEST, &json)?;
+    tmp.commit(dir, force)?;
+    Ok(manifest)
+}
+
+/// Reads and verifies a bundle's manifest: format version and every file's checksum.
+pub fn load_manifest(dir: &Path) -> Result<Manifest> {
+    let mpath = dir.join(MANIFEST);
+    if !dir.is_dir() {
+        return Err(Error::model(dir, "no such model directory (train one with `cqr train DATA -o DIR`)"));
+    }
+    let bytes = fs::read(&mpath).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::model(dir, "not a cqr model bundle: it has no manifest.json"),
+        _ => Error::io(&mpath, e),
+    })?;
+    let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::model(&mpath, format!("invalid JSON at line {}, column {}: {e}", e.line(), e.column()))
+    })?;
+    let found = raw.get("format_version").and_then(|v| v.as_u64());
+    match found {
+        Some(v) if v as u32 > FORMAT_VERSION => {
+            return Err(Error::model(
+                dir,
+                format!(
+                    "bundle format {v} was written by a newer cqr ({}); this cqr {} reads formats up to \
+                     {FORMAT_VERSION}: upgrade cqr",
+                    raw.get("cqr_version").and_then(|v| v.as_str()).unwrap_or("unknown version"),
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ))
+        }
+        None => return Err(Error::model(&mpath, "no `format_version`: not a cqr manifest")),
+        _ => {}
+    }
+    let manifest: Manifest =
+        serde_json::from_value(raw).map_err(|e| Error::model(&mpath, format!("invalid manifest: {e}")))?;
+    for c in &manifest.components {
+        for f in c.files.values() {
+            if f.path.contains('/') || f.path.contains('\\') || f.path.starts_with('.') {
+                return Err(Error::model(dir, format!("manifest names a file outside the bundle: `{}`", f.path)));
+            }
+            let p = dir.join(&f.path);
+            if !p.is_file() {
+                return Err(Error::model(dir, format!("`{}` is missing: the bundle is incomplete", f.path)));
+            }
+            let found = sha256_file(&p)?;
+            if found != f.sha256 {
+                return Err(Error::Checksum {
+                    path: dir.to_path_buf(),
+                    file: f.path.clone(),
+                    expected: f.sha256.clone(),
+                    found,
+                });
+            }
+        }
+    }
+    if bundle_checksum(&manifest.components) != manifest.checksum {
+        return Err(Error::model(dir, "the manifest checksum does not match its files"));
+    }
+    if manifest.labels.is_empty() {
+        return Err(Error::model(dir, "the manifest lists no labels"));
+    }
+    Ok(manifest)
+}

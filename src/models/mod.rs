@@ -1,0 +1,207 @@
+//! Models: the `Classifier` trait every component implements, the loaded `Model` (a bundle's
+//! components, their calibration and ensemble weights, the abstain threshold) and the per-query
+//! `Decision` derived from its probabilities. Only this module touches weights; it never reads
+//! data files or prints.
+
+pub mod bundle;
+pub mod calibration;
+pub mod lbfgs;
+pub mod linear;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::text::{Scratch, SparseVec};
+pub use bundle::Manifest;
+pub use linear::FittedLinear;
+
+/// A component that scores texts. Implementations are pure functions of their weights, so a
+/// batch can be split across threads.
+pub trait Classifier: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn n_classes(&self) -> usize;
+    /// Raw (uncalibrated) logits, row-major `[texts.len() × n_classes]`.
+    fn logits(&self, texts: &[&str]) -> Vec<f32>;
+}
+
+impl Classifier for FittedLinear {
+    fn kind(&self) -> &'static str {
+        "linear"
+    }
+
+    fn n_classes(&self) -> usize {
+        self.n_classes
+    }
+
+    fn logits(&self, texts: &[&str]) -> Vec<f32> {
+        let c = self.n_classes;
+        let mut out = vec![0f32; texts.len() * c];
+        let work = |(text, row): (&&str, &mut [f32]), (scratch, sparse): &mut (Scratch, SparseVec)| {
+            self.logits_one(text, scratch, sparse, row)
+        };
+        if texts.len() < 64 {
+            let mut state = (Scratch::default(), SparseVec::default());
+            texts.iter().zip(out.chunks_mut(c)).for_each(|p| work(p, &mut state));
+        } else {
+            texts
+                .par_iter()
+                .zip(out.par_chunks_mut(c))
+                .with_min_len(32)
+                .for_each_init(|| (Scratch::default(), SparseVec::default()), |s, p| work(p, s));
+        }
+        out
+    }
+}
+
+/// A loaded component with its calibration.
+pub struct Component {
+    pub classifier: Box<dyn Classifier>,
+    pub temperature: f32,
+    pub weight: f32,
+}
+
+/// What answers a query: name, version and checksum of the bundle.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelRef {
+    pub name: String,
+    pub version: String,
+    pub checksum: String,
+}
+
+/// A model loaded from a bundle, ready to score.
+pub struct Model {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+    pub components: Vec<Component>,
+}
+
+/// The calibrated, combined class probabilities of one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub probs: Vec<f32>,
+}
+
+/// What cqr decides for one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The most probable class (reported as `unknown` when abstained).
+    pub best: usize,
+    pub confidence: f32,
+    pub abstained: bool,
+    pub top_k: Vec<(usize, f32)>,
+    /// Shannon entropy of the probabilities, in nats.
+    pub entropy: f32,
+    /// Best minus second-best probability.
+    pub margin: f32,
+}
+
+impl Model {
+    pub fn load(path: &Path) -> Result<Model> {
+        let manifest = bundle::load_manifest(path)?;
+        let n = manifest.labels.len();
+        let mut components = Vec::new();
+        for c in &manifest.components {
+            let classifier: Box<dyn Classifier> = match c.kind.as_str() {
+                "linear" => Box::new(bundle::read_linear(path, c, n)?),
+                other => {
+                    return Err(Error::model(
+                        path,
+                        format!("unknown component kind `{other}` (this cqr knows: linear)"),
+                    ))
+                }
+            };
+            if !(c.temperature > 0.0) {
+                return Err(Error::model(path, format!("component `{}` has temperature {}", c.kind, c.temperature)));
+            }
+            components.push(Component {
+                classifier,
+                temperature: c.temperature,
+                weight: c.weight,
+            });
+        }
+        if components.is_empty() {
+            return Err(Error::model(path, "the bundle has no components"));
+        }
+        Ok(Model {
+            path: path.to_path_buf(),
+            manifest,
+            components,
+        })
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.manifest.labels
+    }
+
+    pub fn threshold(&self) -> f32 {
+        self.manifest.abstain.threshold
+    }
+
+    pub fn model_ref(&self) -> ModelRef {
+        ModelRef {
+            name: self.manifest.name.clone(),
+            version: self.manifest.version.clone(),
+            checksum: self.manifest.checksum.clone(),
+        }
+    }
+
+    /// Calibrated probabilities: each component's temperature-scaled softmax, averaged with the
+    /// ensemble weights.
+    pub fn predict(&self, texts: &[&str]) -> Vec<Prediction> {
+        let c = self.labels().len();
+        let mut probs = vec![0f32; texts.len() * c];
+        let mut tmp = vec![0f32; c];
+        for comp in &self.components {
+            let logits = comp.classifier.logits(texts);
+            for (row, out) in logits.chunks(c).zip(probs.chunks_mut(c)) {
+                calibration::softmax_t(row, comp.temperature, &mut tmp);
+                out.iter_mut().zip(&tmp).for_each(|(o, p)| *o += comp.weight * p);
+            }
+        }
+        probs.chunks(c).map(|p| Prediction { probs: p.to_vec() }).collect()
+    }
+
+    pub fn decide(&self, p: &Prediction, k: usize) -> Decision {
+        decide(&p.probs, self.threshold(), k)
+    }
+}
+
+/// Derives the decision for one probability vector.
+pub fn decide(probs: &[f32], threshold: f32, k: usize) -> Decision {
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    // Ties broken by label index so output is stable.
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let best = order[0];
+    let confidence = probs[best];
+    let second = order.get(1).map(|&i| probs[i]).unwrap_or(0.0);
+    let entropy = -probs.iter().filter(|&&p| p > 0.0).map(|&p| p * p.ln()).sum::<f32>();
+    Decision {
+        best,
+        confidence,
+        abstained: confidence < threshold,
+        top_k: order.iter().take(k).map(|&i| (i, probs[i])).collect(),
+        entropy: entropy.max(0.0),
+        margin: confidence - second,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_fields() {
+        let d = decide(&[0.1, 0.6, 0.3], 0.5, 2);
+        assert_eq!(d.best, 1);
+        assert!(!d.abstained);
+        assert_eq!(d.top_k, vec![(1, 0.6), (2, 0.3)]);
+        assert!((d.margin - 0.3).abs() < 1e-6);
+        let h = -(0.1f32 * 0.1f32.ln() + 0.6 * 0.6f32.ln() + 0.3 * 0.3f32.ln());
+        assert!((d.entropy - h).abs() < 1e-6);
+        assert!(decide(&[0.4, 0.35, 0.25], 0.5, 3).abstained);
+    }
+}

@@ -1,0 +1,110 @@
+//! The only place that prints. Results go to stdout; messages, warnings and progress bars go to
+//! stderr, and progress bars only when stderr is a terminal and nobody asked for quiet.
+
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+
+struct Ui {
+    quiet: bool,
+    progress: bool,
+}
+
+static UI: OnceLock<Ui> = OnceLock::new();
+
+fn ui() -> &'static Ui {
+    UI.get_or_init(|| Ui {
+        quiet: false,
+        progress: false,
+    })
+}
+
+/// Sets verbosity and logging once, before any command runs. `RUST_LOG` overrides -v/-q.
+pub fn init(quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("cqr={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+    let _ = UI.set(Ui {
+        quiet,
+        progress: !quiet && std::io::stderr().is_terminal(),
+    });
+}
+
+/// Prints a result to stdout. A closed pipe is returned as an error so the caller can stop.
+pub fn print(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// A message for the person at the terminal (stderr), suppressed by -q.
+pub fn note(text: &str) {
+    if !ui().quiet {
+        eprintln!("{text}");
+    }
+}
+
+pub fn warn(text: &str) {
+    if !ui().quiet {
+        eprintln!("warning: {text}");
+    }
+}
+
+/// The message of a negative verdict (exit 1): always shown, it explains the status.
+pub fn verdict(text: &str) {
+    eprintln!("{text}");
+}
+
+pub fn error(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("caused by: {cause}");
+    }
+}
+
+/// True when an error is only the reader of stdout going away (`| head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<crate::Error>().is_some_and(|ce| ce.is_broken_pipe())
+    })
+}
+
+/// A progress bar over `len` steps (or a spinner when the length is unknown), hidden unless
+/// stderr is a terminal.
+pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
+    if !ui().progress {
+        return ProgressBar::hidden();
+    }
+    let pb = match len {
+        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{spinner} {msg} {human_pos} {per_sec} {elapsed}").expect("a valid template"),
+        ),
+    };
+    pb.set_message(what.to_string());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
