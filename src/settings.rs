@@ -26,6 +26,9 @@ pub struct TrainFile {
     pub min_df: Option<u32>,
     pub max_iter: Option<usize>,
     pub l2_grid: Option<Vec<f32>>,
+    pub word_ngrams: Option<[usize; 2]>,
+    pub char_ngrams: Option<[usize; 2]>,
+    pub refit: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -54,7 +57,12 @@ impl FileConfig {
             if let Some(span) = e.span() {
                 let before = &text[..span.start.min(text.len())];
                 let line = before.matches('\n').count() as u64 + 1;
-                let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) as u64 + 1;
+                let col = before
+                    .rsplit('\n')
+                    .next()
+                    .map(|l| l.chars().count())
+                    .unwrap_or(0) as u64
+                    + 1;
                 loc = loc.line(line).column(col);
             }
             Error::input(loc, e.message().to_string())

@@ -31,7 +31,8 @@ pub fn init(quiet: bool, verbose: u8) {
         (false, 2) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("cqr={level}")));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("cqr={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -84,7 +85,8 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<crate::Error>().is_some_and(|ce| ce.is_broken_pipe())
+            || c.downcast_ref::<crate::Error>()
+                .is_some_and(|ce| ce.is_broken_pipe())
     })
 }
 
@@ -101,7 +103,8 @@ pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
                 .progress_chars("=> "),
         ),
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-            ProgressStyle::with_template("{spinner} {msg} {human_pos} {per_sec} {elapsed}").expect("a valid template"),
+            ProgressStyle::with_template("{spinner} {msg} {human_pos} {per_sec} {elapsed}")
+                .expect("a valid template"),
         ),
     };
     pb.set_message(what.to_string());

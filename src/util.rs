@@ -121,7 +121,7 @@ mod tests {
     fn sha256_known_value() {
         assert_eq!(
             sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dea2223b00361a96177b0d5c4ca0db84bf9b5ad"
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 }

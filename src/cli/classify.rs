@@ -19,7 +19,15 @@ use crate::settings::FileConfig;
 use crate::ui;
 
 /// Output fields that `--keep` columns may not shadow.
-const OUTPUT_FIELDS: [&str; 7] = ["id", "intent", "confidence", "top_k", "abstained", "uncertainty", "model"];
+const OUTPUT_FIELDS: [&str; 7] = [
+    "id",
+    "intent",
+    "confidence",
+    "top_k",
+    "abstained",
+    "uncertainty",
+    "model",
+];
 
 /// How long a batch waits for more input before it is answered: short enough that a person
 /// typing into a pipe sees each answer at once.
@@ -56,11 +64,18 @@ pub struct ClassifyArgs {
 
 pub fn run(args: ClassifyArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
     let top_k = args.top_k.or(config.classify.top_k).unwrap_or(3);
-    let batch_size = args.batch_size.or(config.classify.batch_size).unwrap_or(1024);
+    let batch_size = args
+        .batch_size
+        .or(config.classify.batch_size)
+        .unwrap_or(1024);
     if top_k == 0 || batch_size == 0 {
         return Err(Error::Usage("--top-k and --batch-size must be at least 1".into()).into());
     }
-    if let Some(k) = args.keep.iter().find(|k| OUTPUT_FIELDS.contains(&k.as_str())) {
+    if let Some(k) = args
+        .keep
+        .iter()
+        .find(|k| OUTPUT_FIELDS.contains(&k.as_str()))
+    {
         return Err(Error::Usage(format!("--keep {k}: `{k}` is already an output field")).into());
     }
     let model = Model::load(&args.model)?;
@@ -102,7 +117,11 @@ pub fn output_record(rec: Record, d: &Decision, model: &Model, model_ref: &Value
     for (k, v) in rec.keep {
         m.insert(k, v);
     }
-    let intent = if d.abstained { "unknown" } else { labels[d.best].as_str() };
+    let intent = if d.abstained {
+        "unknown"
+    } else {
+        labels[d.best].as_str()
+    };
     m.insert("intent".into(), Value::from(intent));
     m.insert("confidence".into(), Value::from(round6(d.confidence)));
     m.insert(

@@ -7,9 +7,9 @@ use clap::{Args, ValueEnum};
 
 use super::{InputArgs, Outcome};
 use crate::error::Error;
+use crate::eval::evaluate;
 use crate::eval::metrics::EvalReport;
 use crate::eval::report::{pct, write_report};
-use crate::eval::evaluate;
 use crate::io::read::read_all;
 use crate::io::Format;
 use crate::models::Model;
@@ -48,7 +48,10 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(args: EvaluateArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
-    for (flag, v) in [("--min-accuracy", args.min_accuracy), ("--min-macro-f1", args.min_macro_f1)] {
+    for (flag, v) in [
+        ("--min-accuracy", args.min_accuracy),
+        ("--min-macro-f1", args.min_macro_f1),
+    ] {
         if let Some(v) = v {
             if !(0.0..=1.0).contains(&v) {
                 return Err(Error::Usage(format!("{flag} must be in [0, 1]; got {v}")).into());
@@ -61,40 +64,67 @@ pub fn run(args: EvaluateArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
     let batch = config.classify.batch_size.unwrap_or(1024);
     let report = evaluate(&model, &records, &spec.target.name(), batch);
     match args.format {
-        ReportFormat::Json => ui::print(&serde_json::to_string(&report).expect("a report serialises"))?,
+        ReportFormat::Json => {
+            ui::print(&serde_json::to_string(&report).expect("a report serialises"))?
+        }
         ReportFormat::Text => ui::print(&summary(&report))?,
     }
     if let Some(dir) = &args.report_dir {
         let files = write_report(dir, &report)?;
-        ui::note(&format!("report written to {}: {}", dir.display(), files.join(", ")));
+        ui::note(&format!(
+            "report written to {}: {}",
+            dir.display(),
+            files.join(", ")
+        ));
     }
     if !report.unknown_labels.is_empty() {
         ui::warn(&format!(
             "{} labels in the data are unknown to the model and count as errors: {}",
             report.unknown_labels.len(),
-            report.unknown_labels.keys().cloned().collect::<Vec<_>>().join(", ")
+            report
+                .unknown_labels
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let mut failed = Vec::new();
     if let Some(min) = args.min_accuracy {
         if !(report.accuracy >= min) {
-            failed.push(format!("accuracy {} is below --min-accuracy {}", pct(report.accuracy), pct(min)));
+            failed.push(format!(
+                "accuracy {} is below --min-accuracy {}",
+                pct(report.accuracy),
+                pct(min)
+            ));
         }
     }
     if let Some(min) = args.min_macro_f1 {
         if !(report.macro_f1 >= min) {
-            failed.push(format!("macro-F1 {:.4} is below --min-macro-f1 {min}", report.macro_f1));
+            failed.push(format!(
+                "macro-F1 {:.4} is below --min-macro-f1 {min}",
+                report.macro_f1
+            ));
         }
     }
     if failed.is_empty() {
         Ok(Outcome::Success)
     } else {
-        Ok(Outcome::Verdict(format!("gate failed: {}", failed.join("; "))))
+        Ok(Outcome::Verdict(format!(
+            "gate failed: {}",
+            failed.join("; ")
+        )))
     }
 }
 
 fn summary(r: &EvalReport) -> String {
-    let get = |k: &str| r.model.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let get = |k: &str| {
+        r.model
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
     let mut s = format!(
         "model      {} {} ({})\ndata       {}: {} queries\naccuracy   {}   macro-F1 {:.4}   ECE {:.4}\nabstain    below {:.4}: {} abstained, accuracy when answering {}\nlatency    p50 {:.3} ms, p95 {:.3} ms per query; {:.0} queries/s in batches\n",
         get("name"),
@@ -115,7 +145,10 @@ fn summary(r: &EvalReport) -> String {
     if !r.confusions.is_empty() {
         s.push_str("confusions (truth → predicted)\n");
         for c in r.confusions.iter().take(5) {
-            s.push_str(&format!("  {:>4}  {} → {}\n", c.count, c.truth, c.predicted));
+            s.push_str(&format!(
+                "  {:>4}  {} → {}\n",
+                c.count, c.truth, c.predicted
+            ));
         }
     }
     let mut worst: Vec<_> = r.per_intent.iter().filter(|(_, v)| v.support > 0).collect();

@@ -52,6 +52,10 @@ pub struct TrainArgs {
     /// Solver iterations per regularisation strength [default: 300].
     #[arg(long, value_name = "N")]
     pub max_iter: Option<usize>,
+    /// Keep the model fitted on the training split only, instead of refitting on training +
+    /// validation with the chosen regularisation.
+    #[arg(long)]
+    pub no_refit: bool,
     /// Replace an existing bundle at the output path.
     #[arg(long)]
     pub force: bool,
@@ -66,7 +70,10 @@ pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
     let file = &config.train;
     for c in &args.components {
         if c != "linear" {
-            return Err(Error::Usage(format!("unknown component `{c}`; this build trains: linear")).into());
+            return Err(Error::Usage(format!(
+                "unknown component `{c}`; this build trains: linear"
+            ))
+            .into());
         }
     }
     if let Some(m) = args.min_accuracy {
@@ -78,11 +85,24 @@ pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
     let params = TrainParams {
         seed: args.seed.or(file.seed).unwrap_or(42),
         valid_split: args.valid_split.or(file.valid_split).unwrap_or(0.1),
-        target_precision: args.target_precision.or(file.target_precision).unwrap_or(0.95),
+        target_precision: args
+            .target_precision
+            .or(file.target_precision)
+            .unwrap_or(0.95),
         features: FeatureSpec {
-            min_df: args.min_df.or(file.min_df).unwrap_or(FeatureSpec::default().min_df),
+            min_df: args
+                .min_df
+                .or(file.min_df)
+                .unwrap_or(FeatureSpec::default().min_df),
+            word_ngrams: file
+                .word_ngrams
+                .unwrap_or(FeatureSpec::default().word_ngrams),
+            char_ngrams: file
+                .char_ngrams
+                .unwrap_or(FeatureSpec::default().char_ngrams),
             ..FeatureSpec::default()
         },
+        refit: !args.no_refit && file.refit.unwrap_or(true),
         linear: LinearParams {
             l2_grid: file.l2_grid.clone().unwrap_or(defaults.l2_grid),
             max_iter: args.max_iter.or(file.max_iter).unwrap_or(defaults.max_iter),
@@ -104,7 +124,10 @@ pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
     let valid_records = match &args.valid {
         Some(v) => {
             if v == "-" && args.data == "-" {
-                return Err(Error::Usage("training and validation data cannot both come from stdin".into()).into());
+                return Err(Error::Usage(
+                    "training and validation data cannot both come from stdin".into(),
+                )
+                .into());
             }
             Some(read_all(&args.input.spec(v, args.format, true))?)
         }
@@ -112,10 +135,22 @@ pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
     };
     let p = params.params();
     let (train_set, valid_set, valid_name) = match &valid_records {
-        Some(v) => (records.iter().collect(), v.iter().collect(), Target::parse(args.valid.as_deref().unwrap_or("-")).name()),
+        Some(v) => (
+            records.iter().collect(),
+            v.iter().collect(),
+            Target::parse(args.valid.as_deref().unwrap_or("-")).name(),
+        ),
         None => {
             let (t, v) = stratified_split(&records, p.valid_split, p.seed);
-            (t, v, format!("{} (held-out {:.0}%)", spec.target.name(), p.valid_split * 100.0))
+            (
+                t,
+                v,
+                format!(
+                    "{} (held-out {:.0}%)",
+                    spec.target.name(),
+                    p.valid_split * 100.0
+                ),
+            )
         }
     };
     let bar = ui::progress(None, "training");
@@ -123,7 +158,13 @@ pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
         bar.set_message(format!("{stage} iteration {it} loss {loss:.5}"));
         bar.inc(1);
     };
-    let trained = train(&params, &train_set, &valid_set, (&spec.target.name(), &valid_name), &mut on_progress)?;
+    let trained = train(
+        &params,
+        &train_set,
+        &valid_set,
+        (&spec.target.name(), &valid_name),
+        &mut on_progress,
+    )?;
     bar.finish_and_clear();
     if trained.dropped_valid > 0 {
         ui::warn(&format!(
@@ -160,6 +201,7 @@ pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
         "components": args.components,
         "features": p.features,
         "linear": p.linear,
+        "refit": p.refit,
         "text_col": args.input.text_col,
         "label_col": args.input.label_col,
     });

@@ -88,7 +88,10 @@ pub fn accuracy(s: &[Scored]) -> f64 {
 /// Per-intent precision/recall/F1 over every label that appears as truth or prediction, and
 /// their unweighted mean F1.
 pub fn per_intent(s: &[Scored]) -> (BTreeMap<String, IntentScore>, f64) {
-    let labels: BTreeSet<&str> = s.iter().flat_map(|x| [x.truth.as_str(), x.predicted.as_str()]).collect();
+    let labels: BTreeSet<&str> = s
+        .iter()
+        .flat_map(|x| [x.truth.as_str(), x.predicted.as_str()])
+        .collect();
     let mut tp: HashMap<&str, usize> = HashMap::new();
     let mut pred: HashMap<&str, usize> = HashMap::new();
     let mut sup: HashMap<&str, usize> = HashMap::new();
@@ -105,7 +108,11 @@ pub fn per_intent(s: &[Scored]) -> (BTreeMap<String, IntentScore>, f64) {
         let t = tp.get(l).copied().unwrap_or(0);
         let p = ratio(t, pred.get(l).copied().unwrap_or(0));
         let r = ratio(t, sup.get(l).copied().unwrap_or(0));
-        let f1 = if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
+        let f1 = if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        };
         out.insert(
             l.to_string(),
             IntentScore {
@@ -138,7 +145,11 @@ pub fn confusions(s: &[Scored], top: usize) -> Vec<Confusion> {
             count,
         })
         .collect();
-    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.truth, &a.predicted).cmp(&(&b.truth, &b.predicted))));
+    v.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| (&a.truth, &a.predicted).cmp(&(&b.truth, &b.predicted)))
+    });
     v.truncate(top);
     v
 }
@@ -161,7 +172,10 @@ pub fn reliability(conf: &[f32], correct: &[bool], bins: usize) -> (Vec<Reliabil
             let (mc, acc) = if count[b] == 0 {
                 (0.0, 0.0)
             } else {
-                (sum_conf[b] / count[b] as f64, hits[b] as f64 / count[b] as f64)
+                (
+                    sum_conf[b] / count[b] as f64,
+                    hits[b] as f64 / count[b] as f64,
+                )
             };
             ece += count[b] as f64 / n * (acc - mc).abs();
             ReliabilityBin {
@@ -224,7 +238,12 @@ mod tests {
 
     #[test]
     fn f1_and_confusions() {
-        let v = vec![s("a", "a", 0.9), s("a", "b", 0.6), s("b", "b", 0.8), s("c", "b", 0.5)];
+        let v = vec![
+            s("a", "a", 0.9),
+            s("a", "b", 0.6),
+            s("b", "b", 0.8),
+            s("c", "b", 0.5),
+        ];
         assert_eq!(accuracy(&v), 0.5);
         let (pi, m) = per_intent(&v);
         assert_eq!(pi["a"].precision, 1.0);

@@ -16,7 +16,12 @@ use crate::models::Model;
 const LATENCY_SAMPLE: usize = 2000;
 
 /// Scores `records` (which must carry labels) and computes every metric.
-pub fn evaluate(model: &Model, records: &[Record], data_name: &str, batch_size: usize) -> EvalReport {
+pub fn evaluate(
+    model: &Model,
+    records: &[Record],
+    data_name: &str,
+    batch_size: usize,
+) -> EvalReport {
     let labels = model.labels();
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let start = Instant::now();
@@ -63,7 +68,10 @@ pub fn evaluate(model: &Model, records: &[Record], data_name: &str, batch_size: 
     let (per_intent, macro_f1) = metrics::per_intent(&scored);
     let (reliability, ece) = metrics::reliability(&conf, &correct, metrics::ECE_BINS);
     let threshold = model.threshold() as f64;
-    let mut thresholds: Vec<f64> = (0..20).map(|i| i as f64 * 0.05).chain([0.98, 0.99, threshold]).collect();
+    let mut thresholds: Vec<f64> = (0..20)
+        .map(|i| i as f64 * 0.05)
+        .chain([0.98, 0.99, threshold])
+        .collect();
     thresholds.sort_by(f64::total_cmp);
     thresholds.dedup();
     let answered: Vec<&Scored> = scored.iter().filter(|s| !s.abstained).collect();
@@ -80,7 +88,8 @@ pub fn evaluate(model: &Model, records: &[Record], data_name: &str, batch_size: 
         accuracy_answered: if answered.is_empty() {
             f64::NAN
         } else {
-            answered.iter().filter(|s| s.truth == s.predicted).count() as f64 / answered.len() as f64
+            answered.iter().filter(|s| s.truth == s.predicted).count() as f64
+                / answered.len() as f64
         },
         unknown_labels,
         per_intent,

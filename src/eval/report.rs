@@ -17,7 +17,11 @@ static FONT: Once = Once::new();
 fn register_font() {
     FONT.call_once(|| {
         // The bytes are a valid TrueType font compiled into the binary.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
     });
 }
 
@@ -35,7 +39,10 @@ pub fn write_report(dir: &Path, report: &EvalReport) -> Result<Vec<String>> {
     let json = serde_json::to_vec_pretty(report).expect("a report always serialises");
     write_atomic(&dir.join("metrics.json"), &json)?;
     let plots = [
-        ("reliability.png", reliability_png as fn(&Path, &EvalReport) -> Result<()>),
+        (
+            "reliability.png",
+            reliability_png as fn(&Path, &EvalReport) -> Result<()>,
+        ),
         ("coverage.png", coverage_png),
         ("confusion.png", confusion_png),
     ];
@@ -43,7 +50,9 @@ pub fn write_report(dir: &Path, report: &EvalReport) -> Result<Vec<String>> {
     for (name, draw) in plots {
         // Drawn to a temporary name, then renamed, like every other output.
         let tmp = dir.join(format!(".{name}.cqr-tmp-{}.png", std::process::id()));
-        let result = draw(&tmp, report).and_then(|_| std::fs::rename(&tmp, dir.join(name)).map_err(|e| Error::io(dir.join(name), e)));
+        let result = draw(&tmp, report).and_then(|_| {
+            std::fs::rename(&tmp, dir.join(name)).map_err(|e| Error::io(dir.join(name), e))
+        });
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -59,7 +68,10 @@ fn reliability_png(path: &Path, r: &EvalReport) -> Result<()> {
     let root = BitMapBackend::new(path, (640, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Reliability (ECE {:.4})", r.ece), ("sans-serif", 22))
+        .caption(
+            format!("Reliability (ECE {:.4})", r.ece),
+            ("sans-serif", 22),
+        )
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(52)
@@ -73,13 +85,19 @@ fn reliability_png(path: &Path, r: &EvalReport) -> Result<()> {
         .map_err(|e| plot_err(path, e))?;
     chart
         .draw_series(r.reliability.iter().filter(|b| b.count > 0).map(|b| {
-            Rectangle::new([(b.lower, 0.0), (b.upper, b.accuracy)], BLUE.mix(0.5).filled())
+            Rectangle::new(
+                [(b.lower, 0.0), (b.upper, b.accuracy)],
+                BLUE.mix(0.5).filled(),
+            )
         }))
         .map_err(|e| plot_err(path, e))?
         .label("accuracy per bin")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], BLUE.mix(0.5).filled()));
     chart
-        .draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.stroke_width(1)))
+        .draw_series(LineSeries::new(
+            vec![(0.0, 0.0), (1.0, 1.0)],
+            BLACK.stroke_width(1),
+        ))
         .map_err(|e| plot_err(path, e))?
         .label("perfect calibration")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], BLACK));
@@ -114,7 +132,10 @@ fn coverage_png(path: &Path, r: &EvalReport) -> Result<()> {
         .collect();
     let ymin = pts.iter().map(|p| p.1).fold(1.0f64, f64::min).min(0.9) - 0.02;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Coverage vs accuracy as the threshold rises", ("sans-serif", 20))
+        .caption(
+            "Coverage vs accuracy as the threshold rises",
+            ("sans-serif", 20),
+        )
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(52)
@@ -139,7 +160,11 @@ fn coverage_png(path: &Path, r: &EvalReport) -> Result<()> {
         .find(|p| (p.threshold - r.threshold).abs() < 1e-12 && p.accuracy.is_finite());
     if let Some(p) = at {
         chart
-            .draw_series(std::iter::once(Circle::new((p.coverage, p.accuracy), 7, RED.stroke_width(2))))
+            .draw_series(std::iter::once(Circle::new(
+                (p.coverage, p.accuracy),
+                7,
+                RED.stroke_width(2),
+            )))
             .map_err(|e| plot_err(path, e))?
             .label(format!("model threshold {:.3}", r.threshold))
             .legend(|(x, y)| Circle::new((x + 7, y), 5, RED.stroke_width(2)));
@@ -174,11 +199,18 @@ fn confusion_png(path: &Path, r: &EvalReport) -> Result<()> {
         "Most-confused intents (rows: truth, columns: predicted)"
     };
     let (top, body) = root.split_vertically(40);
-    top.titled(title, ("sans-serif", 18)).map_err(|e| plot_err(path, e))?;
+    top.titled(title, ("sans-serif", 18))
+        .map_err(|e| plot_err(path, e))?;
     if labels.is_empty() {
         return root.present().map_err(|e| plot_err(path, e));
     }
-    let max = r.confusions.iter().map(|c| c.count).max().unwrap_or(1).max(1) as f64;
+    let max = r
+        .confusions
+        .iter()
+        .map(|c| c.count)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let cell = |t: &str, p: &str| {
         r.confusions
             .iter()
@@ -200,15 +232,29 @@ fn confusion_png(path: &Path, r: &EvalReport) -> Result<()> {
         for (j, p) in labels.iter().enumerate() {
             let v = if t == p { 0 } else { cell(t, p) };
             let shade = v as f64 / max;
-            let color = RGBColor(255, (255.0 * (1.0 - 0.85 * shade)) as u8, (255.0 * (1.0 - 0.85 * shade)) as u8);
+            let color = RGBColor(
+                255,
+                (255.0 * (1.0 - 0.85 * shade)) as u8,
+                (255.0 * (1.0 - 0.85 * shade)) as u8,
+            );
             let (x0, y0) = (left + j as i32 * side, topm + i as i32 * side);
-            body.draw(&Rectangle::new([(x0, y0), (x0 + side, y0 + side)], color.filled()))
-                .map_err(|e| plot_err(path, e))?;
-            body.draw(&Rectangle::new([(x0, y0), (x0 + side, y0 + side)], BLACK.mix(0.2)))
-                .map_err(|e| plot_err(path, e))?;
+            body.draw(&Rectangle::new(
+                [(x0, y0), (x0 + side, y0 + side)],
+                color.filled(),
+            ))
+            .map_err(|e| plot_err(path, e))?;
+            body.draw(&Rectangle::new(
+                [(x0, y0), (x0 + side, y0 + side)],
+                BLACK.mix(0.2),
+            ))
+            .map_err(|e| plot_err(path, e))?;
             if v > 0 {
-                body.draw(&Text::new(v.to_string(), (x0 + side / 2 - 6, y0 + side / 2 - 7), font.clone()))
-                    .map_err(|e| plot_err(path, e))?;
+                body.draw(&Text::new(
+                    v.to_string(),
+                    (x0 + side / 2 - 6, y0 + side / 2 - 7),
+                    font.clone(),
+                ))
+                .map_err(|e| plot_err(path, e))?;
             }
         }
     }
@@ -216,7 +262,10 @@ fn confusion_png(path: &Path, r: &EvalReport) -> Result<()> {
     for (j, _) in labels.iter().enumerate() {
         body.draw(&Text::new(
             format!("{}", j + 1),
-            (left + j as i32 * side + side / 2 - 5, topm + n as i32 * side + 6),
+            (
+                left + j as i32 * side + side / 2 - 5,
+                topm + n as i32 * side + 6,
+            ),
             font.clone(),
         ))
         .map_err(|e| plot_err(path, e))?;
@@ -243,7 +292,11 @@ fn short(s: &str) -> String {
 /// The readable report.
 pub fn markdown(r: &EvalReport) -> String {
     let mut s = String::new();
-    s.push_str(&format!("# Evaluation of {} on {}\n\n", model_name(r), r.data));
+    s.push_str(&format!(
+        "# Evaluation of {} on {}\n\n",
+        model_name(r),
+        r.data
+    ));
     s.push_str("| metric | value |\n| --- | --- |\n");
     for (k, v) in [
         ("queries", format!("{}", r.n)),
@@ -253,34 +306,63 @@ pub fn markdown(r: &EvalReport) -> String {
         ("abstain threshold", format!("{:.4}", r.threshold)),
         ("abstain rate", pct(r.abstain_rate)),
         ("accuracy when answering", pct(r.accuracy_answered)),
-        ("latency p50 / p95 (ms per query)", format!("{:.3} / {:.3}", r.latency_ms.p50, r.latency_ms.p95)),
-        ("batch throughput (queries/s)", format!("{:.0}", r.throughput_qps)),
+        (
+            "latency p50 / p95 (ms per query)",
+            format!("{:.3} / {:.3}", r.latency_ms.p50, r.latency_ms.p95),
+        ),
+        (
+            "batch throughput (queries/s)",
+            format!("{:.0}", r.throughput_qps),
+        ),
     ] {
         s.push_str(&format!("| {k} | {v} |\n"));
     }
     if !r.unknown_labels.is_empty() {
         s.push_str("\nLabels the model has never seen (always wrong): ");
-        s.push_str(&r.unknown_labels.iter().map(|(k, v)| format!("`{k}` ({v})")).collect::<Vec<_>>().join(", "));
+        s.push_str(
+            &r.unknown_labels
+                .iter()
+                .map(|(k, v)| format!("`{k}` ({v})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
         s.push('\n');
     }
     s.push_str("\n## Plots\n\n![reliability](reliability.png)\n![coverage](coverage.png)\n![confusion](confusion.png)\n");
     s.push_str("\n## Top confusions\n\n| truth | predicted | count |\n| --- | --- | --- |\n");
     for c in &r.confusions {
-        s.push_str(&format!("| {} | {} | {} |\n", c.truth, c.predicted, c.count));
+        s.push_str(&format!(
+            "| {} | {} | {} |\n",
+            c.truth, c.predicted, c.count
+        ));
     }
     s.push_str("\n## Per intent\n\n| intent | precision | recall | F1 | support |\n| --- | --- | --- | --- | --- |\n");
     for (k, v) in &r.per_intent {
-        s.push_str(&format!("| {k} | {:.3} | {:.3} | {:.3} | {} |\n", v.precision, v.recall, v.f1, v.support));
+        s.push_str(&format!(
+            "| {k} | {:.3} | {:.3} | {:.3} | {} |\n",
+            v.precision, v.recall, v.f1, v.support
+        ));
     }
     s.push_str("\n## Coverage as the threshold moves\n\n| threshold | coverage | accuracy |\n| --- | --- | --- |\n");
     for p in &r.coverage_curve {
-        s.push_str(&format!("| {:.3} | {} | {} |\n", p.threshold, pct(p.coverage), pct(p.accuracy)));
+        s.push_str(&format!(
+            "| {:.3} | {} | {} |\n",
+            p.threshold,
+            pct(p.coverage),
+            pct(p.accuracy)
+        ));
     }
     s
 }
 
 fn model_name(r: &EvalReport) -> String {
-    let get = |k: &str| r.model.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let get = |k: &str| {
+        r.model
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
     format!("{} {}", get("name"), get("version"))
 }
 

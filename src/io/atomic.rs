@@ -60,7 +60,9 @@ impl AtomicFile {
 
     pub fn commit(mut self) -> Result<()> {
         let w = self.writer.take().expect("a file is committed once");
-        let f = w.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
         f.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
         fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))
     }
@@ -93,7 +95,10 @@ impl TempDir {
     pub fn beside(dest: &Path) -> Result<TempDir> {
         let path = sibling(dest, "tmp")?;
         fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(TempDir { path, committed: false })
+        Ok(TempDir {
+            path,
+            committed: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -105,7 +110,9 @@ impl TempDir {
     pub fn commit(mut self, dest: &Path, replace: bool) -> Result<()> {
         let old = if dest.exists() {
             if !replace {
-                return Err(Error::Exists { path: dest.to_path_buf() });
+                return Err(Error::Exists {
+                    path: dest.to_path_buf(),
+                });
             }
             let old = sibling(dest, "old")?;
             fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
@@ -121,7 +128,11 @@ impl TempDir {
         }
         self.committed = true;
         if let Some(old) = old {
-            let _ = if old.is_dir() { fs::remove_dir_all(&old) } else { fs::remove_file(&old) };
+            let _ = if old.is_dir() {
+                fs::remove_dir_all(&old)
+            } else {
+                fs::remove_file(&old)
+            };
         }
         Ok(())
     }

@@ -85,11 +85,18 @@ fn plan(source: &str, columns: &[String], spec: &ReadSpec) -> Result<Plan> {
         available: if columns.is_empty() {
             "(none)".into()
         } else {
-            columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            columns
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         },
     };
     if !has(&spec.text_col) {
-        return Err(missing(&spec.text_col, "the query text; choose another with --text-col"));
+        return Err(missing(
+            &spec.text_col,
+            "the query text; choose another with --text-col",
+        ));
     }
     let label = if !spec.need_label {
         None
@@ -172,7 +179,8 @@ pub fn open(spec: &ReadSpec) -> Result<Records> {
         Format::Lines => {
             if !spec.keep.is_empty() || spec.need_label {
                 return Err(Error::Usage(
-                    "--format lines has one raw query per line and no columns to label or keep".into(),
+                    "--format lines has one raw query per line and no columns to label or keep"
+                        .into(),
                 ));
             }
             Box::new(LineRecords {
@@ -262,22 +270,41 @@ fn csv_error(source: &str, headers: &[String], e: csv::Error) -> Error {
     match e.into_kind() {
         ErrorKind::Io(io) => Error::io(source, io),
         ErrorKind::Utf8 { pos, err } => {
-            let field = headers.get(err.field()).cloned().unwrap_or_else(|| format!("#{}", err.field() + 1));
+            let field = headers
+                .get(err.field())
+                .cloned()
+                .unwrap_or_else(|| format!("#{}", err.field() + 1));
             Error::input(
                 loc(pos.as_ref()).field(field),
-                format!("invalid UTF-8 after byte {} of the field", err.valid_up_to()),
+                format!(
+                    "invalid UTF-8 after byte {} of the field",
+                    err.valid_up_to()
+                ),
             )
         }
-        ErrorKind::UnequalLengths { pos, expected_len, len } => Error::input(
+        ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => Error::input(
             loc(pos.as_ref()),
-            format!("malformed row: {len} fields where the header has {expected_len} (check quoting)"),
+            format!(
+                "malformed row: {len} fields where the header has {expected_len} (check quoting)"
+            ),
         ),
         other => Error::input(Location::new(source), format!("CSV error: {other:?}")),
     }
 }
 
-fn csv_records(inner: impl Read + Send + 'static, source: String, spec: &ReadSpec) -> Result<Records> {
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(inner);
+fn csv_records(
+    inner: impl Read + Send + 'static,
+    source: String,
+    spec: &ReadSpec,
+) -> Result<Records> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(inner);
     let headers: Vec<String> = match rdr.headers() {
         Ok(h) => h.iter().map(|s| s.to_string()).collect(),
         Err(e) => return Err(csv_error(&source, &[], e)),
@@ -289,7 +316,12 @@ fn csv_records(inner: impl Read + Send + 'static, source: String, spec: &ReadSpe
         });
     }
     let plan = plan(&source, &headers, spec)?;
-    let idx = |c: &str| headers.iter().position(|h| h == c).expect("planned columns exist");
+    let idx = |c: &str| {
+        headers
+            .iter()
+            .position(|h| h == c)
+            .expect("planned columns exist")
+    };
     let text = idx(&plan.text);
     let label = plan.label.as_deref().map(idx);
     let id = plan.id.as_deref().map(idx);
@@ -328,10 +360,15 @@ fn csv_records(inner: impl Read + Send + 'static, source: String, spec: &ReadSpe
                     Ok(Record {
                         line: Some(line),
                         row,
-                        id: id.map(|i| Value::String(rec[i].to_string())).unwrap_or(Value::from(row)),
+                        id: id
+                            .map(|i| Value::String(rec[i].to_string()))
+                            .unwrap_or(Value::from(row)),
                         text: t.to_string(),
                         label: lab,
-                        keep: keep.iter().map(|(k, i)| (k.clone(), Value::String(rec[*i].to_string()))).collect(),
+                        keep: keep
+                            .iter()
+                            .map(|(k, i)| (k.clone(), Value::String(rec[*i].to_string())))
+                            .collect(),
                     })
                 })();
                 done = result.is_err();
@@ -346,7 +383,9 @@ fn csv_records(inner: impl Read + Send + 'static, source: String, spec: &ReadSpe
 /// Reads one line into `buf` (without its terminator); `false` at end of input.
 fn next_line(inner: &mut impl BufRead, buf: &mut Vec<u8>, source: &str) -> Result<bool> {
     buf.clear();
-    let n = inner.read_until(b'\n', buf).map_err(|e| Error::io(source, e))?;
+    let n = inner
+        .read_until(b'\n', buf)
+        .map_err(|e| Error::io(source, e))?;
     if n == 0 {
         return Ok(false);
     }
@@ -361,7 +400,10 @@ fn next_line(inner: &mut impl BufRead, buf: &mut Vec<u8>, source: &str) -> Resul
 
 fn utf8_line<'a>(buf: &'a [u8], loc: Location) -> Result<&'a str> {
     std::str::from_utf8(buf).map_err(|e| {
-        let col = String::from_utf8_lossy(&buf[..e.valid_up_to()]).chars().count() as u64 + 1;
+        let col = String::from_utf8_lossy(&buf[..e.valid_up_to()])
+            .chars()
+            .count() as u64
+            + 1;
         Error::input(loc.column(col), "invalid UTF-8")
     })
 }
@@ -405,18 +447,34 @@ impl<R: BufRead> JsonlRecords<R> {
             let obj: Map<String, Value> = match serde_json::from_str::<Value>(text) {
                 Ok(Value::Object(m)) => m,
                 Ok(other) => {
-                    return Err(Error::input(loc, format!("expected a JSON object, found {}", json_type(&other))))
+                    return Err(Error::input(
+                        loc,
+                        format!("expected a JSON object, found {}", json_type(&other)),
+                    ))
                 }
-                Err(e) => return Err(Error::input(loc.column(e.column() as u64), format!("invalid JSON: {e}"))),
+                Err(e) => {
+                    return Err(Error::input(
+                        loc.column(e.column() as u64),
+                        format!("invalid JSON: {e}"),
+                    ))
+                }
             };
             if self.plan.is_none() {
                 let keys: Vec<String> = obj.keys().cloned().collect();
-                self.plan = Some(plan(&format!("{} (line {})", self.source, self.line), &keys, &self.spec)?);
+                self.plan = Some(plan(
+                    &format!("{} (line {})", self.source, self.line),
+                    &keys,
+                    &self.spec,
+                )?);
             }
             let plan = self.plan.as_ref().expect("planned above");
             let field = |name: &str| -> Result<&Value> {
-                obj.get(name)
-                    .ok_or_else(|| Error::input(loc.clone().field(name), "the field is missing from this record"))
+                obj.get(name).ok_or_else(|| {
+                    Error::input(
+                        loc.clone().field(name),
+                        "the field is missing from this record",
+                    )
+                })
             };
             let text = match field(&plan.text)? {
                 Value::String(s) => s.clone(),
@@ -437,7 +495,10 @@ impl<R: BufRead> JsonlRecords<R> {
                         other => {
                             return Err(Error::input(
                                 loc.field(l),
-                                format!("the label must be a string or a number, found {}", json_type(other)),
+                                format!(
+                                    "the label must be a string or a number, found {}",
+                                    json_type(other)
+                                ),
                             ))
                         }
                     };
@@ -525,7 +586,10 @@ impl<R: BufRead> Iterator for LineRecords<R> {
 const PARQUET_SLICE: usize = 16_384;
 
 fn polars_err(path: &std::path::Path, e: PolarsError) -> Error {
-    Error::input(Location::new(path.display().to_string()), format!("cannot read Parquet: {e}"))
+    Error::input(
+        Location::new(path.display().to_string()),
+        format!("cannot read Parquet: {e}"),
+    )
 }
 
 fn any_to_json(v: AnyValue<'_>) -> Value {
@@ -542,8 +606,12 @@ fn any_to_json(v: AnyValue<'_>) -> Value {
         AnyValue::UInt16(i) => Value::from(i),
         AnyValue::UInt32(i) => Value::from(i),
         AnyValue::UInt64(i) => Value::from(i),
-        AnyValue::Float32(f) => serde_json::Number::from_f64(f as f64).map(Value::Number).unwrap_or(Value::Null),
-        AnyValue::Float64(f) => serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
+        AnyValue::Float32(f) => serde_json::Number::from_f64(f as f64)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        AnyValue::Float64(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
         other => Value::String(other.to_string()),
     }
 }
@@ -551,7 +619,9 @@ fn any_to_json(v: AnyValue<'_>) -> Value {
 fn parquet_records(path: &std::path::Path, spec: &ReadSpec) -> Result<Records> {
     let source = path.display().to_string();
     let open = || -> Result<ParquetReader<File>> {
-        Ok(ParquetReader::new(File::open(path).map_err(|e| Error::io(path, e))?))
+        Ok(ParquetReader::new(
+            File::open(path).map_err(|e| Error::io(path, e))?,
+        ))
     };
     let mut reader = open()?;
     let schema = reader.schema().map_err(|e| polars_err(path, e))?;
@@ -560,7 +630,10 @@ fn parquet_records(path: &std::path::Path, spec: &ReadSpec) -> Result<Records> {
     let plan = plan(&source, &columns, spec)?;
     // Labels may be numbers (they are cast to text); the text itself must be strings.
     let dtype = schema.get(plan.text.as_str()).map(|f| f.dtype().clone());
-    if !matches!(dtype, Some(ArrowDataType::Utf8View | ArrowDataType::LargeUtf8 | ArrowDataType::Utf8)) {
+    if !matches!(
+        dtype,
+        Some(ArrowDataType::Utf8View | ArrowDataType::LargeUtf8 | ArrowDataType::Utf8)
+    ) {
         return Err(Error::input(
             Location::new(&source).field(&plan.text),
             format!("the column has type {dtype:?}; expected strings"),
@@ -594,7 +667,10 @@ fn parquet_records(path: &std::path::Path, spec: &ReadSpec) -> Result<Records> {
                 .finish()
                 .map_err(|e| polars_err(&path, e))?;
             let col = |n: &str| df.column(n).map_err(|e| polars_err(&path, e));
-            let text = col(&plan.text)?.str().map_err(|e| polars_err(&path, e))?.clone();
+            let text = col(&plan.text)?
+                .str()
+                .map_err(|e| polars_err(&path, e))?
+                .clone();
             let label = match &plan.label {
                 Some(l) => Some(
                     col(l)?
@@ -627,7 +703,10 @@ fn parquet_records(path: &std::path::Path, spec: &ReadSpec) -> Result<Records> {
                     };
                     let mut keep = Vec::with_capacity(plan.keep.len());
                     for k in &plan.keep {
-                        keep.push((k.clone(), any_to_json(col(k)?.get(i).map_err(|e| polars_err(&path, e))?)));
+                        keep.push((
+                            k.clone(),
+                            any_to_json(col(k)?.get(i).map_err(|e| polars_err(&path, e))?),
+                        ));
                     }
                     Ok(Record {
                         line: None,

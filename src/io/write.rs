@@ -113,7 +113,9 @@ impl RecordWriter {
                         path: p.clone(),
                         tmp: p.with_file_name(format!(
                             ".{}.cqr-tmp-{}",
-                            p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                            p.file_name()
+                                .map(|n| n.to_string_lossy())
+                                .unwrap_or_default(),
                             std::process::id()
                         )),
                         writer: None,
@@ -140,7 +142,8 @@ impl RecordWriter {
                     .collect();
                 let name = sink.name();
                 for l in lines {
-                    sink.write_all(l.as_bytes()).map_err(|e| Error::io(&name, e))?;
+                    sink.write_all(l.as_bytes())
+                        .map_err(|e| Error::io(&name, e))?;
                     sink.write_all(b"\n").map_err(|e| Error::io(&name, e))?;
                 }
                 if let Sink::Stdout(_) = sink {
@@ -151,7 +154,9 @@ impl RecordWriter {
                 let name = sink.name();
                 let mut buf = Vec::new();
                 {
-                    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut buf);
+                    let mut w = csv::WriterBuilder::new()
+                        .has_headers(false)
+                        .from_writer(&mut buf);
                     for r in records {
                         let flat = flatten(r);
                         if header.is_none() {
@@ -161,7 +166,8 @@ impl RecordWriter {
                         }
                         let h = header.as_ref().expect("set above");
                         let row: Vec<String> = h.iter().map(|k| cell(&flat, k)).collect();
-                        w.write_record(&row).map_err(|e| Error::io(&name, e.into()))?;
+                        w.write_record(&row)
+                            .map_err(|e| Error::io(&name, e.into()))?;
                     }
                     w.flush().map_err(|e| Error::io(&name, e))?;
                 }
@@ -214,7 +220,11 @@ impl RecordWriter {
     }
 }
 
-fn flush_parquet(dest: &mut AtomicParquet, header: &[String], rows: &mut Vec<Vec<Value>>) -> Result<()> {
+fn flush_parquet(
+    dest: &mut AtomicParquet,
+    header: &[String],
+    rows: &mut Vec<Vec<Value>>,
+) -> Result<()> {
     let err = |e: PolarsError| Error::Output {
         path: dest.path.clone(),
         message: format!("writing Parquet: {e}"),
@@ -229,7 +239,11 @@ fn flush_parquet(dest: &mut AtomicParquet, header: &[String], rows: &mut Vec<Vec
         let f = File::create(&dest.tmp).map_err(|e| Error::io(&dest.tmp, e))?;
         dest.writer = Some(ParquetWriter::new(f).batched(df.schema()).map_err(err)?);
     }
-    dest.writer.as_mut().expect("opened above").write_batch(&df).map_err(err)?;
+    dest.writer
+        .as_mut()
+        .expect("opened above")
+        .write_batch(&df)
+        .map_err(err)?;
     rows.clear();
     Ok(())
 }
@@ -264,7 +278,11 @@ fn to_column<'a>(name: &str, values: impl Iterator<Item = &'a Value> + Clone) ->
 fn flatten(v: &Value) -> Vec<(String, Value)> {
     fn walk(prefix: &str, m: &Map<String, Value>, out: &mut Vec<(String, Value)>) {
         for (k, v) in m {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             match v {
                 Value::Object(inner) => walk(&key, inner, out),
                 other => out.push((key, other.clone())),
@@ -280,7 +298,10 @@ fn flatten(v: &Value) -> Vec<(String, Value)> {
 }
 
 fn lookup(flat: &[(String, Value)], key: &str) -> Value {
-    flat.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or(Value::Null)
+    flat.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or(Value::Null)
 }
 
 fn cell(flat: &[(String, Value)], key: &str) -> String {
@@ -317,10 +338,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.parquet");
         let mut w = RecordWriter::create(&Target::Path(p.clone()), None).unwrap();
-        w.write_batch(&[json!({"id": "a", "confidence": 0.5, "abstained": false, "n": 3})]).unwrap();
+        w.write_batch(&[json!({"id": "a", "confidence": 0.5, "abstained": false, "n": 3})])
+            .unwrap();
         assert!(!p.exists());
         w.finish().unwrap();
-        let df = ParquetReader::new(File::open(&p).unwrap()).finish().unwrap();
+        let df = ParquetReader::new(File::open(&p).unwrap())
+            .finish()
+            .unwrap();
         assert_eq!(df.height(), 1);
         assert_eq!(df.column("id").unwrap().str().unwrap().get(0), Some("a"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

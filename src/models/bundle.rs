@@ -91,7 +91,10 @@ fn tensor_f32(st: &SafeTensors<'_>, name: &str, file: &Path) -> Result<(Vec<usiz
         .tensor(name)
         .map_err(|e| Error::model(file, format!("tensor `{name}`: {e}")))?;
     if t.dtype() != Dtype::F32 {
-        return Err(Error::model(file, format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
+        return Err(Error::model(
+            file,
+            format!("tensor `{name}` is {:?}, expected F32", t.dtype()),
+        ));
     }
     let data = t
         .data()
@@ -112,26 +115,44 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry> {
 }
 
 /// Writes the linear component's files into `dir` and returns its manifest entry.
-pub fn write_linear(dir: &Path, m: &FittedLinear, temperature: f32, path: &[PathPoint]) -> Result<ComponentManifest> {
+pub fn write_linear(
+    dir: &Path,
+    m: &FittedLinear,
+    temperature: f32,
+    path: &[PathPoint],
+) -> Result<ComponentManifest> {
     let d = m.vectorizer.n_features();
     let weight_bytes = f32_bytes(&m.weights);
     let bias_bytes = f32_bytes(&m.bias);
     let idf_bytes = f32_bytes(m.vectorizer.idf());
     let tensors = vec![
-        ("bias", TensorView::new(Dtype::F32, vec![m.n_classes], &bias_bytes)),
+        (
+            "bias",
+            TensorView::new(Dtype::F32, vec![m.n_classes], &bias_bytes),
+        ),
         ("idf", TensorView::new(Dtype::F32, vec![d], &idf_bytes)),
-        ("weight", TensorView::new(Dtype::F32, vec![d, m.n_classes], &weight_bytes)),
+        (
+            "weight",
+            TensorView::new(Dtype::F32, vec![d, m.n_classes], &weight_bytes),
+        ),
     ];
     let tensors: Vec<(&str, TensorView<'_>)> = tensors
         .into_iter()
         .map(|(n, t)| t.map(|t| (n, t)))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::model(dir, format!("building tensors: {e}")))?;
-    let st = safetensors::serialize(tensors, None).map_err(|e| Error::model(dir, format!("serialising weights: {e}")))?;
+    let st = safetensors::serialize(tensors, None)
+        .map_err(|e| Error::model(dir, format!("serialising weights: {e}")))?;
     let vocab = serde_json::to_vec(&m.vocab).expect("a vocabulary of strings always serialises");
     let mut files = BTreeMap::new();
-    files.insert("weights".to_string(), write_file(dir, "linear.safetensors", &st)?);
-    files.insert("vocab".to_string(), write_file(dir, "linear_vocab.json", &vocab)?);
+    files.insert(
+        "weights".to_string(),
+        write_file(dir, "linear.safetensors", &st)?,
+    );
+    files.insert(
+        "vocab".to_string(),
+        write_file(dir, "linear_vocab.json", &vocab)?,
+    );
     let settings = LinearSettings {
         features: m.vectorizer.spec().clone(),
         l2: m.l2,
@@ -155,7 +176,12 @@ pub fn read_linear(bundle: &Path, c: &ComponentManifest, n_classes: usize) -> Re
         c.files
             .get(role)
             .map(|f| bundle.join(&f.path))
-            .ok_or_else(|| Error::model(bundle, format!("the linear component lists no `{role}` file")))
+            .ok_or_else(|| {
+                Error::model(
+                    bundle,
+                    format!("the linear component lists no `{role}` file"),
+                )
+            })
     };
     let wpath = file("weights")?;
     let vpath = file("vocab")?;
@@ -165,8 +191,8 @@ pub fn read_linear(bundle: &Path, c: &ComponentManifest, n_classes: usize) -> Re
     let (_, bias) = tensor_f32(&st, "bias", &wpath)?;
     let (_, idf) = tensor_f32(&st, "idf", &wpath)?;
     let vbytes = fs::read(&vpath).map_err(|e| Error::io(&vpath, e))?;
-    let vocab: Vocabulary =
-        serde_json::from_slice(&vbytes).map_err(|e| Error::model(&vpath, format!("vocabulary: {e}")))?;
+    let vocab: Vocabulary = serde_json::from_slice(&vbytes)
+        .map_err(|e| Error::model(&vpath, format!("vocabulary: {e}")))?;
     if wshape != [idf.len(), n_classes] || bias.len() != n_classes {
         return Err(Error::model(
             &wpath,
@@ -176,7 +202,8 @@ pub fn read_linear(bundle: &Path, c: &ComponentManifest, n_classes: usize) -> Re
             ),
         ));
     }
-    let vectorizer = Vectorizer::from_parts(settings.features, &vocab, idf).map_err(|e| Error::model(&vpath, e.to_string()))?;
+    let vectorizer = Vectorizer::from_parts(settings.features, &vocab, idf)
+        .map_err(|e| Error::model(&vpath, e.to_string()))?;
     Ok(FittedLinear {
         vectorizer,
         vocab,
@@ -191,7 +218,11 @@ pub fn read_linear(bundle: &Path, c: &ComponentManifest, n_classes: usize) -> Re
 pub fn bundle_checksum(components: &[ComponentManifest]) -> String {
     let mut lines: Vec<String> = components
         .iter()
-        .flat_map(|c| c.files.values().map(|f| format!("{} {}\n", f.path, f.sha256)))
+        .flat_map(|c| {
+            c.files
+                .values()
+                .map(|f| format!("{} {}\n", f.path, f.sha256))
+        })
         .collect();
     lines.sort();
     sha256_hex(lines.concat().as_bytes())
@@ -200,7 +231,9 @@ pub fn bundle_checksum(components: &[ComponentManifest]) -> String {
 /// Where a bundle is about to be written: checked before any expensive work.
 pub fn check_destination(dir: &Path, force: bool) -> Result<()> {
     if dir.exists() && !force {
-        return Err(Error::Exists { path: dir.to_path_buf() });
+        return Err(Error::Exists {
+            path: dir.to_path_buf(),
+        });
     }
     if dir.exists() && !dir.is_dir() {
         return Err(Error::Output {
@@ -233,14 +266,26 @@ pub fn save(
 pub fn load_manifest(dir: &Path) -> Result<Manifest> {
     let mpath = dir.join(MANIFEST);
     if !dir.is_dir() {
-        return Err(Error::model(dir, "no such model directory (train one with `cqr train DATA -o DIR`)"));
+        return Err(Error::model(
+            dir,
+            "no such model directory (train one with `cqr train DATA -o DIR`)",
+        ));
     }
     let bytes = fs::read(&mpath).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::model(dir, "not a cqr model bundle: it has no manifest.json"),
+        std::io::ErrorKind::NotFound => {
+            Error::model(dir, "not a cqr model bundle: it has no manifest.json")
+        }
         _ => Error::io(&mpath, e),
     })?;
     let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::model(&mpath, format!("invalid JSON at line {}, column {}: {e}", e.line(), e.column()))
+        Error::model(
+            &mpath,
+            format!(
+                "invalid JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        )
     })?;
     let found = raw.get("format_version").and_then(|v| v.as_u64());
     match found {
@@ -258,16 +303,22 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
         None => return Err(Error::model(&mpath, "no `format_version`: not a cqr manifest")),
         _ => {}
     }
-    let manifest: Manifest =
-        serde_json::from_value(raw).map_err(|e| Error::model(&mpath, format!("invalid manifest: {e}")))?;
+    let manifest: Manifest = serde_json::from_value(raw)
+        .map_err(|e| Error::model(&mpath, format!("invalid manifest: {e}")))?;
     for c in &manifest.components {
         for f in c.files.values() {
             if f.path.contains('/') || f.path.contains('\\') || f.path.starts_with('.') {
-                return Err(Error::model(dir, format!("manifest names a file outside the bundle: `{}`", f.path)));
+                return Err(Error::model(
+                    dir,
+                    format!("manifest names a file outside the bundle: `{}`", f.path),
+                ));
             }
             let p = dir.join(&f.path);
             if !p.is_file() {
-                return Err(Error::model(dir, format!("`{}` is missing: the bundle is incomplete", f.path)));
+                return Err(Error::model(
+                    dir,
+                    format!("`{}` is missing: the bundle is incomplete", f.path),
+                ));
             }
             let found = sha256_file(&p)?;
             if found != f.sha256 {
@@ -281,7 +332,10 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
         }
     }
     if bundle_checksum(&manifest.components) != manifest.checksum {
-        return Err(Error::model(dir, "the manifest checksum does not match its files"));
+        return Err(Error::model(
+            dir,
+            "the manifest checksum does not match its files",
+        ));
     }
     if manifest.labels.is_empty() {
         return Err(Error::model(dir, "the manifest lists no labels"));

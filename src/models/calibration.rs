@@ -22,7 +22,11 @@ pub fn nll(logits: &[f32], y: &[u32], c: usize, t: f32) -> f64 {
     for (row, &label) in logits.chunks(c).zip(y) {
         let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
         let t = t as f64;
-        let lse: f64 = row.iter().map(|&z| ((z as f64 - m) / t).exp()).sum::<f64>().ln();
+        let lse: f64 = row
+            .iter()
+            .map(|&z| ((z as f64 - m) / t).exp())
+            .sum::<f64>()
+            .ln();
         total += lse - (row[label as usize] as f64 - m) / t;
     }
     total / y.len().max(1) as f64
@@ -162,7 +166,10 @@ mod tests {
         assert!(fit.nll_after < fit.nll_before);
         // The optimum gives p(class 0) = 0.7 exactly: 8 / t = ln(0.7 / 0.15).
         let expect = 8.0 / (0.7f64 / 0.15).ln();
-        assert!((fit.temperature as f64 - expect).abs() < 1e-3, "{fit:?} vs {expect}");
+        assert!(
+            (fit.temperature as f64 - expect).abs() < 1e-3,
+            "{fit:?} vs {expect}"
+        );
     }
 
     #[test]

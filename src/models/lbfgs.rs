@@ -21,7 +21,7 @@ impl Default for LbfgsParams {
         LbfgsParams {
             memory: 6,
             max_iter: 300,
-            gtol: 1e-5,
+            gtol: 1e-7,
             ftol: 1e-9,
         }
     }
@@ -39,7 +39,12 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
     // Chunked partial sums keep f64 accuracy without a serial dependency on every element.
     a.chunks(1024)
         .zip(b.chunks(1024))
-        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| (*p as f64) * (*q as f64)).sum::<f64>())
+        .map(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| (*p as f64) * (*q as f64))
+                .sum::<f64>()
+        })
         .sum()
 }
 
@@ -110,7 +115,10 @@ pub fn minimize(
         };
         let mut accepted = None;
         for _ in 0..40 {
-            x_new.iter_mut().zip(x.iter().zip(&d)).for_each(|(xn, (xi, di))| *xn = xi + step as f32 * di);
+            x_new
+                .iter_mut()
+                .zip(x.iter().zip(&d))
+                .for_each(|(xn, (xi, di))| *xn = xi + step as f32 * di);
             let f_try = f(&x_new, &mut g_new);
             evaluations += 1;
             if f_try.is_finite() && f_try <= fx + 1e-4 * step * slope {
@@ -134,8 +142,12 @@ pub fn minimize(
         } else {
             (vec![0f32; n], vec![0f32; n])
         };
-        s.iter_mut().zip(x_new.iter().zip(x.iter())).for_each(|(si, (a, b))| *si = a - b);
-        y.iter_mut().zip(g_new.iter().zip(g.iter())).for_each(|(yi, (a, b))| *yi = a - b);
+        s.iter_mut()
+            .zip(x_new.iter().zip(x.iter()))
+            .for_each(|(si, (a, b))| *si = a - b);
+        y.iter_mut()
+            .zip(g_new.iter().zip(g.iter()))
+            .for_each(|(yi, (a, b))| *yi = a - b);
         let sy = dot(&s, &y);
         if sy > 1e-12 * dot(&y, &y).max(1e-30) {
             history.push_back((s, y, 1.0 / sy));
@@ -177,7 +189,10 @@ mod tests {
         };
         let r = minimize(&mut x, rosen, &params, |_, _| {});
         assert!(r.loss < 1e-6, "{r:?}");
-        assert!((x[0] - 1.0).abs() < 1e-2 && (x[1] - 1.0).abs() < 2e-2, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-2 && (x[1] - 1.0).abs() < 2e-2,
+            "{x:?}"
+        );
     }
 
     #[test]

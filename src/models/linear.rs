@@ -132,7 +132,13 @@ struct Objective<'a> {
 }
 
 impl Objective<'_> {
-    fn eval(&self, theta: &[f32], grad: &mut [f32], resid: &mut [f32], row_loss: &mut [f64]) -> f64 {
+    fn eval(
+        &self,
+        theta: &[f32],
+        grad: &mut [f32],
+        resid: &mut [f32],
+        row_loss: &mut [f64],
+    ) -> f64 {
         let (c, d, n) = (self.c, self.x.n_cols, self.x.n_rows());
         let (w, b) = theta.split_at(d * c);
         resid
@@ -190,7 +196,8 @@ pub fn softmax_in_place(z: &mut [f32]) {
         s += *v as f64;
     }
     let inv = (1.0 / s) as f32;
-    z.iter_mut().for_each(|v| *v = (*v * inv).max(f32::MIN_POSITIVE));
+    z.iter_mut()
+        .for_each(|v| *v = (*v * inv).max(f32::MIN_POSITIVE));
 }
 
 /// Fits the linear component: featurises, then walks the L2 path, keeping the strength with the
@@ -212,7 +219,9 @@ pub fn fit(
     mut progress: impl FnMut(&str, usize, f64),
 ) -> Result<LinearFit> {
     if params.l2_grid.is_empty() || params.l2_grid.iter().any(|l| !(*l >= 0.0)) {
-        return Err(Error::Training("the L2 grid must hold non-negative strengths".into()));
+        return Err(Error::Training(
+            "the L2 grid must hold non-negative strengths".into(),
+        ));
     }
     let d = vectorizer.n_features();
     let x = Csr::from_rows(x_train, d);
@@ -246,10 +255,19 @@ pub fn fit(
             |it, loss| progress(&label, it, loss),
         );
         if !report.loss.is_finite() {
-            return Err(Error::Training(format!("the loss diverged at L2 strength {l2}")));
+            return Err(Error::Training(format!(
+                "the loss diverged at L2 strength {l2}"
+            )));
         }
         let (acc, nll) = evaluate(&theta, d, c, &xv, y_valid);
-        tracing::info!(l2, iterations = report.iterations, loss = report.loss, acc, nll, "L2 path point");
+        tracing::info!(
+            l2,
+            iterations = report.iterations,
+            loss = report.loss,
+            acc,
+            nll,
+            "L2 path point"
+        );
         path.push(PathPoint {
             l2,
             iterations: report.iterations,
@@ -314,9 +332,22 @@ pub fn argmax(z: &[f32]) -> usize {
 
 impl FittedLinear {
     /// Raw logits of one text.
-    pub fn logits_one(&self, text: &str, scratch: &mut Scratch, row: &mut SparseVec, out: &mut [f32]) {
+    pub fn logits_one(
+        &self,
+        text: &str,
+        scratch: &mut Scratch,
+        row: &mut SparseVec,
+        out: &mut [f32],
+    ) {
         self.vectorizer.transform_into(text, scratch, row);
-        logits_into(&self.weights, &self.bias, self.n_classes, &row.indices, &row.values, out);
+        logits_into(
+            &self.weights,
+            &self.bias,
+            self.n_classes,
+            &row.indices,
+            &row.values,
+            out,
+        );
     }
 }
 
@@ -327,9 +358,18 @@ mod tests {
 
     fn toy() -> (Vec<&'static str>, Vec<u32>) {
         let texts = vec![
-            "my card was stolen", "someone stole my card", "card stolen last night", "stolen card help",
-            "where is my refund", "refund not received", "i want a refund", "refund my money please",
-            "cannot log in", "login fails again", "unable to log into account", "log in error",
+            "my card was stolen",
+            "someone stole my card",
+            "card stolen last night",
+            "stolen card help",
+            "where is my refund",
+            "refund not received",
+            "i want a refund",
+            "refund my money please",
+            "cannot log in",
+            "login fails again",
+            "unable to log into account",
+            "log in error",
         ];
         let y = vec![0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2];
         (texts, y)
@@ -338,8 +378,14 @@ mod tests {
     #[test]
     fn transpose_round_trips() {
         let rows = vec![
-            SparseVec { indices: vec![0, 2], values: vec![1.0, 2.0] },
-            SparseVec { indices: vec![1], values: vec![3.0] },
+            SparseVec {
+                indices: vec![0, 2],
+                values: vec![1.0, 2.0],
+            },
+            SparseVec {
+                indices: vec![1],
+                values: vec![3.0],
+            },
         ];
         let m = Csr::from_rows(&rows, 3);
         let t = m.transpose();
@@ -353,15 +399,30 @@ mod tests {
     #[test]
     fn gradient_matches_finite_differences() {
         let (texts, y) = toy();
-        let (v, _) = Vectorizer::fit(&texts, &FeatureSpec { min_df: 1, ..Default::default() }).unwrap();
+        let (v, _) = Vectorizer::fit(
+            &texts,
+            &FeatureSpec {
+                min_df: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let rows: Vec<_> = texts.iter().map(|t| v.transform(t)).collect();
         let x = Csr::from_rows(&rows, v.n_features());
         let xt = x.transpose();
         let c = 3;
-        let obj = Objective { x: &x, xt: &xt, y: &y, c, l2: 0.01 };
+        let obj = Objective {
+            x: &x,
+            xt: &xt,
+            y: &y,
+            c,
+            l2: 0.01,
+        };
         let n = v.n_features() * c + c;
         let mut rng = crate::util::Rng::new(3);
-        let theta: Vec<f32> = (0..n).map(|_| (rng.below(1000) as f32 / 1000.0 - 0.5) * 0.2).collect();
+        let theta: Vec<f32> = (0..n)
+            .map(|_| (rng.below(1000) as f32 / 1000.0 - 0.5) * 0.2)
+            .collect();
         let mut g = vec![0f32; n];
         let mut resid = vec![0f32; x.n_rows() * c];
         let mut rl = vec![0f64; x.n_rows()];
@@ -374,18 +435,36 @@ mod tests {
             tp[k] -= 2.0 * h;
             let fm = obj.eval(&tp, &mut vec![0f32; n], &mut resid, &mut rl);
             let fd = (fp - fm) / (2.0 * h as f64);
-            assert!((fd - g[k] as f64).abs() < 1e-3, "k={k}: fd {fd} vs grad {}", g[k]);
+            assert!(
+                (fd - g[k] as f64).abs() < 1e-3,
+                "k={k}: fd {fd} vs grad {}",
+                g[k]
+            );
         }
     }
 
     #[test]
     fn learns_a_toy_problem_deterministically() {
         let (texts, y) = toy();
-        let spec = FeatureSpec { min_df: 1, ..Default::default() };
+        let spec = FeatureSpec {
+            min_df: 1,
+            ..Default::default()
+        };
         let run = || {
             let (v, vocab) = Vectorizer::fit(&texts, &spec).unwrap();
             let rows: Vec<_> = texts.iter().map(|t| v.transform(t)).collect();
-            fit(v, vocab, &rows, &y, &rows, &y, 3, &LinearParams::default(), |_, _, _| {}).unwrap()
+            fit(
+                v,
+                vocab,
+                &rows,
+                &y,
+                &rows,
+                &y,
+                3,
+                &LinearParams::default(),
+                |_, _, _| {},
+            )
+            .unwrap()
         };
         let a = run();
         let b = run();
@@ -393,9 +472,19 @@ mod tests {
         assert!(a.path.iter().any(|p| p.valid_accuracy == 1.0));
         let m = &a.model;
         let mut out = vec![0f32; 3];
-        m.logits_one("hi, my card got stolen", &mut Scratch::default(), &mut SparseVec::default(), &mut out);
+        m.logits_one(
+            "hi, my card got stolen",
+            &mut Scratch::default(),
+            &mut SparseVec::default(),
+            &mut out,
+        );
         assert_eq!(argmax(&out), 0);
-        m.logits_one("refund please", &mut Scratch::default(), &mut SparseVec::default(), &mut out);
+        m.logits_one(
+            "refund please",
+            &mut Scratch::default(),
+            &mut SparseVec::default(),
+            &mut out,
+        );
         assert_eq!(argmax(&out), 1);
     }
 }

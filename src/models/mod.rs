@@ -40,18 +40,25 @@ impl Classifier for FittedLinear {
     fn logits(&self, texts: &[&str]) -> Vec<f32> {
         let c = self.n_classes;
         let mut out = vec![0f32; texts.len() * c];
-        let work = |(text, row): (&&str, &mut [f32]), (scratch, sparse): &mut (Scratch, SparseVec)| {
+        let work = |(text, row): (&&str, &mut [f32]),
+                    (scratch, sparse): &mut (Scratch, SparseVec)| {
             self.logits_one(text, scratch, sparse, row)
         };
         if texts.len() < 64 {
             let mut state = (Scratch::default(), SparseVec::default());
-            texts.iter().zip(out.chunks_mut(c)).for_each(|p| work(p, &mut state));
+            texts
+                .iter()
+                .zip(out.chunks_mut(c))
+                .for_each(|p| work(p, &mut state));
         } else {
             texts
                 .par_iter()
                 .zip(out.par_chunks_mut(c))
                 .with_min_len(32)
-                .for_each_init(|| (Scratch::default(), SparseVec::default()), |s, p| work(p, s));
+                .for_each_init(
+                    || (Scratch::default(), SparseVec::default()),
+                    |s, p| work(p, s),
+                );
         }
         out
     }
@@ -115,7 +122,10 @@ impl Model {
                 }
             };
             if !(c.temperature > 0.0) {
-                return Err(Error::model(path, format!("component `{}` has temperature {}", c.kind, c.temperature)));
+                return Err(Error::model(
+                    path,
+                    format!("component `{}` has temperature {}", c.kind, c.temperature),
+                ));
             }
             components.push(Component {
                 classifier,
@@ -159,10 +169,15 @@ impl Model {
             let logits = comp.classifier.logits(texts);
             for (row, out) in logits.chunks(c).zip(probs.chunks_mut(c)) {
                 calibration::softmax_t(row, comp.temperature, &mut tmp);
-                out.iter_mut().zip(&tmp).for_each(|(o, p)| *o += comp.weight * p);
+                out.iter_mut()
+                    .zip(&tmp)
+                    .for_each(|(o, p)| *o += comp.weight * p);
             }
         }
-        probs.chunks(c).map(|p| Prediction { probs: p.to_vec() }).collect()
+        probs
+            .chunks(c)
+            .map(|p| Prediction { probs: p.to_vec() })
+            .collect()
     }
 
     pub fn decide(&self, p: &Prediction, k: usize) -> Decision {
@@ -178,7 +193,11 @@ pub fn decide(probs: &[f32], threshold: f32, k: usize) -> Decision {
     let best = order[0];
     let confidence = probs[best];
     let second = order.get(1).map(|&i| probs[i]).unwrap_or(0.0);
-    let entropy = -probs.iter().filter(|&&p| p > 0.0).map(|&p| p * p.ln()).sum::<f32>();
+    let entropy = -probs
+        .iter()
+        .filter(|&&p| p > 0.0)
+        .map(|&p| p * p.ln())
+        .sum::<f32>();
     Decision {
         best,
         confidence,

@@ -28,6 +28,9 @@ pub struct TrainParams {
     pub target_precision: f64,
     pub features: FeatureSpec,
     pub linear: LinearParams,
+    /// After choosing the L2 strength, refit on training + validation rows (the temperature and
+    /// threshold stay those measured on the held-out fit).
+    pub refit: bool,
 }
 
 /// Parameters that passed validation; only these can start the expensive work.
@@ -37,7 +40,10 @@ pub struct ValidTrainParams(TrainParams);
 impl TrainParams {
     pub fn validate(self) -> Result<ValidTrainParams> {
         if !(self.valid_split > 0.0 && self.valid_split < 1.0) {
-            return Err(Error::Usage(format!("--valid-split must be in (0, 1); got {}", self.valid_split)));
+            return Err(Error::Usage(format!(
+                "--valid-split must be in (0, 1); got {}",
+                self.valid_split
+            )));
         }
         if !(self.target_precision > 0.0 && self.target_precision <= 1.0) {
             return Err(Error::Usage(format!(
@@ -49,8 +55,16 @@ impl TrainParams {
         if self.linear.max_iter == 0 {
             return Err(Error::Usage("max_iter must be at least 1".into()));
         }
-        if self.linear.l2_grid.is_empty() || self.linear.l2_grid.iter().any(|l| !(*l >= 0.0 && l.is_finite())) {
-            return Err(Error::Usage("the L2 grid needs at least one finite, non-negative strength".into()));
+        if self.linear.l2_grid.is_empty()
+            || self
+                .linear
+                .l2_grid
+                .iter()
+                .any(|l| !(*l >= 0.0 && l.is_finite()))
+        {
+            return Err(Error::Usage(
+                "the L2 grid needs at least one finite, non-negative strength".into(),
+            ));
         }
         Ok(ValidTrainParams(self))
     }
@@ -98,7 +112,10 @@ pub fn fingerprint(source: &str, records: &[&Record]) -> DataFingerprint {
 pub fn stratified_split(records: &[Record], share: f64, seed: u64) -> (Vec<&Record>, Vec<&Record>) {
     let mut by_label: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
-        by_label.entry(r.label.as_deref().unwrap_or("")).or_default().push(i);
+        by_label
+            .entry(r.label.as_deref().unwrap_or(""))
+            .or_default()
+            .push(i);
     }
     let mut rng = Rng::new(seed);
     let mut valid_idx = Vec::new();
@@ -112,7 +129,10 @@ pub fn stratified_split(records: &[Record], share: f64, seed: u64) -> (Vec<&Reco
         valid_idx.extend_from_slice(&idx[..k]);
     }
     let valid_set: BTreeSet<usize> = valid_idx.into_iter().collect();
-    let train = (0..records.len()).filter(|i| !valid_set.contains(i)).map(|i| &records[i]).collect();
+    let train = (0..records.len())
+        .filter(|i| !valid_set.contains(i))
+        .map(|i| &records[i])
+        .collect();
     let valid = valid_set.iter().map(|&i| &records[i]).collect();
     (train, valid)
 }
@@ -142,8 +162,15 @@ pub fn train(
             labels.len()
         )));
     }
-    let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
-    let y_train: Vec<u32> = train.iter().map(|r| index[r.label.as_deref().expect("labelled")]).collect();
+    let index: HashMap<&str, u32> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i as u32))
+        .collect();
+    let y_train: Vec<u32> = train
+        .iter()
+        .map(|r| index[r.label.as_deref().expect("labelled")])
+        .collect();
     let valid_known: Vec<&Record> = valid
         .iter()
         .copied()
@@ -155,18 +182,32 @@ pub fn train(
             "no validation rows with a label seen in training: calibration and the abstain threshold need them".into(),
         ));
     }
-    let y_valid: Vec<u32> = valid_known.iter().map(|r| index[r.label.as_deref().expect("labelled")]).collect();
+    let y_valid: Vec<u32> = valid_known
+        .iter()
+        .map(|r| index[r.label.as_deref().expect("labelled")])
+        .collect();
 
     progress("features", 0, f64::NAN);
     let train_texts: Vec<&str> = train.iter().map(|r| r.text.as_str()).collect();
     let (vectorizer, vocab) = Vectorizer::fit(&train_texts, &p.features)?;
-    let x_train: Vec<_> = train_texts.par_iter().map(|t| vectorizer.transform(t)).collect();
-    let x_valid: Vec<_> = valid_known.par_iter().map(|r| vectorizer.transform(&r.text)).collect();
-    tracing::info!(features = vectorizer.n_features(), train = train.len(), valid = valid_known.len(), "featurised");
+    let x_train: Vec<_> = train_texts
+        .par_iter()
+        .map(|t| vectorizer.transform(t))
+        .collect();
+    let x_valid: Vec<_> = valid_known
+        .par_iter()
+        .map(|r| vectorizer.transform(&r.text))
+        .collect();
+    tracing::info!(
+        features = vectorizer.n_features(),
+        train = train.len(),
+        valid = valid_known.len(),
+        "featurised"
+    );
 
     let fit = linear::fit(
-        vectorizer,
-        vocab,
+        vectorizer.clone(),
+        vocab.clone(),
         &x_train,
         &y_train,
         &x_valid,
@@ -178,6 +219,30 @@ pub fn train(
     let c = labels.len();
     let valid_texts: Vec<&str> = valid_known.iter().map(|r| r.text.as_str()).collect();
     let logits = fit.model.logits(&valid_texts);
+    let n_features = fit.model.vectorizer.n_features();
+    let final_model = if p.refit {
+        let x_all: Vec<_> = x_train.iter().chain(&x_valid).cloned().collect();
+        let y_all: Vec<u32> = y_train.iter().chain(&y_valid).copied().collect();
+        let one = LinearParams {
+            l2_grid: vec![fit.model.l2],
+            ..p.linear.clone()
+        };
+        let mut refit_progress = |_: &str, it: usize, loss: f64| progress("refit", it, loss);
+        linear::fit(
+            vectorizer,
+            vocab,
+            &x_all,
+            &y_all,
+            &x_valid,
+            &y_valid,
+            c,
+            &one,
+            &mut refit_progress,
+        )?
+        .model
+    } else {
+        fit.model
+    };
     let temperature = calibration::fit_temperature(&logits, &y_valid, c);
 
     let mut probs = vec![0f32; c];
@@ -189,7 +254,11 @@ pub fn train(
         })
         .collect();
     let conf: Vec<f32> = decisions.iter().map(|d| d.confidence).collect();
-    let correct: Vec<bool> = decisions.iter().zip(&y_valid).map(|(d, &y)| d.best == y as usize).collect();
+    let correct: Vec<bool> = decisions
+        .iter()
+        .zip(&y_valid)
+        .map(|(d, &y)| d.best == y as usize)
+        .collect();
     let threshold = calibration::choose_threshold(&conf, &correct, p.target_precision);
     let scored: Vec<Scored> = decisions
         .iter()
@@ -220,13 +289,14 @@ pub fn train(
     m.insert("valid_nll_uncalibrated".into(), temperature.nll_before);
     m.insert("valid_coverage".into(), threshold.coverage);
     m.insert("valid_precision_answered".into(), threshold.precision);
-    m.insert("n_features".into(), fit.model.vectorizer.n_features() as f64);
+    m.insert("n_features".into(), n_features as f64);
+    m.insert("refit".into(), p.refit as u8 as f64);
 
     Ok(Trained {
         labels,
         train_data: fingerprint(sources.0, train),
         valid_data: fingerprint(sources.1, &valid_known),
-        linear: fit.model,
+        linear: final_model,
         path: fit.path,
         temperature,
         threshold,
@@ -238,7 +308,14 @@ pub fn train(
 
 impl Trained {
     /// Writes the bundle atomically to `dir`.
-    pub fn save(&self, dir: &Path, name: &str, force: bool, seed: u64, args: serde_json::Value) -> Result<Manifest> {
+    pub fn save(
+        &self,
+        dir: &Path,
+        name: &str,
+        force: bool,
+        seed: u64,
+        args: serde_json::Value,
+    ) -> Result<Manifest> {
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             cqr_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -259,7 +336,12 @@ impl Trained {
             metrics: self.metrics.clone(),
         };
         bundle::save(dir, force, manifest, |tmp| {
-            Ok(vec![bundle::write_linear(tmp, &self.linear, self.temperature.temperature, &self.path)?])
+            Ok(vec![bundle::write_linear(
+                tmp,
+                &self.linear,
+                self.temperature.temperature,
+                &self.path,
+            )?])
         })
     }
 }
@@ -287,8 +369,18 @@ mod tests {
             .collect();
         let (tr, va) = stratified_split(&records, 0.2, 7);
         assert_eq!(tr.len() + va.len(), 100);
-        assert_eq!(va.iter().filter(|r| r.label.as_deref() == Some("a")).count(), 5);
-        assert_eq!(va.iter().filter(|r| r.label.as_deref() == Some("b")).count(), 15);
+        assert_eq!(
+            va.iter()
+                .filter(|r| r.label.as_deref() == Some("a"))
+                .count(),
+            5
+        );
+        assert_eq!(
+            va.iter()
+                .filter(|r| r.label.as_deref() == Some("b"))
+                .count(),
+            15
+        );
         let (_, va2) = stratified_split(&records, 0.2, 7);
         assert_eq!(va, va2);
         let (_, va3) = stratified_split(&records, 0.2, 8);
@@ -303,7 +395,12 @@ mod tests {
             target_precision: 0.95,
             features: FeatureSpec::default(),
             linear: LinearParams::default(),
+            refit: true,
         };
-        assert!(p.validate().unwrap_err().to_string().contains("--valid-split"));
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--valid-split"));
     }
 }

@@ -43,9 +43,9 @@ impl Default for FeatureSpec {
 impl FeatureSpec {
     pub fn validate(&self) -> Result<()> {
         let ok = |r: [usize; 2], max: usize| r[0] >= 1 && r[0] <= r[1] && r[1] <= max;
-        if !ok(self.word_ngrams, 2) || !ok(self.char_ngrams, 8) {
+        if !ok(self.word_ngrams, 3) || !ok(self.char_ngrams, 8) {
             return Err(Error::Usage(format!(
-                "n-gram ranges must satisfy 1 <= min <= max, with words up to 2 and characters \
+                "n-gram ranges must satisfy 1 <= min <= max, with words up to 3 and characters \
                  up to 8 (word {:?}, char {:?})",
                 self.word_ngrams, self.char_ngrams
             )));
@@ -234,7 +234,11 @@ impl Vectorizer {
         let split = out.indices.partition_point(|&i| (i as usize) < self.n_word);
         let (w, c) = out.values.split_at_mut(split);
         let blocks = (!w.is_empty()) as u32 + (!c.is_empty()) as u32;
-        let scale = if blocks == 2 { std::f32::consts::FRAC_1_SQRT_2 } else { 1.0 };
+        let scale = if blocks == 2 {
+            std::f32::consts::FRAC_1_SQRT_2
+        } else {
+            1.0
+        };
         for block in [w, c] {
             let norm = block.iter().map(|v| v * v).sum::<f32>().sqrt();
             if norm > 0.0 {
@@ -253,14 +257,23 @@ enum Kind {
 /// An n-gram as slices of the normalised text; materialised as a string only when needed.
 enum Gram<'a> {
     One(&'a str),
-    Two(&'a str, &'a str),
+    /// Consecutive words (byte ranges of `text`), joined by single spaces.
+    Words(&'a str, &'a [(usize, usize)]),
 }
 
 impl std::fmt::Display for Gram<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Gram::One(a) => f.write_str(a),
-            Gram::Two(a, b) => write!(f, "{a} {b}"),
+            Gram::Words(text, words) => {
+                for (k, w) in words.iter().enumerate() {
+                    if k > 0 {
+                        f.write_str(" ")?;
+                    }
+                    f.write_str(&text[w.0..w.1])?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -270,7 +283,12 @@ fn is_word_char(c: char) -> bool {
 }
 
 /// Calls `f` for every n-gram of `text` with its kind and stable hash.
-fn for_each_ngram(text: &str, spec: &FeatureSpec, scratch: &mut Scratch, mut f: impl FnMut(Kind, u64, Gram<'_>)) {
+fn for_each_ngram(
+    text: &str,
+    spec: &FeatureSpec,
+    scratch: &mut Scratch,
+    mut f: impl FnMut(Kind, u64, Gram<'_>),
+) {
     normalize_into(text, &mut scratch.norm);
     let norm = scratch.norm.as_str();
     let words = &mut scratch.words;
@@ -301,18 +319,14 @@ fn for_each_ngram(text: &str, spec: &FeatureSpec, scratch: &mut Scratch, mut f: 
     let [wlo, whi] = spec.word_ngrams;
     for n in wlo..=whi {
         for win in words.windows(n) {
-            match win {
-                [a] => {
-                    let g = &norm[a.0..a.1];
-                    f(Kind::Word, hash_gram(Kind::Word, g), Gram::One(g));
+            let mut h = Fnv::new(Kind::Word);
+            for (k, w) in win.iter().enumerate() {
+                if k > 0 {
+                    h = h.bytes(b" ");
                 }
-                [a, b] => {
-                    let (ga, gb) = (&norm[a.0..a.1], &norm[b.0..b.1]);
-                    let h = Fnv::new(Kind::Word).bytes(ga.as_bytes()).bytes(b" ").bytes(gb.as_bytes()).finish();
-                    f(Kind::Word, h, Gram::Two(ga, gb));
-                }
-                _ => unreachable!("windows are 1 or 2 long"),
+                h = h.bytes(&norm.as_bytes()[w.0..w.1]);
             }
+            f(Kind::Word, h.finish(), Gram::Words(norm, win));
         }
     }
 
@@ -330,7 +344,11 @@ fn for_each_ngram(text: &str, spec: &FeatureSpec, scratch: &mut Scratch, mut f: 
         let len = offsets.len() - 1;
         for n in clo..=chi {
             if len <= n {
-                f(Kind::Char, hash_gram(Kind::Char, &padded), Gram::One(&padded));
+                f(
+                    Kind::Char,
+                    hash_gram(Kind::Char, &padded),
+                    Gram::One(&padded),
+                );
                 break;
             }
             for i in 0..=(len - n) {
@@ -410,17 +428,24 @@ mod tests {
                 "c:bo", "c:ob", "c:b ", "c: bo", "c:bob", "c:ob "
             ]
         );
-        // A padded word shorter than n is emitted once, whole.
+        // Once the padded word is no longer than n it is emitted once, whole.
         let g = grams("a", &FeatureSpec::default());
-        assert_eq!(g, vec!["w:a", "c: a", "c: a "]);
+        assert_eq!(g, vec!["w:a", "c: a", "c:a ", "c: a "]);
     }
 
     #[test]
     fn rows_have_unit_norm_and_sorted_indices() {
-        let texts = ["my card was stolen", "card stolen yesterday", "refund my order", "order refund please"];
+        let texts = [
+            "my card was stolen",
+            "card stolen yesterday",
+            "refund my order",
+            "order refund please",
+        ];
         let (v, vocab) = Vectorizer::fit(&texts, &FeatureSpec::default()).unwrap();
         assert!(vocab.word.contains(&"card".to_string()));
-        assert!(vocab.word.contains(&"card stolen".to_string()));
+        assert!(vocab.word.contains(&"stolen".to_string()));
+        // Seen in one text only: below min_df 2.
+        assert!(!vocab.word.contains(&"card stolen".to_string()));
         let x = v.transform("Card STOLEN");
         let norm: f32 = x.values.iter().map(|a| a * a).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5);
@@ -430,7 +455,12 @@ mod tests {
 
     #[test]
     fn rebuilt_vectorizer_matches() {
-        let texts = ["where is my parcel", "parcel not delivered", "reset my password", "password reset link"];
+        let texts = [
+            "where is my parcel",
+            "parcel not delivered",
+            "reset my password",
+            "password reset link",
+        ];
         let (v, vocab) = Vectorizer::fit(&texts, &FeatureSpec::default()).unwrap();
         let v2 = Vectorizer::from_parts(v.spec().clone(), &vocab, v.idf().to_vec()).unwrap();
         for t in texts {
