@@ -209,14 +209,20 @@ pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
     let m = &trained.metrics;
     let chosen = trained.path.iter().find(|pp| pp.l2 == trained.linear.l2);
     let summary = format!(
-        "trained {name} → {}\n  data        {} rows for training, {} for validation, {} intents\n  features    {} n-grams (word 1–2, char 2–5)\n  linear      L2 {:.0e} chosen on validation ({} iterations)\n  calibration temperature {:.3} (validation NLL {:.4} → {:.4}, ECE {:.4} → {:.4})\n  abstain     below confidence {:.4} (validation precision {} at coverage {})\n  validation  accuracy {}, macro-F1 {:.4}\n  time        {:.1} s\n  checksum    {}",
+        "trained {name} → {}\n  data        {} rows for training, {} for validation, {} intents\n  features    {} n-grams (word {}–{}, char {}–{}, min_df {})\n  linear      L2 {:.0e} chosen on validation ({} iterations){}\n  calibration temperature {:.3} (validation NLL {:.4} → {:.4}, ECE {:.4} → {:.4})\n  abstain     below confidence {:.4} (validation precision {} at coverage {})\n  validation  accuracy {}, macro-F1 {:.4}\n  time        {:.1} s\n  checksum    {}",
         args.output.display(),
         trained.train_data.rows,
         trained.valid_data.rows,
         trained.labels.len(),
         m["n_features"],
+        p.features.word_ngrams[0],
+        p.features.word_ngrams[1],
+        p.features.char_ngrams[0],
+        p.features.char_ngrams[1],
+        p.features.min_df,
         trained.linear.l2,
         chosen.map(|c| c.iterations).unwrap_or(0),
+        if p.refit { ", then refit on all rows" } else { "" },
         trained.temperature.temperature,
         trained.temperature.nll_before,
         trained.temperature.nll_after,

@@ -191,7 +191,7 @@ fn confusion_png(path: &Path, r: &EvalReport) -> Result<()> {
     }
     let n = labels.len().max(1);
     let size = 200 + 44 * n as u32;
-    let root = BitMapBackend::new(path, (size + 120, size)).into_drawing_area();
+    let root = BitMapBackend::new(path, (size + 230, size - 60)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let title = if labels.is_empty() {
         "No confusions: every prediction was right"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# cqr's main job end to end on the embedded sample data: build, train a model on
+# data/tickets.csv, evaluate it on data/tickets_test.csv (report with plots in reports/tickets),
+# and classify the test tickets and one query from stdin.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo >/dev/null || { echo "error: cargo not found; install the Rust toolchain (rustup)" >&2; exit 2; }
+cargo build --release --locked -j "${CQR_BUILD_JOBS:-2}"
+cqr="${CARGO_TARGET_DIR:-target}/release/cqr"
+
+echo "== train"
+"$cqr" train data/tickets.csv -o models/tickets --seed 42 --force
+echo "== evaluate"
+"$cqr" evaluate models/tickets data/tickets_test.csv --report-dir reports/tickets
+echo "== classify (the first 2 records; all of them in out/tickets_test.jsonl)"
+mkdir -p out
+"$cqr" classify models/tickets data/tickets_test.csv --keep customer_tier,channel -o out/tickets_test.jsonl
+head -n 2 out/tickets_test.jsonl
+echo "== classify from stdin"
+echo '{"id": "live-1", "text": "Someone used my card in another country, I did not make these payments!"}' \
+  | "$cqr" classify models/tickets
