@@ -495,6 +495,31 @@ fn failed_output_leaves_nothing_half_written() {
 }
 
 #[test]
+fn training_on_bad_data_leaves_no_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = std::fs::read(train_csv()).unwrap();
+    data.extend_from_slice(b"T99999,\"an unfinished row\",refund_request\n");
+    let input = write(dir.path(), "train.csv", &data);
+    let out = dir.path().join("m");
+    cqr()
+        .args(["train", "-o"])
+        .arg(&out)
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("train.csv: line")
+                .and(predicate::str::contains("malformed row")),
+        );
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the input remains"
+    );
+}
+
+#[test]
 fn corrupt_or_newer_bundles_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("m");

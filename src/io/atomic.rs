@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn sibling(dest: &Path, tag: &str) -> Result<PathBuf> {
+/// A unique hidden path beside `dest` (same directory, so a rename is atomic); creates the
+/// directory if needed.
+pub fn sibling(dest: &Path, tag: &str) -> Result<PathBuf> {
     let name = dest
         .file_name()
         .ok_or_else(|| Error::Output {

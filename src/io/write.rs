@@ -10,7 +10,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-use super::atomic::AtomicFile;
+use super::atomic::{sibling, AtomicFile};
 use super::{Format, Target};
 use crate::error::{Error, Result};
 
@@ -111,13 +111,7 @@ impl RecordWriter {
                 Target::Path(p) => Inner::Parquet {
                     dest: AtomicParquet {
                         path: p.clone(),
-                        tmp: p.with_file_name(format!(
-                            ".{}.cqr-tmp-{}",
-                            p.file_name()
-                                .map(|n| n.to_string_lossy())
-                                .unwrap_or_default(),
-                            std::process::id()
-                        )),
+                        tmp: sibling(p, "tmp")?,
                         writer: None,
                         committed: false,
                     },

@@ -92,7 +92,7 @@ pub struct LinearParams {
 impl Default for LinearParams {
     fn default() -> Self {
         LinearParams {
-            l2_grid: vec![1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6],
+            l2_grid: vec![1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6],
             max_iter: 300,
         }
     }
