@@ -1,5 +1,5 @@
-//! Settings resolved once per run: command line > `CQR_*` environment (through clap) > `cqr.toml`
-//! > built-in defaults. The file is `--config PATH`, else `./cqr.toml` when present. Unknown keys
+//! Settings resolved once per run, in this order of precedence: command line, `CQR_*`
+//! environment (through clap), `cqr.toml`, built-in defaults. The file is `--config PATH`, else `./cqr.toml` when present. Unknown keys
 //! are an error, so a typo never silently falls back to a default.
 
 use std::path::{Path, PathBuf};

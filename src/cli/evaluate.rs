@@ -91,7 +91,7 @@ pub fn run(args: EvaluateArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
     }
     let mut failed = Vec::new();
     if let Some(min) = args.min_accuracy {
-        if !(report.accuracy >= min) {
+        if report.accuracy.is_nan() || report.accuracy < min {
             failed.push(format!(
                 "accuracy {} is below --min-accuracy {}",
                 pct(report.accuracy),
@@ -100,7 +100,7 @@ pub fn run(args: EvaluateArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
         }
     }
     if let Some(min) = args.min_macro_f1 {
-        if !(report.macro_f1 >= min) {
+        if report.macro_f1.is_nan() || report.macro_f1 < min {
             failed.push(format!(
                 "macro-F1 {:.4} is below --min-macro-f1 {min}",
                 report.macro_f1

@@ -398,7 +398,7 @@ fn next_line(inner: &mut impl BufRead, buf: &mut Vec<u8>, source: &str) -> Resul
     Ok(true)
 }
 
-fn utf8_line<'a>(buf: &'a [u8], loc: Location) -> Result<&'a str> {
+fn utf8_line(buf: &[u8], loc: Location) -> Result<&str> {
     std::str::from_utf8(buf).map_err(|e| {
         let col = String::from_utf8_lossy(&buf[..e.valid_up_to()])
             .chars()

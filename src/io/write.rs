@@ -58,7 +58,7 @@ enum Inner {
         header: Option<Vec<String>>,
     },
     Parquet {
-        dest: AtomicParquet,
+        dest: Box<AtomicParquet>,
         header: Option<Vec<String>>,
         rows: Vec<Vec<Value>>,
     },
@@ -109,12 +109,12 @@ impl RecordWriter {
                     ))
                 }
                 Target::Path(p) => Inner::Parquet {
-                    dest: AtomicParquet {
+                    dest: Box::new(AtomicParquet {
                         path: p.clone(),
                         tmp: sibling(p, "tmp")?,
                         writer: None,
                         committed: false,
-                    },
+                    }),
                     header: None,
                     rows: Vec::new(),
                 },

@@ -103,7 +103,7 @@ pub fn minimize(
             axpy(alpha[k] - beta, s, &mut d);
         }
         let mut slope = dot(&g, &d);
-        if !(slope < 0.0) {
+        if slope.is_nan() || slope >= 0.0 {
             history.clear();
             d.iter_mut().zip(&g).for_each(|(di, gi)| *di = -gi);
             slope = dot(&g, &d);

@@ -207,18 +207,23 @@ pub struct LinearFit {
     pub path: Vec<PathPoint>,
 }
 
+/// Featurised rows with their class indices.
+#[derive(Debug, Clone, Copy)]
+pub struct Labelled<'a> {
+    pub x: &'a [SparseVec],
+    pub y: &'a [u32],
+}
+
 pub fn fit(
-    vectorizer: Vectorizer,
-    vocab: Vocabulary,
-    x_train: &[SparseVec],
-    y_train: &[u32],
-    x_valid: &[SparseVec],
-    y_valid: &[u32],
+    (vectorizer, vocab): (Vectorizer, Vocabulary),
+    train: Labelled<'_>,
+    valid: Labelled<'_>,
     n_classes: usize,
     params: &LinearParams,
     mut progress: impl FnMut(&str, usize, f64),
 ) -> Result<LinearFit> {
-    if params.l2_grid.is_empty() || params.l2_grid.iter().any(|l| !(*l >= 0.0)) {
+    let (x_train, y_train, x_valid, y_valid) = (train.x, train.y, valid.x, valid.y);
+    if params.l2_grid.is_empty() || params.l2_grid.iter().any(|l| l.is_nan() || *l < 0.0) {
         return Err(Error::Training(
             "the L2 grid must hold non-negative strengths".into(),
         ));
@@ -453,13 +458,11 @@ mod tests {
         let run = || {
             let (v, vocab) = Vectorizer::fit(&texts, &spec).unwrap();
             let rows: Vec<_> = texts.iter().map(|t| v.transform(t)).collect();
+            let data = Labelled { x: &rows, y: &y };
             fit(
-                v,
-                vocab,
-                &rows,
-                &y,
-                &rows,
-                &y,
+                (v, vocab),
+                data,
+                data,
                 3,
                 &LinearParams::default(),
                 |_, _, _| {},

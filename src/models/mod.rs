@@ -121,7 +121,7 @@ impl Model {
                     ))
                 }
             };
-            if !(c.temperature > 0.0) {
+            if c.temperature.is_nan() || c.temperature <= 0.0 {
                 return Err(Error::model(
                     path,
                     format!("component `{}` has temperature {}", c.kind, c.temperature),

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::bundle::{self, DataFingerprint, Manifest, TrainingInfo, FORMAT_VERSION};
 use super::calibration::{self, TemperatureFit, ThresholdChoice};
-use super::linear::{self, FittedLinear, LinearParams, PathPoint};
+use super::linear::{self, FittedLinear, Labelled, LinearParams, PathPoint};
 use super::{decide, Classifier};
 use crate::error::{Error, Result};
 use crate::eval::metrics::{self, Scored};
@@ -205,13 +205,17 @@ pub fn train(
         "featurised"
     );
 
+    let valid_rows = Labelled {
+        x: &x_valid,
+        y: &y_valid,
+    };
     let fit = linear::fit(
-        vectorizer.clone(),
-        vocab.clone(),
-        &x_train,
-        &y_train,
-        &x_valid,
-        &y_valid,
+        (vectorizer.clone(), vocab.clone()),
+        Labelled {
+            x: &x_train,
+            y: &y_train,
+        },
+        valid_rows,
         labels.len(),
         &p.linear,
         |stage, it, loss| progress(stage, it, loss),
@@ -228,13 +232,14 @@ pub fn train(
             ..p.linear.clone()
         };
         let mut refit_progress = |_: &str, it: usize, loss: f64| progress("refit", it, loss);
+        let all = Labelled {
+            x: &x_all,
+            y: &y_all,
+        };
         linear::fit(
-            vectorizer,
-            vocab,
-            &x_all,
-            &y_all,
-            &x_valid,
-            &y_valid,
+            (vectorizer, vocab),
+            all,
+            valid_rows,
             c,
             &one,
             &mut refit_progress,
