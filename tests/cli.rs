@@ -55,6 +55,15 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
+/// Asserts how many entries a directory holds (temporaries included).
+fn assert_entries(dir: &Path, n: usize, why: &str) {
+    let names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), n, "{why}: {names:?}");
+}
+
 fn jsonl(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8(stdout.to_vec())
         .unwrap()
@@ -196,11 +205,7 @@ fn gates_exit_one() {
         .code(1)
         .stderr(predicate::str::contains("no model was written"));
     assert!(!out.exists());
-    assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
-        0,
-        "no temporary left behind"
-    );
+    assert_entries(dir.path(), 0, "no temporary left behind");
 }
 
 #[test]
@@ -487,11 +492,7 @@ fn failed_output_leaves_nothing_half_written() {
             .code(2);
         assert!(!out.exists(), "{ext} output must not exist after a failure");
     }
-    let left: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(left.len(), 1, "only the input remains: {left:?}");
+    assert_entries(dir.path(), 1, "only the input remains");
 }
 
 #[test]
@@ -512,11 +513,7 @@ fn training_on_bad_data_leaves_no_bundle() {
                 .and(predicate::str::contains("malformed row")),
         );
     assert!(!out.exists());
-    assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
-        1,
-        "only the input remains"
-    );
+    assert_entries(dir.path(), 1, "only the input remains");
 }
 
 #[test]

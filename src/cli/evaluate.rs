@@ -118,13 +118,7 @@ pub fn run(args: EvaluateArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
 }
 
 fn summary(r: &EvalReport) -> String {
-    let get = |k: &str| {
-        r.model
-            .get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_string()
-    };
+    let get = |k: &str| r.model_field(k);
     let mut s = format!(
         "model      {} {} ({})\ndata       {}: {} queries\naccuracy   {}   macro-F1 {:.4}   ECE {:.4}\nabstain    below {:.4}: {} abstained, accuracy when answering {}\nlatency    p50 {:.3} ms, p95 {:.3} ms per query; {:.0} queries/s in batches\n",
         get("name"),

@@ -76,6 +76,17 @@ pub struct EvalReport {
     pub throughput_qps: f64,
 }
 
+impl EvalReport {
+    /// A field of the evaluated model's reference (`name`, `version`, `checksum`), or `?`.
+    pub fn model_field(&self, key: &str) -> String {
+        self.model
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    }
+}
+
 pub const ECE_BINS: usize = 15;
 
 pub fn accuracy(s: &[Scored]) -> f64 {

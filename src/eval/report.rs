@@ -356,13 +356,7 @@ pub fn markdown(r: &EvalReport) -> String {
 }
 
 fn model_name(r: &EvalReport) -> String {
-    let get = |k: &str| {
-        r.model
-            .get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_string()
-    };
+    let get = |k: &str| r.model_field(k);
     format!("{} {}", get("name"), get("version"))
 }
 
