@@ -115,6 +115,21 @@ pub enum Error {
 
     #[error("{}: {message}", path.display())]
     Output { path: PathBuf, message: String },
+
+    /// No HTTP answer: refused, reset, timed out. The run is kept locally.
+    #[error("cannot reach {endpoint}: {message}")]
+    Unreachable { endpoint: String, message: String },
+
+    #[error("{endpoint} answered {status}: {message}")]
+    Server {
+        endpoint: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+
+    #[error("tracking: {0}")]
+    Tracking(String),
 }
 
 impl Error {
@@ -141,6 +156,14 @@ impl Error {
 
     /// True when the error is the reader of our stdout going away (`cqr classify … | head`):
     /// not a failure, the run ends quietly with status 0.
+    /// The MLflow error code of a server reply, e.g. `RESOURCE_ALREADY_EXISTS`.
+    pub fn server_code(&self) -> Option<&str> {
+        match self {
+            Error::Server { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }

@@ -9,6 +9,7 @@ pub mod io;
 pub mod models;
 pub mod settings;
 pub mod text;
+pub mod tracking;
 pub mod ui;
 pub mod util;
 

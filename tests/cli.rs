@@ -27,8 +27,16 @@ fn cqr() -> Command {
     let mut c = Command::cargo_bin("cqr").unwrap();
     c.env_remove("RUST_LOG")
         .env_remove("CQR_CONFIG")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env("CQR_RUNS_DIR", runs_dir())
         .current_dir(std::env::temp_dir());
     c
+}
+
+/// A run store for these tests, so nothing lands in the working directory.
+fn runs_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
 /// One model trained on the sample data, shared by the tests that only read it.

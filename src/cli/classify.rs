@@ -16,6 +16,7 @@ use crate::io::write::RecordWriter;
 use crate::io::{Format, Target};
 use crate::models::{Decision, Model};
 use crate::settings::FileConfig;
+use crate::tracking::{refs, TrackingSettings};
 use crate::ui;
 
 /// Output fields that `--keep` columns may not shadow.
@@ -35,8 +36,8 @@ const MAX_WAIT: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Args)]
 pub struct ClassifyArgs {
-    /// Model bundle directory.
-    pub model: PathBuf,
+    /// Model: a bundle directory, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model.
+    pub model: String,
     /// Queries (CSV, JSONL, Parquet, or `-` for stdin: JSONL, or raw lines with --format lines).
     #[arg(default_value = "-")]
     pub data: String,
@@ -62,7 +63,11 @@ pub struct ClassifyArgs {
     pub input: InputArgs,
 }
 
-pub fn run(args: ClassifyArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
+pub fn run(
+    args: ClassifyArgs,
+    config: &FileConfig,
+    tracking: &TrackingSettings,
+) -> anyhow::Result<Outcome> {
     let top_k = args.top_k.or(config.classify.top_k).unwrap_or(3);
     let batch_size = args
         .batch_size
@@ -78,7 +83,7 @@ pub fn run(args: ClassifyArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
     {
         return Err(Error::Usage(format!("--keep {k}: `{k}` is already an output field")).into());
     }
-    let model = Model::load(&args.model)?;
+    let model = Model::load(&refs::resolve(&args.model, tracking)?)?;
     let mut spec = args.input.spec(&args.data, args.format, false);
     spec.keep = args.keep.clone();
     let out_target = match &args.output {

@@ -14,6 +14,8 @@ use crate::io::read::read_all;
 use crate::io::Format;
 use crate::models::Model;
 use crate::settings::FileConfig;
+use crate::tracking::store::{LocalRun, RunStatus};
+use crate::tracking::{refs, ActiveRun, TrackingSettings};
 use crate::ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -24,8 +26,8 @@ pub enum ReportFormat {
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// Model bundle directory.
-    pub model: PathBuf,
+    /// Model: a bundle directory, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model.
+    pub model: String,
     /// Labelled data (CSV, JSONL or Parquet; `-` for stdin).
     pub data: String,
     /// How to print the result on stdout.
@@ -47,7 +49,11 @@ pub struct EvaluateArgs {
     pub input: InputArgs,
 }
 
-pub fn run(args: EvaluateArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
+pub fn run(
+    args: EvaluateArgs,
+    config: &FileConfig,
+    tracking: &TrackingSettings,
+) -> anyhow::Result<Outcome> {
     for (flag, v) in [
         ("--min-accuracy", args.min_accuracy),
         ("--min-macro-f1", args.min_macro_f1),
@@ -58,11 +64,23 @@ pub fn run(args: EvaluateArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
             }
         }
     }
-    let model = Model::load(&args.model)?;
+    let model = Model::load(&refs::resolve(&args.model, tracking)?)?;
     let spec = args.input.spec(&args.data, args.input_format, true);
     let records = read_all(&spec)?;
     let batch = config.classify.batch_size.unwrap_or(1024);
     let report = evaluate(&model, &records, &spec.target.name(), batch);
+    let run = ActiveRun::start(
+        tracking,
+        &format!("evaluate {}", model.manifest.name),
+        "evaluate",
+    )?;
+    log_evaluation(
+        &run.local,
+        &args.model,
+        &model,
+        &spec.target.name(),
+        &report,
+    )?;
     match args.format {
         ReportFormat::Json => {
             ui::print(&serde_json::to_string(&report).expect("a report serialises"))?
@@ -107,6 +125,11 @@ pub fn run(args: EvaluateArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
             ));
         }
     }
+    if !failed.is_empty() {
+        run.local.set_tag("cqr.gate", "failed")?;
+    }
+    let outcome = run.end(RunStatus::Finished, None)?;
+    super::train::report_run(&outcome);
     if failed.is_empty() {
         Ok(Outcome::Success)
     } else {
@@ -115,6 +138,41 @@ pub fn run(args: EvaluateArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
             failed.join("; ")
         )))
     }
+}
+
+/// The evaluation as a run: the model it measured (tags), the metrics, and the report with its
+/// plots as artifacts.
+fn log_evaluation(
+    run: &LocalRun,
+    reference: &str,
+    model: &Model,
+    data: &str,
+    r: &EvalReport,
+) -> crate::Result<()> {
+    run.log_param("model", reference)?;
+    run.log_param("data", data)?;
+    run.set_tag("cqr.model.name", &model.manifest.name)?;
+    run.set_tag("cqr.model.version", &model.manifest.version)?;
+    run.set_tag("cqr.model.checksum", &model.manifest.checksum)?;
+    if let Ok(refs::ModelRef::Version { name, version }) = refs::ModelRef::parse(reference) {
+        run.set_tag("cqr.registry.model", &format!("{name}/{version}"))?;
+    }
+    for (k, v) in [
+        ("accuracy", r.accuracy),
+        ("macro_f1", r.macro_f1),
+        ("ece", r.ece),
+        ("abstain_rate", r.abstain_rate),
+        ("accuracy_answered", r.accuracy_answered),
+        ("latency_ms_p50", r.latency_ms.p50),
+        ("latency_ms_p95", r.latency_ms.p95),
+        ("throughput_qps", r.throughput_qps),
+        ("n", r.n as f64),
+    ] {
+        run.log_metric(k, v, 0)?;
+    }
+    let dir = run.dir.join("artifacts").join("report");
+    write_report(&dir, r)?;
+    Ok(())
 }
 
 fn summary(r: &EvalReport) -> String {

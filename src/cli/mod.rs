@@ -4,6 +4,8 @@
 
 pub mod classify;
 pub mod evaluate;
+pub mod models;
+pub mod runs;
 pub mod train;
 
 use std::path::PathBuf;
@@ -13,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::io::read::ReadSpec;
 use crate::io::{Format, Target};
 use crate::settings::FileConfig;
+use crate::tracking::TrackingSettings;
 
 /// What a command concluded, apart from errors.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,6 +54,40 @@ pub struct GlobalArgs {
     /// Worker threads (default: all cores).
     #[arg(long, global = true, env = "CQR_THREADS", value_name = "N")]
     pub threads: Option<usize>,
+    /// MLflow tracking server (http[s]://…); unset, runs stay in the local store only.
+    #[arg(long, global = true, env = "MLFLOW_TRACKING_URI", value_name = "URI")]
+    pub tracking_uri: Option<String>,
+    /// MLflow experiment for the runs [default: cqr].
+    #[arg(
+        long,
+        global = true,
+        env = "MLFLOW_EXPERIMENT_NAME",
+        value_name = "NAME"
+    )]
+    pub experiment: Option<String>,
+    /// The local run store (MLflow's file layout).
+    #[arg(
+        long,
+        global = true,
+        env = "CQR_RUNS_DIR",
+        default_value = "runs",
+        value_name = "DIR"
+    )]
+    pub runs_dir: PathBuf,
+}
+
+impl GlobalArgs {
+    pub fn tracking(&self) -> TrackingSettings {
+        TrackingSettings {
+            uri: self.tracking_uri.clone().filter(|u| !u.is_empty()),
+            experiment: self
+                .experiment
+                .clone()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "cqr".into()),
+            runs_dir: self.runs_dir.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +98,12 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Classify queries: one JSON line (or CSV/Parquet row) out per record in.
     Classify(classify::ClassifyArgs),
+    /// The local run store: list runs, push unsent ones to the tracking server.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// The model registry on the tracking server: list models and versions, move aliases.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 /// How input data is read: shared by every command that takes DATA.
@@ -103,9 +146,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             .map_err(|e| anyhow::anyhow!("setting up {n} threads: {e}"))?;
     }
     let config = FileConfig::load(cli.global.config.as_deref())?;
+    let tracking = cli.global.tracking();
     match cli.command {
-        Command::Train(a) => train::run(a, &config),
-        Command::Evaluate(a) => evaluate::run(a, &config),
-        Command::Classify(a) => classify::run(a, &config),
+        Command::Train(a) => train::run(a, &config, &tracking),
+        Command::Evaluate(a) => evaluate::run(a, &config, &tracking),
+        Command::Classify(a) => classify::run(a, &config, &tracking),
+        Command::Runs(c) => runs::run(c, &tracking),
+        Command::Models(c) => models::run(c, &tracking),
     }
 }

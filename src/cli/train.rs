@@ -4,18 +4,22 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{InputArgs, Outcome};
 use crate::error::Error;
 use crate::eval::report::pct;
+use crate::io::read::Record;
 use crate::io::read::{read_all, ReadSpec};
 use crate::io::{Format, Target};
 use crate::models::bundle::check_destination;
 use crate::models::linear::LinearParams;
-use crate::models::train::{stratified_split, train, TrainParams};
+use crate::models::train::{fingerprint, stratified_split, train, TrainParams, ValidTrainParams};
+use crate::models::Model;
 use crate::settings::FileConfig;
 use crate::text::FeatureSpec;
+use crate::tracking::store::{Dataset, LocalRun, Registration, RunStatus};
+use crate::tracking::{refs, ActiveRun, RunOutcome, TrackingSettings};
 use crate::ui;
 
 #[derive(Debug, Args)]
@@ -56,6 +60,15 @@ pub struct TrainArgs {
     /// validation with the chosen regularisation.
     #[arg(long)]
     pub no_refit: bool,
+    /// Register the bundle in the model registry under this name (needs a tracking server).
+    #[arg(long, value_name = "NAME")]
+    pub register: Option<String>,
+    /// Point this alias (e.g. champion) at the new version.
+    #[arg(long, requires = "register")]
+    pub alias: Option<String>,
+    /// Move the alias only if the new model beats the current holder on the same validation data.
+    #[arg(long, requires = "alias")]
+    pub promote_if_better: bool,
     /// Replace an existing bundle at the output path.
     #[arg(long)]
     pub force: bool,
@@ -66,7 +79,11 @@ pub struct TrainArgs {
     pub input: InputArgs,
 }
 
-pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
+pub fn run(
+    args: TrainArgs,
+    config: &FileConfig,
+    tracking: &TrackingSettings,
+) -> anyhow::Result<Outcome> {
     let file = &config.train;
     for c in &args.components {
         if c != "linear" {
@@ -134,38 +151,181 @@ pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
         None => None,
     };
     let p = params.params();
-    let (train_set, valid_set, valid_name) = match &valid_records {
-        Some(v) => (
-            records.iter().collect(),
-            v.iter().collect(),
-            Target::parse(args.valid.as_deref().unwrap_or("-")).name(),
-        ),
-        None => {
-            let (t, v) = stratified_split(&records, p.valid_split, p.seed);
-            (
-                t,
-                v,
-                format!(
-                    "{} (held-out {:.0}%)",
-                    spec.target.name(),
-                    p.valid_split * 100.0
-                ),
-            )
+    let (train_set, valid_set, valid_name): (Vec<&Record>, Vec<&Record>, String) =
+        match &valid_records {
+            Some(v) => (
+                records.iter().collect(),
+                v.iter().collect(),
+                Target::parse(args.valid.as_deref().unwrap_or("-")).name(),
+            ),
+            None => {
+                let (t, v) = stratified_split(&records, p.valid_split, p.seed);
+                (
+                    t,
+                    v,
+                    format!(
+                        "{} (held-out {:.0}%)",
+                        spec.target.name(),
+                        p.valid_split * 100.0
+                    ),
+                )
+            }
+        };
+    let resolved = json!({
+        "data": spec.target.name(),
+        "valid": args.valid,
+        "valid_split": p.valid_split,
+        "seed": p.seed,
+        "target_precision": p.target_precision,
+        "min_accuracy": args.min_accuracy,
+        "components": args.components,
+        "features": p.features,
+        "linear": p.linear,
+        "refit": p.refit,
+        "text_col": args.input.text_col,
+        "label_col": args.input.label_col,
+        "register": args.register,
+        "alias": args.alias,
+        "promote_if_better": args.promote_if_better,
+    });
+    let run = ActiveRun::start(tracking, &format!("train {name}"), "train")?;
+    let logged = log_start(
+        &run.local,
+        &resolved,
+        (&spec.target.name(), &train_set),
+        (&valid_name, &valid_set),
+    );
+    let result = logged.map_err(anyhow::Error::from).and_then(|_| {
+        train_and_save(
+            &args,
+            &params,
+            &name,
+            &resolved,
+            &run.local,
+            (&spec.target.name(), &train_set),
+            (&valid_name, &valid_set),
+            tracking,
+        )
+    });
+    match result {
+        Ok(TrainEnd::Written(summary, register)) => {
+            let outcome = run.end(RunStatus::Finished, register)?;
+            ui::print(&summary)?;
+            report_run(&outcome);
+            Ok(Outcome::Success)
         }
-    };
+        Ok(TrainEnd::Gated(message)) => {
+            run.local.set_tag("cqr.gate", "failed")?;
+            let outcome = run.end(RunStatus::Failed, None)?;
+            report_run(&outcome);
+            Ok(Outcome::Verdict(message))
+        }
+        Err(e) => {
+            let _ = run.local.set_tag("cqr.error", &e.to_string());
+            if let Ok(outcome) = run.end(RunStatus::Failed, None) {
+                report_run(&outcome);
+            }
+            Err(e)
+        }
+    }
+}
+
+enum TrainEnd {
+    Written(String, Option<Registration>),
+    Gated(String),
+}
+
+/// Params (the resolved settings, flattened) and the datasets, before training starts.
+fn log_start(
+    run: &LocalRun,
+    resolved: &Value,
+    train: (&str, &[&Record]),
+    valid: (&str, &[&Record]),
+) -> crate::Result<()> {
+    for (k, v) in flatten_params("", resolved) {
+        run.log_param(&k, &v)?;
+    }
+    for ((source, rows), context) in [(train, "training"), (valid, "validation")] {
+        let fp = fingerprint(source, rows);
+        run.log_input(&Dataset {
+            name: source.to_string(),
+            digest: fp.sha256,
+            source: source.to_string(),
+            context: context.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+fn flatten_params(prefix: &str, v: &Value) -> Vec<(String, String)> {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .flat_map(|(k, v)| {
+                flatten_params(
+                    &if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    },
+                    v,
+                )
+            })
+            .collect(),
+        Value::Null => vec![],
+        Value::String(s) => vec![(prefix.to_string(), s.clone())],
+        other => vec![(prefix.to_string(), other.to_string())],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_and_save(
+    args: &TrainArgs,
+    params: &ValidTrainParams,
+    name: &str,
+    resolved: &Value,
+    run: &LocalRun,
+    train_data: (&str, &[&Record]),
+    valid_data: (&str, &[&Record]),
+    tracking: &TrackingSettings,
+) -> anyhow::Result<TrainEnd> {
+    let p = params.params();
     let bar = ui::progress(None, "training");
+    let mut step = 0i64;
+    let mut log_error = None;
     let mut on_progress = |stage: &str, it: usize, loss: f64| {
         bar.set_message(format!("{stage} iteration {it} loss {loss:.5}"));
         bar.inc(1);
+        if it > 0 && loss.is_finite() {
+            step += 1;
+            if let Err(e) = run.log_metric("train_loss", loss, step) {
+                log_error.get_or_insert(e);
+            }
+        }
     };
     let trained = train(
-        &params,
-        &train_set,
-        &valid_set,
-        (&spec.target.name(), &valid_name),
+        params,
+        train_data.1,
+        valid_data.1,
+        (train_data.0, valid_data.0),
         &mut on_progress,
     )?;
     bar.finish_and_clear();
+    if let Some(e) = log_error {
+        return Err(e.into());
+    }
+    for (i, pp) in trained.path.iter().enumerate() {
+        run.log_metric("l2_path.l2", pp.l2 as f64, i as i64)?;
+        run.log_metric("l2_path.valid_accuracy", pp.valid_accuracy, i as i64)?;
+        run.log_metric("l2_path.valid_nll", pp.valid_nll, i as i64)?;
+        run.log_metric("l2_path.iterations", pp.iterations as f64, i as i64)?;
+    }
+    for (k, v) in &trained.metrics {
+        run.log_metric(k, *v, 0)?;
+    }
+    run.log_metric("temperature", trained.temperature.temperature as f64, 0)?;
+    run.log_metric("abstain_threshold", trained.threshold.threshold as f64, 0)?;
+    run.log_metric("train_seconds", trained.seconds, 0)?;
     if trained.dropped_valid > 0 {
         ui::warn(&format!(
             "{} validation rows carry labels never seen in training and were left out of calibration",
@@ -184,28 +344,33 @@ pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
     let acc = trained.metrics["valid_accuracy"];
     if let Some(min) = args.min_accuracy {
         if acc < min {
-            return Ok(Outcome::Verdict(format!(
+            return Ok(TrainEnd::Gated(format!(
                 "gate failed: validation accuracy {} is below --min-accuracy {}; no model was written",
                 pct(acc),
                 pct(min)
             )));
         }
     }
-    let resolved = json!({
-        "data": spec.target.name(),
-        "valid": args.valid,
-        "valid_split": p.valid_split,
-        "seed": p.seed,
-        "target_precision": p.target_precision,
-        "min_accuracy": args.min_accuracy,
-        "components": args.components,
-        "features": p.features,
-        "linear": p.linear,
-        "refit": p.refit,
-        "text_col": args.input.text_col,
-        "label_col": args.input.label_col,
-    });
-    let manifest = trained.save(&args.output, &name, args.force, p.seed, resolved)?;
+    let manifest = trained.save(&args.output, name, args.force, p.seed, resolved.clone())?;
+    run.add_artifact("model", &args.output)?;
+    run.set_tag("cqr.model.checksum", &manifest.checksum)?;
+
+    let register = match &args.register {
+        None => None,
+        Some(reg_name) => {
+            let move_alias = match (&args.alias, args.promote_if_better) {
+                (Some(alias), true) => {
+                    promote_decision(run, tracking, reg_name, alias, acc, valid_data.1)?
+                }
+                _ => true,
+            };
+            Some(Registration {
+                name: reg_name.clone(),
+                alias: args.alias.clone(),
+                move_alias,
+            })
+        }
+    };
     let m = &trained.metrics;
     let chosen = trained.path.iter().find(|pp| pp.l2 == trained.linear.l2);
     let summary = format!(
@@ -236,6 +401,72 @@ pub fn run(args: TrainArgs, config: &FileConfig) -> anyhow::Result<Outcome> {
         trained.seconds,
         manifest.checksum,
     );
-    ui::print(&summary)?;
-    Ok(Outcome::Success)
+    Ok(TrainEnd::Written(summary, register))
+}
+
+/// `--promote-if-better`: scores the current alias holder on the same validation rows; the alias
+/// moves only when the new model's (held-out) validation accuracy is strictly higher. Both
+/// scores are logged.
+fn promote_decision(
+    run: &LocalRun,
+    tracking: &TrackingSettings,
+    name: &str,
+    alias: &str,
+    candidate: f64,
+    valid: &[&Record],
+) -> anyhow::Result<bool> {
+    let client = tracking.server().ok_or_else(|| {
+        Error::Usage(
+            "--promote-if-better compares with the registry: set MLFLOW_TRACKING_URI".into(),
+        )
+    })?;
+    run.log_metric("promote.candidate_valid_accuracy", candidate, 0)?;
+    let Some(holder) = client.alias_version(name, alias)? else {
+        run.set_tag("cqr.promote", &format!("no current {alias}: promoting"))?;
+        return Ok(true);
+    };
+    let version = holder["version"].as_str().unwrap_or("?").to_string();
+    let dir = refs::resolve(&format!("models:/{name}/{version}"), tracking)?;
+    let champion = Model::load(&dir)?;
+    let texts: Vec<&str> = valid.iter().map(|r| r.text.as_str()).collect();
+    let right = champion
+        .predict(&texts)
+        .iter()
+        .zip(valid)
+        .filter(|(p, r)| Some(&champion.labels()[champion.decide(p, 1).best]) == r.label.as_ref())
+        .count();
+    let champion_acc = right as f64 / valid.len().max(1) as f64;
+    run.log_metric("promote.champion_valid_accuracy", champion_acc, 0)?;
+    let better = candidate > champion_acc;
+    let verdict = format!(
+        "candidate {} vs {alias} (version {version}) {} on the same validation rows: {}",
+        pct(candidate),
+        pct(champion_acc),
+        if better {
+            "promoting"
+        } else {
+            "keeping the current holder"
+        }
+    );
+    run.set_tag("cqr.promote", &verdict)?;
+    ui::note(&verdict);
+    Ok(better)
+}
+
+/// Tells where the run went: local store always, the server's link when it got there.
+pub fn report_run(o: &RunOutcome) {
+    match (&o.remote, &o.unsynced_reason) {
+        (Some((id, url)), _) => {
+            ui::note(&format!("run {id}: {url}"));
+            if let Some(v) = &o.registered_version {
+                ui::note(&format!("registered as version {v}"));
+            }
+        }
+        (None, Some(why)) => ui::warn(&format!(
+            "run {} is kept in {} but not on the tracking server: {why}; send it later with `cqr runs push`",
+            o.local_run_id,
+            o.local_dir.display()
+        )),
+        (None, None) => ui::note(&format!("run {} recorded in {}", o.local_run_id, o.local_dir.display())),
+    }
 }

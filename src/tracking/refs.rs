@@ -1,0 +1,229 @@
+//! Model references: a bundle directory, `models:/NAME/VERSION`, `models:/NAME@ALIAS` or
+//! `runs:/RUN_ID/PATH`. Registry and run references are downloaded once into a cache keyed by
+//! run and path, verified against the manifest's checksums, and fetched again when a cached copy
+//! is corrupt or partial.
+
+use std::path::{Path, PathBuf};
+
+use super::mlflow::MlflowClient;
+use super::TrackingSettings;
+use crate::error::{Error, Result};
+use crate::io::atomic::TempDir;
+use crate::models::bundle::load_manifest;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelRef {
+    Dir(PathBuf),
+    Version { name: String, version: String },
+    Alias { name: String, alias: String },
+    Run { run_id: String, path: String },
+}
+
+impl ModelRef {
+    pub fn parse(s: &str) -> Result<ModelRef> {
+        if let Some(rest) = s.strip_prefix("models:/") {
+            if let Some((name, alias)) = rest.rsplit_once('@') {
+                if !name.is_empty() && !alias.is_empty() {
+                    return Ok(ModelRef::Alias {
+                        name: name.to_string(),
+                        alias: alias.to_string(),
+                    });
+                }
+            } else if let Some((name, version)) = rest.rsplit_once('/') {
+                if !name.is_empty()
+                    && !version.is_empty()
+                    && version.chars().all(|c| c.is_ascii_digit())
+                {
+                    return Ok(ModelRef::Version {
+                        name: name.to_string(),
+                        version: version.to_string(),
+                    });
+                }
+            }
+            return Err(Error::Usage(format!(
+                "`{s}`: expected models:/NAME/VERSION or models:/NAME@ALIAS"
+            )));
+        }
+        if let Some(rest) = s.strip_prefix("runs:/") {
+            return match rest.split_once('/') {
+                Some((run, path)) if !run.is_empty() && !path.is_empty() => Ok(ModelRef::Run {
+                    run_id: run.to_string(),
+                    path: path.trim_end_matches('/').to_string(),
+                }),
+                _ => Err(Error::Usage(format!(
+                    "`{s}`: expected runs:/RUN_ID/PATH (e.g. runs:/abc123/model)"
+                ))),
+            };
+        }
+        Ok(ModelRef::Dir(PathBuf::from(s)))
+    }
+}
+
+fn cache_root() -> PathBuf {
+    if let Ok(c) = std::env::var("CQR_CACHE") {
+        return PathBuf::from(c);
+    }
+    match std::env::var("HOME") {
+        Ok(h) => PathBuf::from(h).join(".cache/cqr"),
+        Err(_) => PathBuf::from(".cqr-cache"),
+    }
+}
+
+fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Resolves a reference to a local bundle directory, downloading when needed.
+pub fn resolve(reference: &str, settings: &TrackingSettings) -> Result<PathBuf> {
+    let r = ModelRef::parse(reference)?;
+    if let ModelRef::Dir(p) = r {
+        return Ok(p);
+    }
+    // A run of the local store needs no server.
+    if let ModelRef::Run { run_id, path } = &r {
+        if let Ok(local) = settings.store().find(run_id) {
+            let dir = local.dir.join("artifacts").join(path);
+            if dir.is_dir() {
+                return Ok(dir);
+            }
+        }
+    }
+    let client = settings.server().ok_or_else(|| {
+        Error::Usage(format!(
+            "`{reference}` needs a tracking server: set MLFLOW_TRACKING_URI or pass --tracking-uri"
+        ))
+    })?;
+    let (run_id, path) = match &r {
+        ModelRef::Run { run_id, path } => (run_id.clone(), path.clone()),
+        ModelRef::Version { name, version } => {
+            source_of(&client.model_version(name, version)?, reference)?
+        }
+        ModelRef::Alias { name, alias } => {
+            let v = client.alias_version(name, alias)?.ok_or_else(|| {
+                Error::Tracking(format!(
+                    "model `{name}` has no alias `{alias}` on {}",
+                    client.uri()
+                ))
+            })?;
+            source_of(&v, reference)?
+        }
+        ModelRef::Dir(_) => unreachable!("handled above"),
+    };
+    let dest = cache_root()
+        .join("runs")
+        .join(safe(&run_id))
+        .join(safe(&path));
+    if dest.is_dir() {
+        match load_manifest(&dest) {
+            Ok(_) => return Ok(dest),
+            Err(e) => {
+                tracing::warn!("cached copy of {reference} is damaged ({e}); fetching it again");
+                let _ = std::fs::remove_dir_all(&dest);
+            }
+        }
+    }
+    download(&client, &run_id, &path, &dest, reference)?;
+    Ok(dest)
+}
+
+/// The run and artifact path of a registered version (source `runs:/<run>/<path>`).
+fn source_of(version: &serde_json::Value, reference: &str) -> Result<(String, String)> {
+    let source = version["source"].as_str().unwrap_or_default();
+    match ModelRef::parse(source) {
+        Ok(ModelRef::Run { run_id, path }) => Ok((run_id, path)),
+        _ => match version["run_id"].as_str() {
+            Some(run) if !run.is_empty() => Ok((run.to_string(), "model".to_string())),
+            _ => Err(Error::Tracking(format!(
+                "{reference}: the version's source `{source}` is not a run artifact cqr can fetch"
+            ))),
+        },
+    }
+}
+
+fn download(
+    client: &MlflowClient,
+    run_id: &str,
+    path: &str,
+    dest: &Path,
+    reference: &str,
+) -> Result<()> {
+    let (run, _) = client.get_run(run_id)?;
+    let files = client.list_artifacts(run_id, path)?;
+    if files.is_empty() {
+        return Err(Error::Tracking(format!(
+            "{reference}: run {run_id} has no artifacts under `{path}`"
+        )));
+    }
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let tmp = TempDir::beside(dest)?;
+    for (file, size) in &files {
+        let rel = file
+            .strip_prefix(path)
+            .unwrap_or(file)
+            .trim_start_matches('/');
+        let bytes = client.download_artifact(&run.artifact_uri, file)?;
+        if bytes.len() as u64 != *size && *size > 0 {
+            return Err(Error::Tracking(format!(
+                "{reference}: `{file}` arrived with {} bytes, the server lists {size}",
+                bytes.len()
+            )));
+        }
+        let target = tmp.path().join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        std::fs::write(&target, bytes).map_err(|e| Error::io(&target, e))?;
+    }
+    load_manifest(tmp.path()).map_err(|e| {
+        Error::Tracking(format!(
+            "{reference}: the downloaded bundle does not verify: {e}"
+        ))
+    })?;
+    tmp.commit(dest, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_reference_form() {
+        assert_eq!(
+            ModelRef::parse("models:/intents/3").unwrap(),
+            ModelRef::Version {
+                name: "intents".into(),
+                version: "3".into()
+            }
+        );
+        assert_eq!(
+            ModelRef::parse("models:/intents@champion").unwrap(),
+            ModelRef::Alias {
+                name: "intents".into(),
+                alias: "champion".into()
+            }
+        );
+        assert_eq!(
+            ModelRef::parse("runs:/abc/model").unwrap(),
+            ModelRef::Run {
+                run_id: "abc".into(),
+                path: "model".into()
+            }
+        );
+        assert_eq!(
+            ModelRef::parse("models/tickets").unwrap(),
+            ModelRef::Dir("models/tickets".into())
+        );
+        assert!(ModelRef::parse("models:/x/latest").is_err());
+        assert!(ModelRef::parse("runs:/abc").is_err());
+    }
+}
