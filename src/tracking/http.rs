@@ -67,7 +67,11 @@ impl Default for HttpSettings {
     /// MLflow's own variables: `MLFLOW_HTTP_REQUEST_TIMEOUT` (seconds, default 120),
     /// `MLFLOW_HTTP_REQUEST_MAX_RETRIES` (default 3 here), `MLFLOW_TRACKING_INSECURE_TLS`.
     fn default() -> Self {
-        let num = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<u64>().ok());
+        let num = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
         HttpSettings {
             timeout: Duration::from_secs(num("MLFLOW_HTTP_REQUEST_TIMEOUT").unwrap_or(120).max(1)),
             retries: num("MLFLOW_HTTP_REQUEST_MAX_RETRIES").unwrap_or(3).min(20) as u32,
