@@ -157,6 +157,27 @@ fn read_yaml_field(text: &str, key: &str) -> Option<String> {
     })
 }
 
+/// Every file below `base` as (path relative to `base` with `/` separators, full path), sorted.
+fn files_under(base: &Path) -> Vec<(String, PathBuf)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else if let Ok(rel) = p.strip_prefix(base) {
+                out.push((rel.to_string_lossy().replace('\\', "/"), p.clone()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(base, base, &mut out);
+    out.sort();
+    out
+}
+
 fn new_run_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -452,24 +473,10 @@ impl LocalRun {
 
     /// Artifact files as paths relative to `artifacts/`, sorted.
     pub fn artifact_files(&self) -> Vec<String> {
-        fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-            let Ok(entries) = fs::read_dir(dir) else {
-                return;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(base, &p, out);
-                } else if let Ok(rel) = p.strip_prefix(base) {
-                    out.push(rel.to_string_lossy().replace('\\', "/"));
-                }
-            }
-        }
-        let base = self.dir.join("artifacts");
-        let mut out = Vec::new();
-        walk(&base, &base, &mut out);
-        out.sort();
-        out
+        files_under(&self.dir.join("artifacts"))
+            .into_iter()
+            .map(|(rel, _)| rel)
+            .collect()
     }
 
     pub fn finish(&self, status: RunStatus) -> Result<()> {
@@ -478,24 +485,10 @@ impl LocalRun {
     }
 
     fn read_kv(&self, kind: &str) -> Vec<(String, String)> {
-        fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
-            let Ok(entries) = fs::read_dir(dir) else {
-                return;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(base, &p, out);
-                } else if let (Ok(rel), Ok(v)) = (p.strip_prefix(base), fs::read_to_string(&p)) {
-                    out.push((rel.to_string_lossy().replace('\\', "/"), v));
-                }
-            }
-        }
-        let base = self.dir.join(kind);
-        let mut out = Vec::new();
-        walk(&base, &base, &mut out);
-        out.sort();
-        out
+        files_under(&self.dir.join(kind))
+            .into_iter()
+            .filter_map(|(rel, p)| fs::read_to_string(p).ok().map(|v| (rel, v)))
+            .collect()
     }
 
     pub fn params(&self) -> Vec<(String, String)> {
