@@ -83,7 +83,7 @@ pub fn run(
     {
         return Err(Error::Usage(format!("--keep {k}: `{k}` is already an output field")).into());
     }
-    let model = Model::load(&refs::resolve(&args.model, tracking)?)?;
+    let model = refs::load_model(&args.model, tracking)?;
     let mut spec = args.input.spec(&args.data, args.format, false);
     spec.keep = args.keep.clone();
     let out_target = match &args.output {

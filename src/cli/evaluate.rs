@@ -64,7 +64,7 @@ pub fn run(
             }
         }
     }
-    let model = Model::load(&refs::resolve(&args.model, tracking)?)?;
+    let model = refs::load_model(&args.model, tracking)?;
     let spec = args.input.spec(&args.data, args.input_format, true);
     let records = read_all(&spec)?;
     let batch = config.classify.batch_size.unwrap_or(1024);

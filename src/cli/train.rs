@@ -15,7 +15,6 @@ use crate::io::{Format, Target};
 use crate::models::bundle::check_destination;
 use crate::models::linear::LinearParams;
 use crate::models::train::{fingerprint, stratified_split, train, TrainParams, ValidTrainParams};
-use crate::models::Model;
 use crate::settings::FileConfig;
 use crate::text::FeatureSpec;
 use crate::tracking::store::{Dataset, LocalRun, Registration, RunStatus};
@@ -426,8 +425,7 @@ fn promote_decision(
         return Ok(true);
     };
     let version = holder["version"].as_str().unwrap_or("?").to_string();
-    let dir = refs::resolve(&format!("models:/{name}/{version}"), tracking)?;
-    let champion = Model::load(&dir)?;
+    let champion = refs::load_model(&format!("models:/{name}/{version}"), tracking)?;
     let texts: Vec<&str> = valid.iter().map(|r| r.text.as_str()).collect();
     let right = champion
         .predict(&texts)

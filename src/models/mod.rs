@@ -84,6 +84,8 @@ pub struct Model {
     pub path: PathBuf,
     pub manifest: Manifest,
     pub components: Vec<Component>,
+    /// The registry (name, version) it was loaded as, if any.
+    pub registry: Option<(String, String)>,
 }
 
 /// The calibrated, combined class probabilities of one query.
@@ -140,6 +142,7 @@ impl Model {
             path: path.to_path_buf(),
             manifest,
             components,
+            registry: None,
         })
     }
 
@@ -151,10 +154,15 @@ impl Model {
         self.manifest.abstain.threshold
     }
 
+    /// Name and version as the registry knows them when loaded from it, else the bundle's own.
     pub fn model_ref(&self) -> ModelRef {
+        let (name, version) = self
+            .registry
+            .clone()
+            .unwrap_or_else(|| (self.manifest.name.clone(), self.manifest.version.clone()));
         ModelRef {
-            name: self.manifest.name.clone(),
-            version: self.manifest.version.clone(),
+            name,
+            version,
             checksum: self.manifest.checksum.clone(),
         }
     }

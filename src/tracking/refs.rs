@@ -10,6 +10,7 @@ use super::TrackingSettings;
 use crate::error::{Error, Result};
 use crate::io::atomic::TempDir;
 use crate::models::bundle::load_manifest;
+use crate::models::Model;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelRef {
@@ -81,18 +82,31 @@ fn safe(s: &str) -> String {
         .collect()
 }
 
-/// Resolves a reference to a local bundle directory, downloading when needed.
-pub fn resolve(reference: &str, settings: &TrackingSettings) -> Result<PathBuf> {
+/// Loads the model a reference names; a registry reference answers with the registry's name and
+/// version in every output record.
+pub fn load_model(reference: &str, settings: &TrackingSettings) -> Result<Model> {
+    let (dir, registry) = resolve(reference, settings)?;
+    let mut model = Model::load(&dir)?;
+    model.registry = registry;
+    Ok(model)
+}
+
+/// Resolves a reference to a local bundle directory, downloading when needed; for registry
+/// references also the (name, version) it resolved to.
+pub fn resolve(
+    reference: &str,
+    settings: &TrackingSettings,
+) -> Result<(PathBuf, Option<(String, String)>)> {
     let r = ModelRef::parse(reference)?;
     if let ModelRef::Dir(p) = r {
-        return Ok(p);
+        return Ok((p, None));
     }
     // A run of the local store needs no server.
     if let ModelRef::Run { run_id, path } = &r {
         if let Ok(local) = settings.store().find(run_id) {
             let dir = local.dir.join("artifacts").join(path);
             if dir.is_dir() {
-                return Ok(dir);
+                return Ok((dir, None));
             }
         }
     }
@@ -101,10 +115,11 @@ pub fn resolve(reference: &str, settings: &TrackingSettings) -> Result<PathBuf> 
             "`{reference}` needs a tracking server: set MLFLOW_TRACKING_URI or pass --tracking-uri"
         ))
     })?;
-    let (run_id, path) = match &r {
-        ModelRef::Run { run_id, path } => (run_id.clone(), path.clone()),
+    let (run_id, path, registry) = match &r {
+        ModelRef::Run { run_id, path } => (run_id.clone(), path.clone(), None),
         ModelRef::Version { name, version } => {
-            source_of(&client.model_version(name, version)?, reference)?
+            let (run, path) = source_of(&client.model_version(name, version)?, reference)?;
+            (run, path, Some((name.clone(), version.clone())))
         }
         ModelRef::Alias { name, alias } => {
             let v = client.alias_version(name, alias)?.ok_or_else(|| {
@@ -113,7 +128,9 @@ pub fn resolve(reference: &str, settings: &TrackingSettings) -> Result<PathBuf> 
                     client.uri()
                 ))
             })?;
-            source_of(&v, reference)?
+            let version = v["version"].as_str().unwrap_or_default().to_string();
+            let (run, path) = source_of(&v, reference)?;
+            (run, path, Some((name.clone(), version)))
         }
         ModelRef::Dir(_) => unreachable!("handled above"),
     };
@@ -123,7 +140,7 @@ pub fn resolve(reference: &str, settings: &TrackingSettings) -> Result<PathBuf> 
         .join(safe(&path));
     if dest.is_dir() {
         match load_manifest(&dest) {
-            Ok(_) => return Ok(dest),
+            Ok(_) => return Ok((dest, registry)),
             Err(e) => {
                 tracing::warn!("cached copy of {reference} is damaged ({e}); fetching it again");
                 let _ = std::fs::remove_dir_all(&dest);
@@ -131,7 +148,7 @@ pub fn resolve(reference: &str, settings: &TrackingSettings) -> Result<PathBuf> 
         }
     }
     download(&client, &run_id, &path, &dest, reference)?;
-    Ok(dest)
+    Ok((dest, registry))
 }
 
 /// The run and artifact path of a registered version (source `runs:/<run>/<path>`).
