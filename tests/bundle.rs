@@ -24,6 +24,7 @@ fn load_of_save_predicts_identically() {
         features: FeatureSpec::default(),
         linear: LinearParams::default(),
         refit: true,
+        encoder: None,
     }
     .validate()
     .unwrap();
@@ -43,9 +44,9 @@ fn load_of_save_predicts_identically() {
     let test = read_all(&test_spec).unwrap();
     let texts: Vec<&str> = test.iter().map(|r| r.text.as_str()).collect();
     let c = trained.labels.len();
-    let logits = trained.linear.logits(&texts);
+    let logits = trained.linear.logits(&texts).unwrap();
     let mut expect = vec![0f32; c];
-    for (row, got) in logits.chunks(c).zip(loaded.predict(&texts)) {
+    for (row, got) in logits.chunks(c).zip(loaded.predict(&texts).unwrap()) {
         softmax_t(row, trained.temperature.temperature, &mut expect);
         assert_eq!(got.probs, expect);
     }

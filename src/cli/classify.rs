@@ -96,7 +96,7 @@ pub fn run(
     let bar = ui::progress(None, "classified");
     while let Some(batch) = batches.next_batch(batch_size, MAX_WAIT)? {
         let texts: Vec<&str> = batch.iter().map(|r| r.text.as_str()).collect();
-        let preds = model.predict(&texts);
+        let preds = model.predict(&texts)?;
         let out: Vec<Value> = batch
             .into_par_iter()
             .zip(preds.par_iter())
@@ -139,10 +139,11 @@ pub fn output_record(rec: Record, d: &Decision, model: &Model, model_ref: &Value
         ),
     );
     m.insert("abstained".into(), Value::from(d.abstained));
-    m.insert(
-        "uncertainty".into(),
-        json!({"entropy": round6(d.entropy), "margin": round6(d.margin)}),
-    );
+    let mut u = json!({"entropy": round6(d.entropy), "margin": round6(d.margin)});
+    if let Some(dis) = d.disagreement {
+        u["disagreement"] = Value::from(round6(dis));
+    }
+    m.insert("uncertainty".into(), u);
     m.insert("model".into(), model_ref.clone());
     Value::Object(m)
 }

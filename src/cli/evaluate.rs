@@ -68,7 +68,7 @@ pub fn run(
     let spec = args.input.spec(&args.data, args.input_format, true);
     let records = read_all(&spec)?;
     let batch = config.classify.batch_size.unwrap_or(1024);
-    let report = evaluate(&model, &records, &spec.target.name(), batch);
+    let report = evaluate(&model, &records, &spec.target.name(), batch)?;
     let run = ActiveRun::start(
         tracking,
         &format!("evaluate {}", model.manifest.name),

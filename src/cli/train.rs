@@ -13,8 +13,11 @@ use crate::io::read::Record;
 use crate::io::read::{read_all, ReadSpec};
 use crate::io::{Format, Target};
 use crate::models::bundle::check_destination;
+use crate::models::encoder;
 use crate::models::linear::LinearParams;
-use crate::models::train::{fingerprint, stratified_split, train, TrainParams, ValidTrainParams};
+use crate::models::train::{
+    fingerprint, stratified_split, train, EncoderParams, TrainParams, ValidTrainParams,
+};
 use crate::settings::FileConfig;
 use crate::text::FeatureSpec;
 use crate::tracking::store::{Dataset, LocalRun, Registration, RunStatus};
@@ -46,9 +49,13 @@ pub struct TrainArgs {
     /// Gate: exit 1 and write nothing when validation accuracy is below this.
     #[arg(long, value_name = "ACC")]
     pub min_accuracy: Option<f64>,
-    /// Model components to train (this build: linear).
-    #[arg(long, value_delimiter = ',', default_value = "linear")]
-    pub components: Vec<String>,
+    /// Components to train and ensemble: linear, encoder [default: linear,encoder when the
+    /// encoder is present, else linear].
+    #[arg(long, value_delimiter = ',')]
+    pub components: Option<Vec<String>>,
+    /// Sentence-transformers folder for the encoder component.
+    #[arg(long, env = "CQR_ENCODER", value_name = "DIR", default_value = encoder::DEFAULT_DIR)]
+    pub encoder: PathBuf,
     /// Ignore n-grams seen in fewer training texts than this [default: 2].
     #[arg(long, value_name = "N")]
     pub min_df: Option<u32>,
@@ -84,13 +91,39 @@ pub fn run(
     tracking: &TrackingSettings,
 ) -> anyhow::Result<Outcome> {
     let file = &config.train;
-    for c in &args.components {
-        if c != "linear" {
+    let encoder_present = args.encoder.join("model.safetensors").is_file();
+    let components = match &args.components {
+        Some(c) => c.clone(),
+        None if encoder_present => vec!["linear".to_string(), "encoder".to_string()],
+        None => {
+            ui::note(&format!(
+                "no encoder in {}: training the linear component only (scripts/fetch-model.sh fetches all-MiniLM-L6-v2)",
+                args.encoder.display()
+            ));
+            vec!["linear".to_string()]
+        }
+    };
+    for c in &components {
+        if c != "linear" && c != "encoder" {
             return Err(Error::Usage(format!(
-                "unknown component `{c}`; this build trains: linear"
+                "unknown component `{c}`; components are: linear, encoder"
             ))
             .into());
         }
+    }
+    if !components.iter().any(|c| c == "linear") {
+        return Err(Error::Usage(
+            "this build ensembles the encoder with the linear component: include `linear`".into(),
+        )
+        .into());
+    }
+    let with_encoder = components.iter().any(|c| c == "encoder");
+    if with_encoder && !encoder_present {
+        return Err(Error::model(
+            &args.encoder,
+            "no model.safetensors: fetch the default encoder with `scripts/fetch-model.sh` or point --encoder at a sentence-transformers folder",
+        )
+        .into());
     }
     if let Some(m) = args.min_accuracy {
         if !(0.0..=1.0).contains(&m) {
@@ -119,6 +152,12 @@ pub fn run(
             ..FeatureSpec::default()
         },
         refit: !args.no_refit && file.refit.unwrap_or(true),
+        encoder: with_encoder.then(|| EncoderParams {
+            dir: args.encoder.clone(),
+            max_len: encoder::DEFAULT_MAX_LEN,
+            alpha: file.head_alpha.unwrap_or(0.1),
+            max_iter: 300,
+        }),
         linear: LinearParams {
             l2_grid: file.l2_grid.clone().unwrap_or(defaults.l2_grid),
             max_iter: args.max_iter.or(file.max_iter).unwrap_or(defaults.max_iter),
@@ -177,7 +216,8 @@ pub fn run(
         "seed": p.seed,
         "target_precision": p.target_precision,
         "min_accuracy": args.min_accuracy,
-        "components": args.components,
+        "components": components,
+        "encoder": with_encoder.then(|| args.encoder.display().to_string()),
         "features": p.features,
         "linear": p.linear,
         "refit": p.refit,
@@ -373,7 +413,7 @@ fn train_and_save(
     let m = &trained.metrics;
     let chosen = trained.path.iter().find(|pp| pp.l2 == trained.linear.l2);
     let summary = format!(
-        "trained {name} → {}\n  data        {} rows for training, {} for validation, {} intents\n  features    {} n-grams (word {}–{}, char {}–{}, min_df {})\n  linear      L2 {:.0e} chosen on validation ({} iterations){}\n  calibration temperature {:.3} (validation NLL {:.4} → {:.4}, ECE {:.4} → {:.4})\n  abstain     below confidence {:.4} (validation precision {} at coverage {})\n  validation  accuracy {}, macro-F1 {:.4}\n  time        {:.1} s\n  checksum    {}",
+        "trained {name} → {}\n  data        {} rows for training, {} for validation, {} intents\n  features    {} n-grams (word {}–{}, char {}–{}, min_df {})\n  linear      L2 {:.0e} chosen on validation ({} iterations){}\n  calibration temperature {:.3} (validation NLL {:.4} → {:.4}, ECE {:.4} → {:.4})\n  abstain     below confidence {:.4} (validation precision {} at coverage {})\n{}  validation  accuracy {}, macro-F1 {:.4}\n  time        {:.1} s\n  checksum    {}",
         args.output.display(),
         trained.train_data.rows,
         trained.valid_data.rows,
@@ -395,12 +435,26 @@ fn train_and_save(
         trained.threshold.threshold,
         pct(trained.threshold.precision),
         pct(trained.threshold.coverage),
+        ensemble_line(&trained.metrics),
         pct(acc),
         m["valid_macro_f1"],
         trained.seconds,
         manifest.checksum,
     );
     Ok(TrainEnd::Written(summary, register))
+}
+
+/// The ensemble's line of the summary (empty without an encoder).
+fn ensemble_line(m: &std::collections::BTreeMap<String, f64>) -> String {
+    match (m.get("ensemble_weight_encoder"), m.get("valid_accuracy_encoder")) {
+        (Some(w), Some(enc)) => format!(
+            "  ensemble    encoder weight {w:.2}, temperature {:.3}; validation accuracy linear {}, encoder {}\n",
+            m.get("ensemble_temperature").copied().unwrap_or(1.0),
+            pct(m["valid_accuracy_linear"]),
+            pct(*enc)
+        ),
+        _ => String::new(),
+    }
 }
 
 /// `--promote-if-better`: scores the current alias holder on the same validation rows; the alias
@@ -428,7 +482,7 @@ fn promote_decision(
     let champion = refs::load_model(&format!("models:/{name}/{version}"), tracking)?;
     let texts: Vec<&str> = valid.iter().map(|r| r.text.as_str()).collect();
     let right = champion
-        .predict(&texts)
+        .predict(&texts)?
         .iter()
         .zip(valid)
         .filter(|(p, r)| Some(&champion.labels()[champion.decide(p, 1).best]) == r.label.as_ref())

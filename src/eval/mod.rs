@@ -21,13 +21,13 @@ pub fn evaluate(
     records: &[Record],
     data_name: &str,
     batch_size: usize,
-) -> EvalReport {
+) -> crate::Result<EvalReport> {
     let labels = model.labels();
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let start = Instant::now();
     let mut decisions = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(batch_size.max(1)) {
-        for p in model.predict(chunk) {
+        for p in model.predict(chunk)? {
             decisions.push(model.decide(&p, 1));
         }
     }
@@ -51,16 +51,13 @@ pub fn evaluate(
         })
         .collect();
 
-    let mut lat: Vec<f64> = texts
-        .iter()
-        .take(LATENCY_SAMPLE)
-        .map(|t| {
-            let s = Instant::now();
-            let p = model.predict(std::slice::from_ref(t));
-            let _ = model.decide(&p[0], 3);
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
+    let mut lat: Vec<f64> = Vec::with_capacity(LATENCY_SAMPLE);
+    for t in texts.iter().take(LATENCY_SAMPLE) {
+        let s = Instant::now();
+        let p = model.predict(std::slice::from_ref(t))?;
+        let _ = model.decide(&p[0], 3);
+        lat.push(s.elapsed().as_secs_f64() * 1e3);
+    }
     lat.sort_by(f64::total_cmp);
 
     let conf: Vec<f32> = scored.iter().map(|s| s.confidence).collect();
@@ -76,7 +73,7 @@ pub fn evaluate(
     thresholds.dedup();
     let answered: Vec<&Scored> = scored.iter().filter(|s| !s.abstained).collect();
     let n = scored.len();
-    EvalReport {
+    Ok(EvalReport {
         model: serde_json::to_value(model.model_ref()).expect("a model ref serialises"),
         data: data_name.to_string(),
         n,
@@ -103,5 +100,5 @@ pub fn evaluate(
             queries: lat.len(),
         },
         throughput_qps: n as f64 / elapsed.max(1e-9),
-    }
+    })
 }

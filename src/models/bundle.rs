@@ -12,6 +12,8 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::calibration::ThresholdChoice;
+use super::encoder::{Encoder, EncoderClassifier};
+use super::heads::LogisticHead;
 use super::linear::{FittedLinear, PathPoint};
 use crate::error::{Error, Result};
 use crate::io::atomic::TempDir;
@@ -32,6 +34,10 @@ pub struct Manifest {
     pub labels: Vec<String>,
     pub components: Vec<ComponentManifest>,
     pub abstain: ThresholdChoice,
+    /// Temperature applied to the log of the ensemble's mixed probabilities (1 with one
+    /// component): a mixture of calibrated components is not itself calibrated.
+    #[serde(default = "one")]
+    pub ensemble_temperature: f32,
     /// sha256 over the component files' names and checksums: identifies the model's behaviour.
     pub checksum: String,
     pub training: TrainingInfo,
@@ -71,6 +77,10 @@ pub struct TrainingInfo {
     pub train_data: DataFingerprint,
     pub valid_data: DataFingerprint,
     pub seconds: f64,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// Settings the linear component stores in its manifest entry.
@@ -214,9 +224,151 @@ pub fn read_linear(bundle: &Path, c: &ComponentManifest, n_classes: usize) -> Re
     })
 }
 
-/// The bundle checksum: sha256 over each component file's name and sha256, sorted.
-pub fn bundle_checksum(components: &[ComponentManifest]) -> String {
-    let mut lines: Vec<String> = components
+/// Settings the encoder component stores in its manifest entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EncoderSettings {
+    /// Where the encoder came from when trained (informative; the bundle carries its files).
+    pub source: String,
+    pub max_len: usize,
+    pub dim: usize,
+    pub head: String,
+    pub head_alpha: f32,
+    pub weights_sha256: String,
+}
+
+fn copy_file(dir: &Path, name: &str, src: &Path) -> Result<FileEntry> {
+    let p = dir.join(name);
+    let bytes = fs::copy(src, &p).map_err(|e| Error::io(src, e))?;
+    Ok(FileEntry {
+        path: name.to_string(),
+        sha256: sha256_file(&p)?,
+        bytes,
+    })
+}
+
+/// Writes the encoder component: the encoder's own files (so the bundle stands alone) and the
+/// head's weights.
+pub fn write_encoder(
+    dir: &Path,
+    m: &EncoderClassifier,
+    temperature: f32,
+    weight: f32,
+    alpha: f32,
+) -> Result<ComponentManifest> {
+    let src = &m.encoder.dir;
+    let wb = f32_bytes(&m.head.weight);
+    let bb = f32_bytes(&m.head.bias);
+    let tensors = vec![
+        (
+            "bias",
+            TensorView::new(Dtype::F32, vec![m.head.n_classes], &bb),
+        ),
+        (
+            "weight",
+            TensorView::new(Dtype::F32, vec![m.head.dim, m.head.n_classes], &wb),
+        ),
+    ];
+    let tensors: Vec<(&str, TensorView<'_>)> = tensors
+        .into_iter()
+        .map(|(n, t)| t.map(|t| (n, t)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::model(dir, format!("building tensors: {e}")))?;
+    let st = safetensors::serialize(tensors, None)
+        .map_err(|e| Error::model(dir, format!("serialising the head: {e}")))?;
+    let mut files = BTreeMap::new();
+    files.insert(
+        "head".to_string(),
+        write_file(dir, "encoder_head.safetensors", &st)?,
+    );
+    files.insert(
+        "config".to_string(),
+        copy_file(dir, "encoder_config.json", &src.join("config.json"))?,
+    );
+    files.insert(
+        "tokenizer".to_string(),
+        copy_file(dir, "encoder_tokenizer.json", &src.join("tokenizer.json"))?,
+    );
+    files.insert(
+        "weights".to_string(),
+        copy_file(
+            dir,
+            "encoder_model.safetensors",
+            &src.join("model.safetensors"),
+        )?,
+    );
+    let settings = EncoderSettings {
+        source: src.display().to_string(),
+        max_len: m.encoder.max_len,
+        dim: m.encoder.dim,
+        head: "logistic".into(),
+        head_alpha: alpha,
+        weights_sha256: m.encoder.weights_sha256.clone(),
+    };
+    Ok(ComponentManifest {
+        kind: "encoder".into(),
+        weight,
+        temperature,
+        files,
+        settings: serde_json::to_value(settings).expect("settings always serialise"),
+    })
+}
+
+pub fn read_encoder(
+    bundle: &Path,
+    c: &ComponentManifest,
+    n_classes: usize,
+) -> Result<EncoderClassifier> {
+    let settings: EncoderSettings = serde_json::from_value(c.settings.clone())
+        .map_err(|e| Error::model(bundle, format!("encoder settings: {e}")))?;
+    let file = |role: &str| -> Result<PathBuf> {
+        c.files
+            .get(role)
+            .map(|f| bundle.join(&f.path))
+            .ok_or_else(|| {
+                Error::model(
+                    bundle,
+                    format!("the encoder component lists no `{role}` file"),
+                )
+            })
+    };
+    let encoder = Encoder::load_files(
+        bundle,
+        &file("config")?,
+        &file("tokenizer")?,
+        &file("weights")?,
+        settings.max_len,
+    )?;
+    let hpath = file("head")?;
+    let bytes = fs::read(&hpath).map_err(|e| Error::io(&hpath, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::model(&hpath, e.to_string()))?;
+    let (shape, weight) = tensor_f32(&st, "weight", &hpath)?;
+    let (_, bias) = tensor_f32(&st, "bias", &hpath)?;
+    if shape != [encoder.dim, n_classes] || bias.len() != n_classes {
+        return Err(Error::model(
+            &hpath,
+            format!(
+                "head shape {shape:?} does not fit dim {} and {n_classes} labels",
+                encoder.dim
+            ),
+        ));
+    }
+    Ok(EncoderClassifier {
+        head: LogisticHead {
+            dim: encoder.dim,
+            n_classes,
+            weight,
+            bias,
+        },
+        encoder,
+        batch_size: super::encoder::DEFAULT_BATCH,
+    })
+}
+
+/// The bundle checksum: sha256 over each component file's name and sha256 (sorted), then the
+/// calibration, ensemble weights, threshold and labels.
+pub fn bundle_checksum(m: &Manifest) -> String {
+    let mut lines: Vec<String> = m
+        .components
         .iter()
         .flat_map(|c| {
             c.files
@@ -225,6 +377,16 @@ pub fn bundle_checksum(components: &[ComponentManifest]) -> String {
         })
         .collect();
     lines.sort();
+    // Everything else that changes an answer: calibration, ensemble weights, threshold, labels.
+    for c in &m.components {
+        lines.push(format!(
+            "{} weight {} temperature {}\n",
+            c.kind, c.weight, c.temperature
+        ));
+    }
+    lines.push(format!("ensemble temperature {}\n", m.ensemble_temperature));
+    lines.push(format!("abstain {}\n", m.abstain.threshold));
+    lines.push(format!("labels {}\n", m.labels.join("\u{1f}")));
     sha256_hex(lines.concat().as_bytes())
 }
 
@@ -255,7 +417,7 @@ pub fn save(
     check_destination(dir, force)?;
     let tmp = TempDir::beside(dir)?;
     manifest.components = fill(tmp.path())?;
-    manifest.checksum = bundle_checksum(&manifest.components);
+    manifest.checksum = bundle_checksum(&manifest);
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises");
     write_file(tmp.path(), MANIFEST, &json)?;
     tmp.commit(dir, force)?;
@@ -331,7 +493,7 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
             }
         }
     }
-    if bundle_checksum(&manifest.components) != manifest.checksum {
+    if bundle_checksum(&manifest) != manifest.checksum {
         return Err(Error::model(
             dir,
             "the manifest checksum does not match its files",

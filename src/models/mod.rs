@@ -5,6 +5,8 @@
 
 pub mod bundle;
 pub mod calibration;
+pub mod encoder;
+pub mod heads;
 pub mod lbfgs;
 pub mod linear;
 pub mod train;
@@ -25,7 +27,7 @@ pub trait Classifier: Send + Sync {
     fn kind(&self) -> &'static str;
     fn n_classes(&self) -> usize;
     /// Raw (uncalibrated) logits, row-major `[texts.len() × n_classes]`.
-    fn logits(&self, texts: &[&str]) -> Vec<f32>;
+    fn logits(&self, texts: &[&str]) -> Result<Vec<f32>>;
 }
 
 impl Classifier for FittedLinear {
@@ -37,7 +39,7 @@ impl Classifier for FittedLinear {
         self.n_classes
     }
 
-    fn logits(&self, texts: &[&str]) -> Vec<f32> {
+    fn logits(&self, texts: &[&str]) -> Result<Vec<f32>> {
         let c = self.n_classes;
         let mut out = vec![0f32; texts.len() * c];
         let work = |(text, row): (&&str, &mut [f32]),
@@ -60,7 +62,7 @@ impl Classifier for FittedLinear {
                     |s, p| work(p, s),
                 );
         }
-        out
+        Ok(out)
     }
 }
 
@@ -92,6 +94,9 @@ pub struct Model {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     pub probs: Vec<f32>,
+    /// With two components: the total-variation distance between their calibrated
+    /// distributions (0 = identical, 1 = disjoint).
+    pub disagreement: Option<f32>,
 }
 
 /// What cqr decides for one query.
@@ -106,6 +111,7 @@ pub struct Decision {
     pub entropy: f32,
     /// Best minus second-best probability.
     pub margin: f32,
+    pub disagreement: Option<f32>,
 }
 
 impl Model {
@@ -116,10 +122,13 @@ impl Model {
         for c in &manifest.components {
             let classifier: Box<dyn Classifier> = match c.kind.as_str() {
                 "linear" => Box::new(bundle::read_linear(path, c, n)?),
+                "encoder" => Box::new(bundle::read_encoder(path, c, n)?),
                 other => {
                     return Err(Error::model(
                         path,
-                        format!("unknown component kind `{other}` (this cqr knows: linear)"),
+                        format!(
+                            "unknown component kind `{other}` (this cqr knows: linear, encoder)"
+                        ),
                     ))
                 }
             };
@@ -169,28 +178,57 @@ impl Model {
 
     /// Calibrated probabilities: each component's temperature-scaled softmax, averaged with the
     /// ensemble weights.
-    pub fn predict(&self, texts: &[&str]) -> Vec<Prediction> {
+    pub fn predict(&self, texts: &[&str]) -> Result<Vec<Prediction>> {
         let c = self.labels().len();
-        let mut probs = vec![0f32; texts.len() * c];
-        let mut tmp = vec![0f32; c];
+        let mut per_comp: Vec<Vec<f32>> = Vec::with_capacity(self.components.len());
         for comp in &self.components {
-            let logits = comp.classifier.logits(texts);
+            let logits = comp.classifier.logits(texts)?;
+            let mut probs = vec![0f32; logits.len()];
             for (row, out) in logits.chunks(c).zip(probs.chunks_mut(c)) {
-                calibration::softmax_t(row, comp.temperature, &mut tmp);
-                out.iter_mut()
-                    .zip(&tmp)
-                    .for_each(|(o, p)| *o += comp.weight * p);
+                calibration::softmax_t(row, comp.temperature, out);
             }
+            per_comp.push(probs);
         }
-        probs
-            .chunks(c)
-            .map(|p| Prediction { probs: p.to_vec() })
-            .collect()
+        Ok((0..texts.len())
+            .map(|i| {
+                let rows: Vec<&[f32]> = per_comp.iter().map(|p| &p[i * c..(i + 1) * c]).collect();
+                let mut probs = vec![0f32; c];
+                for (comp, row) in self.components.iter().zip(&rows) {
+                    probs
+                        .iter_mut()
+                        .zip(row.iter())
+                        .for_each(|(o, p)| *o += comp.weight * p);
+                }
+                let t = self.manifest.ensemble_temperature;
+                if rows.len() > 1 && t != 1.0 {
+                    recalibrate(&mut probs, t);
+                }
+                let disagreement = (rows.len() == 2).then(|| {
+                    0.5 * rows[0]
+                        .iter()
+                        .zip(rows[1])
+                        .map(|(a, b)| (a - b).abs())
+                        .sum::<f32>()
+                });
+                Prediction {
+                    probs,
+                    disagreement,
+                }
+            })
+            .collect())
     }
 
     pub fn decide(&self, p: &Prediction, k: usize) -> Decision {
-        decide(&p.probs, self.threshold(), k)
+        let mut d = decide(&p.probs, self.threshold(), k);
+        d.disagreement = p.disagreement;
+        d
     }
+}
+
+/// Re-tempers a mixed distribution: softmax(ln p / t).
+pub fn recalibrate(probs: &mut [f32], t: f32) {
+    let logits: Vec<f32> = probs.iter().map(|p| p.max(1e-12).ln()).collect();
+    calibration::softmax_t(&logits, t, probs);
 }
 
 /// Derives the decision for one probability vector.
@@ -213,6 +251,7 @@ pub fn decide(probs: &[f32], threshold: f32, k: usize) -> Decision {
         top_k: order.iter().take(k).map(|&i| (i, probs[i])).collect(),
         entropy: entropy.max(0.0),
         margin: confidence - second,
+        disagreement: None,
     }
 }
 

@@ -11,6 +11,8 @@ use rayon::prelude::*;
 
 use super::bundle::{self, DataFingerprint, Manifest, TrainingInfo, FORMAT_VERSION};
 use super::calibration::{self, TemperatureFit, ThresholdChoice};
+use super::encoder::{EmbeddingCache, Encoder, EncoderClassifier};
+use super::heads::LogisticHead;
 use super::linear::{self, FittedLinear, Labelled, LinearParams, PathPoint};
 use super::{decide, Classifier};
 use crate::error::{Error, Result};
@@ -31,6 +33,18 @@ pub struct TrainParams {
     /// After choosing the L2 strength, refit on training + validation rows (the temperature and
     /// threshold stay those measured on the held-out fit).
     pub refit: bool,
+    /// The encoder component, when asked for.
+    pub encoder: Option<EncoderParams>,
+}
+
+/// The encoder component's settings.
+#[derive(Debug, Clone)]
+pub struct EncoderParams {
+    pub dir: std::path::PathBuf,
+    pub max_len: usize,
+    /// L2 strength of the logistic head (linfa's alpha).
+    pub alpha: f32,
+    pub max_iter: u64,
 }
 
 /// Parameters that passed validation; only these can start the expensive work.
@@ -82,6 +96,11 @@ pub struct Trained {
     pub linear: FittedLinear,
     pub path: Vec<PathPoint>,
     pub temperature: TemperatureFit,
+    pub encoder: Option<(EncoderClassifier, TemperatureFit)>,
+    /// The encoder's ensemble weight (the linear component gets 1 minus it).
+    pub encoder_weight: f32,
+    pub ensemble_temperature: f32,
+    pub encoder_alpha: f32,
     pub threshold: ThresholdChoice,
     pub metrics: BTreeMap<String, f64>,
     pub train_data: DataFingerprint,
@@ -222,7 +241,7 @@ pub fn train(
     )?;
     let c = labels.len();
     let valid_texts: Vec<&str> = valid_known.iter().map(|r| r.text.as_str()).collect();
-    let logits = fit.model.logits(&valid_texts);
+    let logits = fit.model.logits(&valid_texts)?;
     let n_features = fit.model.vectorizer.n_features();
     let final_model = if p.refit {
         let x_all: Vec<_> = x_train.iter().chain(&x_valid).cloned().collect();
@@ -249,15 +268,58 @@ pub fn train(
         fit.model
     };
     let temperature = calibration::fit_temperature(&logits, &y_valid, c);
+    let linear_probs = softmax_rows(&logits, c, temperature.temperature);
 
-    let mut probs = vec![0f32; c];
-    let decisions: Vec<_> = logits
-        .chunks(c)
-        .map(|row| {
-            calibration::softmax_t(row, temperature.temperature, &mut probs);
-            decide(&probs, 0.0, 1)
-        })
-        .collect();
+    let encoder = match &p.encoder {
+        None => None,
+        Some(ep) => Some(train_encoder(
+            ep,
+            &train_texts,
+            &y_train,
+            &valid_texts,
+            &y_valid,
+            c,
+            p.refit,
+            progress,
+        )?),
+    };
+    // Ensemble weight of the encoder: the mix of calibrated probabilities with the lowest
+    // validation NLL, on a grid of 21 weights.
+    let (weight, mut probs) = match &encoder {
+        None => (0.0, linear_probs.clone()),
+        Some(e) => {
+            let mut best = (f64::INFINITY, 0.0f32);
+            for k in 0..=20 {
+                let w = k as f32 / 20.0;
+                let mixed = mix(&linear_probs, &e.valid_probs, w);
+                let nll = mean_nll(&mixed, &y_valid, c);
+                if nll < best.0 - 1e-12 {
+                    best = (nll, w);
+                }
+            }
+            (best.1, mix(&linear_probs, &e.valid_probs, best.1))
+        }
+    };
+    let ensemble_temperature = if encoder.is_some() {
+        let ens_logits: Vec<f32> = probs.iter().map(|p| p.max(1e-12).ln()).collect();
+        let t = calibration::fit_temperature(&ens_logits, &y_valid, c).temperature;
+        probs
+            .chunks_mut(c)
+            .for_each(|row| super::recalibrate(row, t));
+        t
+    } else {
+        1.0
+    };
+    let raw_probs = match &encoder {
+        None => softmax_rows(&logits, c, 1.0),
+        Some(e) => mix(
+            &softmax_rows(&logits, c, 1.0),
+            &softmax_rows(&e.valid_logits, c, 1.0),
+            weight,
+        ),
+    };
+
+    let decisions: Vec<_> = probs.chunks(c).map(|row| decide(row, 0.0, 1)).collect();
     let conf: Vec<f32> = decisions.iter().map(|d| d.confidence).collect();
     let correct: Vec<bool> = decisions
         .iter()
@@ -277,25 +339,39 @@ pub fn train(
         .collect();
     let (_, macro_f1) = metrics::per_intent(&scored);
     let (_, ece) = metrics::reliability(&conf, &correct, metrics::ECE_BINS);
-    let raw_conf: Vec<f32> = logits
+    let raw_conf: Vec<f32> = raw_probs
         .chunks(c)
-        .map(|row| {
-            calibration::softmax_t(row, 1.0, &mut probs);
-            probs.iter().fold(0f32, |a, &b| a.max(b))
-        })
+        .map(|row| row.iter().fold(0f32, |a, &b| a.max(b)))
         .collect();
     let (_, ece_raw) = metrics::reliability(&raw_conf, &correct, metrics::ECE_BINS);
+    let accuracy_of = |pr: &[f32]| {
+        pr.chunks(c)
+            .zip(&y_valid)
+            .filter(|(row, &y)| decide(row, 0.0, 1).best == y as usize)
+            .count() as f64
+            / y_valid.len() as f64
+    };
     let mut m = BTreeMap::new();
     m.insert("valid_accuracy".into(), metrics::accuracy(&scored));
     m.insert("valid_macro_f1".into(), macro_f1);
     m.insert("valid_ece".into(), ece);
     m.insert("valid_ece_uncalibrated".into(), ece_raw);
-    m.insert("valid_nll".into(), temperature.nll_after);
-    m.insert("valid_nll_uncalibrated".into(), temperature.nll_before);
+    m.insert("valid_nll".into(), mean_nll(&probs, &y_valid, c));
+    m.insert(
+        "valid_nll_uncalibrated".into(),
+        mean_nll(&raw_probs, &y_valid, c),
+    );
     m.insert("valid_coverage".into(), threshold.coverage);
     m.insert("valid_precision_answered".into(), threshold.precision);
+    m.insert("valid_accuracy_linear".into(), accuracy_of(&linear_probs));
     m.insert("n_features".into(), n_features as f64);
     m.insert("refit".into(), p.refit as u8 as f64);
+    if let Some(e) = &encoder {
+        m.insert("valid_accuracy_encoder".into(), accuracy_of(&e.valid_probs));
+        m.insert("ensemble_weight_encoder".into(), weight as f64);
+        m.insert("ensemble_temperature".into(), ensemble_temperature as f64);
+        m.insert("encoder_seconds".into(), e.seconds);
+    }
 
     Ok(Trained {
         labels,
@@ -304,11 +380,95 @@ pub fn train(
         linear: final_model,
         path: fit.path,
         temperature,
+        encoder: encoder.map(|e| (e.model, e.temperature)),
+        encoder_weight: weight,
+        ensemble_temperature,
+        encoder_alpha: p.encoder.as_ref().map(|e| e.alpha).unwrap_or(0.0),
         threshold,
         metrics: m,
         seconds: start.elapsed().as_secs_f64(),
         dropped_valid,
     })
+}
+
+/// The encoder component as trained: the model, its calibration and its validation outputs.
+struct TrainedEncoder {
+    model: EncoderClassifier,
+    temperature: TemperatureFit,
+    valid_logits: Vec<f32>,
+    valid_probs: Vec<f32>,
+    seconds: f64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_encoder(
+    ep: &EncoderParams,
+    train_texts: &[&str],
+    y_train: &[u32],
+    valid_texts: &[&str],
+    y_valid: &[u32],
+    c: usize,
+    refit: bool,
+    progress: Progress<'_>,
+) -> Result<TrainedEncoder> {
+    let start = Instant::now();
+    let encoder = Encoder::load(&ep.dir, ep.max_len)?;
+    let mut cache = EmbeddingCache::open(&encoder)?;
+    let mut done = 0usize;
+    let mut tick = |n: usize| {
+        done += n;
+        progress("encoding", done, f64::NAN);
+    };
+    let xt = cache.embed(&encoder, train_texts, &mut tick)?;
+    let xv = cache.embed(&encoder, valid_texts, &mut tick)?;
+    let dim = encoder.dim;
+    progress("encoder head", 0, f64::NAN);
+    let head = LogisticHead::fit(&xt, dim, y_train, c, ep.alpha, ep.max_iter)?;
+    let valid_logits = head.logits(&xv);
+    let temperature = calibration::fit_temperature(&valid_logits, y_valid, c);
+    let valid_probs = softmax_rows(&valid_logits, c, temperature.temperature);
+    let head = if refit {
+        let x_all: Vec<f32> = xt.iter().chain(&xv).copied().collect();
+        let y_all: Vec<u32> = y_train.iter().chain(y_valid).copied().collect();
+        LogisticHead::fit(&x_all, dim, &y_all, c, ep.alpha, ep.max_iter)?
+    } else {
+        head
+    };
+    Ok(TrainedEncoder {
+        model: EncoderClassifier {
+            encoder,
+            head,
+            batch_size: super::encoder::DEFAULT_BATCH,
+        },
+        temperature,
+        valid_logits,
+        valid_probs,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn softmax_rows(logits: &[f32], c: usize, t: f32) -> Vec<f32> {
+    let mut out = vec![0f32; logits.len()];
+    for (row, o) in logits.chunks(c).zip(out.chunks_mut(c)) {
+        calibration::softmax_t(row, t, o);
+    }
+    out
+}
+
+fn mix(a: &[f32], b: &[f32], w: f32) -> Vec<f32> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (1.0 - w) * x + w * y)
+        .collect()
+}
+
+fn mean_nll(probs: &[f32], y: &[u32], c: usize) -> f64 {
+    probs
+        .chunks(c)
+        .zip(y)
+        .map(|(row, &l)| -(row[l as usize].max(1e-12) as f64).ln())
+        .sum::<f64>()
+        / y.len().max(1) as f64
 }
 
 impl Trained {
@@ -330,6 +490,7 @@ impl Trained {
             labels: self.labels.clone(),
             components: Vec::new(),
             abstain: self.threshold.clone(),
+            ensemble_temperature: self.ensemble_temperature,
             checksum: String::new(),
             training: TrainingInfo {
                 seed,
@@ -341,12 +502,20 @@ impl Trained {
             metrics: self.metrics.clone(),
         };
         bundle::save(dir, force, manifest, |tmp| {
-            Ok(vec![bundle::write_linear(
-                tmp,
-                &self.linear,
-                self.temperature.temperature,
-                &self.path,
-            )?])
+            let mut linear =
+                bundle::write_linear(tmp, &self.linear, self.temperature.temperature, &self.path)?;
+            linear.weight = 1.0 - self.encoder_weight;
+            let mut components = vec![linear];
+            if let Some((enc, t)) = &self.encoder {
+                components.push(bundle::write_encoder(
+                    tmp,
+                    enc,
+                    t.temperature,
+                    self.encoder_weight,
+                    self.encoder_alpha,
+                )?);
+            }
+            Ok(components)
         })
     }
 }
@@ -401,6 +570,7 @@ mod tests {
             features: FeatureSpec::default(),
             linear: LinearParams::default(),
             refit: true,
+            encoder: None,
         };
         assert!(p
             .validate()

@@ -24,6 +24,12 @@ pub fn normalize_into(text: &str, out: &mut String) {
             c => out.extend(c.to_lowercase()),
         }
     }
+    // Lowercasing can leave combining marks out of canonical order (`İ` becomes `i` + U+0307):
+    // one more composition pass makes the result stable.
+    if !out.is_ascii() {
+        let again: String = out.nfkc().collect();
+        *out = again;
+    }
 }
 
 pub fn normalize(text: &str) -> String {

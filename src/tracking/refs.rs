@@ -60,16 +60,6 @@ impl ModelRef {
     }
 }
 
-fn cache_root() -> PathBuf {
-    if let Ok(c) = std::env::var("CQR_CACHE") {
-        return PathBuf::from(c);
-    }
-    match std::env::var("HOME") {
-        Ok(h) => PathBuf::from(h).join(".cache/cqr"),
-        Err(_) => PathBuf::from(".cqr-cache"),
-    }
-}
-
 fn safe(s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -134,7 +124,7 @@ pub fn resolve(
         }
         ModelRef::Dir(_) => unreachable!("handled above"),
     };
-    let dest = cache_root()
+    let dest = crate::util::cache_root()
         .join("runs")
         .join(safe(&run_id))
         .join(safe(&path));

@@ -1,0 +1,276 @@
+//! The sentence encoder: a BERT-family sentence-transformers folder (config.json, tokenizer.json,
+//! model.safetensors) run by candle on the CPU — token ids, masked mean pooling, L2 normalisation,
+//! as sentence-transformers does. Texts are encoded in batches sorted by length and padded per
+//! batch (the shipped tokenizer pads to a fixed 128, which wastes most of the work), truncated
+//! at `max_len` tokens. Only this module touches candle tensors for inference.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config, DTYPE};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
+
+use crate::error::{Error, Result};
+use crate::util::sha256_file;
+
+pub const DEFAULT_MAX_LEN: usize = 128;
+pub const DEFAULT_BATCH: usize = 32;
+
+/// Where README's first command puts the default encoder.
+pub const DEFAULT_DIR: &str = "models/all-MiniLM-L6-v2";
+
+pub struct Encoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    pub dir: PathBuf,
+    pub dim: usize,
+    pub max_len: usize,
+    /// sha256 of model.safetensors: identifies the weights (embedding caches are keyed by it).
+    pub weights_sha256: String,
+}
+
+fn candle_err(dir: &Path, e: impl std::fmt::Display) -> Error {
+    Error::model(dir, format!("encoder: {e}"))
+}
+
+impl Encoder {
+    /// Loads a sentence-transformers folder.
+    pub fn load(dir: &Path, max_len: usize) -> Result<Encoder> {
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            if !dir.join(f).is_file() {
+                return Err(Error::model(
+                    dir,
+                    format!(
+                        "no {f}: not a sentence-transformers folder. Fetch the default encoder with \
+                         `scripts/fetch-model.sh` (into {DEFAULT_DIR}) or point --encoder at one"
+                    ),
+                ));
+            }
+        }
+        Encoder::load_files(
+            dir,
+            &dir.join("config.json"),
+            &dir.join("tokenizer.json"),
+            &dir.join("model.safetensors"),
+            max_len,
+        )
+    }
+
+    /// Loads from explicit files (a bundle stores them under its own names).
+    pub fn load_files(
+        dir: &Path,
+        cfg_path: &Path,
+        tok_path: &Path,
+        weights: &Path,
+        max_len: usize,
+    ) -> Result<Encoder> {
+        let text = std::fs::read_to_string(cfg_path).map_err(|e| Error::io(cfg_path, e))?;
+        let config: Config = serde_json::from_str(&text)
+            .map_err(|e| candle_err(dir, format!("config.json: {e}")))?;
+        let mut tokenizer = Tokenizer::from_file(tok_path).map_err(|e| candle_err(dir, e))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                strategy: TruncationStrategy::LongestFirst,
+                ..Default::default()
+            }))
+            .map_err(|e| candle_err(dir, e))?;
+        let device = Device::Cpu;
+        // SAFETY: the file is mapped read-only and not modified while the model lives; this is
+        // candle's documented way to load safetensors without copying them.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DTYPE, &device) }
+            .map_err(|e| candle_err(dir, e))?;
+        let model = BertModel::load(vb, &config).map_err(|e| candle_err(dir, e))?;
+        Ok(Encoder {
+            model,
+            tokenizer,
+            device,
+            dir: dir.to_path_buf(),
+            dim: config.hidden_size,
+            max_len,
+            weights_sha256: sha256_file(weights)?,
+        })
+    }
+
+    /// L2-normalised sentence embeddings, row-major `[texts.len() × dim]`, in input order.
+    pub fn embed(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; texts.len() * self.dim];
+        // Sorting by length keeps the padding in each batch small.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        for chunk in order.chunks(batch_size.max(1)) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let emb = self.embed_batch(&batch)?;
+            for (row, &i) in emb.chunks(self.dim).zip(chunk) {
+                out[i * self.dim..(i + 1) * self.dim].copy_from_slice(row);
+            }
+            progress(chunk.len());
+        }
+        Ok(out)
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let err = |e: candle_core::Error| candle_err(&self.dir, e);
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| candle_err(&self.dir, e))?;
+        let n = enc.len();
+        let t = enc.first().map(|e| e.get_ids().len()).unwrap_or(0);
+        let mut ids = Vec::with_capacity(n * t);
+        let mut types = Vec::with_capacity(n * t);
+        let mut mask = Vec::with_capacity(n * t);
+        for e in &enc {
+            ids.extend(e.get_ids().iter().copied());
+            types.extend(e.get_type_ids().iter().copied());
+            mask.extend(e.get_attention_mask().iter().copied());
+        }
+        let ids = Tensor::from_vec(ids, (n, t), &self.device).map_err(err)?;
+        let types = Tensor::from_vec(types, (n, t), &self.device).map_err(err)?;
+        let mask = Tensor::from_vec(mask, (n, t), &self.device).map_err(err)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
+        let m = mask
+            .to_dtype(DType::F32)
+            .map_err(err)?
+            .unsqueeze(2)
+            .map_err(err)?;
+        let summed = hidden.broadcast_mul(&m).map_err(err)?.sum(1).map_err(err)?;
+        let counts = m.sum(1).map_err(err)?.clamp(1e-9, f64::MAX).map_err(err)?;
+        let mean = summed.broadcast_div(&counts).map_err(err)?;
+        let norm = mean
+            .sqr()
+            .map_err(err)?
+            .sum_keepdim(1)
+            .map_err(err)?
+            .sqrt()
+            .map_err(err)?
+            .clamp(1e-12, f64::MAX)
+            .map_err(err)?;
+        let unit = mean.broadcast_div(&norm).map_err(err)?;
+        unit.flatten_all()
+            .map_err(err)?
+            .to_vec1::<f32>()
+            .map_err(err)
+    }
+}
+
+/// The `encoder` component: sentence embeddings and a logistic head.
+pub struct EncoderClassifier {
+    pub encoder: Encoder,
+    pub head: super::heads::LogisticHead,
+    pub batch_size: usize,
+}
+
+impl super::Classifier for EncoderClassifier {
+    fn kind(&self) -> &'static str {
+        "encoder"
+    }
+
+    fn n_classes(&self) -> usize {
+        self.head.n_classes
+    }
+
+    fn logits(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let x = self.encoder.embed(texts, self.batch_size, |_| {})?;
+        Ok(self.head.logits(&x))
+    }
+}
+
+/// Embeddings computed once per (encoder weights, max length, text) and kept on disk, so train
+/// runs with different heads or settings do not encode the same texts again. One append-only
+/// file per encoder: records of a 16-byte text hash and `dim` little-endian f32s.
+pub struct EmbeddingCache {
+    path: PathBuf,
+    dim: usize,
+    map: std::collections::HashMap<[u8; 16], Vec<f32>>,
+}
+
+fn text_key(text: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(text.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
+impl EmbeddingCache {
+    pub fn open(encoder: &Encoder) -> Result<EmbeddingCache> {
+        let dir = crate::util::cache_root().join("embeddings");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join(format!(
+            "{}-{}-{}.bin",
+            &encoder.weights_sha256[..16],
+            encoder.max_len,
+            encoder.dim
+        ));
+        let mut map = std::collections::HashMap::new();
+        let rec = 16 + 4 * encoder.dim;
+        if let Ok(bytes) = std::fs::read(&path) {
+            // A torn last record (a crash mid-append) is ignored.
+            for r in bytes.chunks_exact(rec) {
+                let mut k = [0u8; 16];
+                k.copy_from_slice(&r[..16]);
+                let v = r[16..]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                map.insert(k, v);
+            }
+        }
+        Ok(EmbeddingCache {
+            path,
+            dim: encoder.dim,
+            map,
+        })
+    }
+
+    /// Embeddings of `texts` (row-major), encoding and storing only the ones not cached yet.
+    pub fn embed(
+        &mut self,
+        encoder: &Encoder,
+        texts: &[&str],
+        progress: impl FnMut(usize),
+    ) -> Result<Vec<f32>> {
+        use std::io::Write;
+        let mut missing: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| !self.map.contains_key(&text_key(t)))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let emb = encoder.embed(&missing, DEFAULT_BATCH, progress)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| Error::io(&self.path, e))?;
+            let mut buf = Vec::with_capacity(missing.len() * (16 + 4 * self.dim));
+            for (t, row) in missing.iter().zip(emb.chunks(self.dim)) {
+                let k = text_key(t);
+                buf.extend_from_slice(&k);
+                row.iter()
+                    .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+                self.map.insert(k, row.to_vec());
+            }
+            f.write_all(&buf).map_err(|e| Error::io(&self.path, e))?;
+        }
+        let mut out = Vec::with_capacity(texts.len() * self.dim);
+        for t in texts {
+            out.extend_from_slice(&self.map[&text_key(t)]);
+        }
+        Ok(out)
+    }
+}
