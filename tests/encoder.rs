@@ -159,3 +159,55 @@ fn ensemble_trains_round_trips_and_reports_disagreement() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r["accuracy"].as_f64().unwrap() > 0.9, "{}", r["accuracy"]);
 }
+
+#[test]
+fn cascade_with_threshold_zero_is_the_linear_model() {
+    use cqr::models::calibration::softmax_t;
+    use cqr::models::Model;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let enc = encoder_dir();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    assert_cmd::Command::cargo_bin("cqr")
+        .unwrap()
+        .current_dir(w)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env("CQR_RUNS_DIR", w.join("runs"))
+        .env("CQR_CACHE", w.join("cache"))
+        .args(["train", "--components", "linear,encoder", "--encoder"])
+        .arg(&enc)
+        .args(["-o", "m"])
+        .arg(root.join("data/tickets.csv"))
+        .assert()
+        .success();
+    let mut model = Model::load(&w.join("m")).unwrap();
+    assert!(
+        model.manifest.cascade_threshold.is_some(),
+        "training chose a cascade threshold"
+    );
+    model.manifest.cascade_threshold = Some(0.0);
+    let texts = [
+        "my card was stolen",
+        "where is my parcel",
+        "I want my money back for the broken lamp",
+    ];
+    let (preds, routed) = model.predict_cascade(&texts).unwrap();
+    assert_eq!(routed, 0, "threshold 0: the encoder never runs");
+    let linear = model
+        .components
+        .iter()
+        .find(|c| c.classifier.kind() == "linear")
+        .unwrap();
+    let logits = linear.classifier.logits(&texts).unwrap();
+    let c = model.labels().len();
+    for (row, p) in logits.chunks(c).zip(&preds) {
+        let mut expect = vec![0f32; c];
+        softmax_t(row, linear.temperature, &mut expect);
+        assert_eq!(p.probs, expect);
+    }
+    // Above every confidence, the cascade is the full ensemble.
+    model.manifest.cascade_threshold = Some(1.1);
+    let (all, routed) = model.predict_cascade(&texts).unwrap();
+    assert_eq!(routed, texts.len());
+    assert_eq!(all, model.predict(&texts).unwrap());
+}

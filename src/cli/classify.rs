@@ -56,6 +56,10 @@ pub struct ClassifyArgs {
     /// Records scored together [default: 1024].
     #[arg(long, env = "CQR_BATCH_SIZE", value_name = "N")]
     pub batch_size: Option<usize>,
+    /// Answer with the linear model alone when it is confident (threshold chosen on validation,
+    /// stored in the bundle) and run the encoder only for the rest.
+    #[arg(long)]
+    pub cascade: bool,
     /// Input columns to copy into each output record (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "COLS")]
     pub keep: Vec<String>,
@@ -96,7 +100,11 @@ pub fn run(
     let bar = ui::progress(None, "classified");
     while let Some(batch) = batches.next_batch(batch_size, MAX_WAIT)? {
         let texts: Vec<&str> = batch.iter().map(|r| r.text.as_str()).collect();
-        let preds = model.predict(&texts)?;
+        let preds = if args.cascade {
+            model.predict_cascade(&texts)?.0
+        } else {
+            model.predict(&texts)?
+        };
         let out: Vec<Value> = batch
             .into_par_iter()
             .zip(preds.par_iter())

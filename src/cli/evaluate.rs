@@ -39,6 +39,10 @@ pub struct EvaluateArgs {
     /// Also write report.md, metrics.json and PNG plots here.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
+    /// Score with the cascade (linear first, the encoder only when it is unsure) and report the
+    /// share that reached the encoder.
+    #[arg(long)]
+    pub cascade: bool,
     /// Gate: exit 1 when accuracy is below this.
     #[arg(long, value_name = "ACC")]
     pub min_accuracy: Option<f64>,
@@ -68,7 +72,7 @@ pub fn run(
     let spec = args.input.spec(&args.data, args.input_format, true);
     let records = read_all(&spec)?;
     let batch = config.classify.batch_size.unwrap_or(1024);
-    let report = evaluate(&model, &records, &spec.target.name(), batch)?;
+    let report = evaluate(&model, &records, &spec.target.name(), batch, args.cascade)?;
     let run = ActiveRun::start(
         tracking,
         &format!("evaluate {}", model.manifest.name),
@@ -194,6 +198,12 @@ fn summary(r: &EvalReport) -> String {
         r.latency_ms.p95,
         r.throughput_qps,
     );
+    if let Some(f) = r.cascade_encoder_fraction {
+        s.push_str(&format!(
+            "cascade    {} of queries went through the encoder\n",
+            pct(f)
+        ));
+    }
     if !r.confusions.is_empty() {
         s.push_str("confusions (truth → predicted)\n");
         for c in r.confusions.iter().take(5) {

@@ -74,6 +74,9 @@ pub struct EvalReport {
     pub coverage_curve: Vec<CoveragePoint>,
     pub latency_ms: Latency,
     pub throughput_qps: f64,
+    /// With `--cascade`: the share of queries that went through the encoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade_encoder_fraction: Option<f64>,
 }
 
 impl EvalReport {

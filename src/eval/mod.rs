@@ -21,13 +21,22 @@ pub fn evaluate(
     records: &[Record],
     data_name: &str,
     batch_size: usize,
+    cascade: bool,
 ) -> crate::Result<EvalReport> {
     let labels = model.labels();
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let start = Instant::now();
     let mut decisions = Vec::with_capacity(texts.len());
+    let mut routed = 0usize;
     for chunk in texts.chunks(batch_size.max(1)) {
-        for p in model.predict(chunk)? {
+        let preds = if cascade {
+            let (p, n) = model.predict_cascade(chunk)?;
+            routed += n;
+            p
+        } else {
+            model.predict(chunk)?
+        };
+        for p in preds {
             decisions.push(model.decide(&p, 1));
         }
     }
@@ -54,7 +63,12 @@ pub fn evaluate(
     let mut lat: Vec<f64> = Vec::with_capacity(LATENCY_SAMPLE);
     for t in texts.iter().take(LATENCY_SAMPLE) {
         let s = Instant::now();
-        let p = model.predict(std::slice::from_ref(t))?;
+        let one = std::slice::from_ref(t);
+        let p = if cascade {
+            model.predict_cascade(one)?.0
+        } else {
+            model.predict(one)?
+        };
         let _ = model.decide(&p[0], 3);
         lat.push(s.elapsed().as_secs_f64() * 1e3);
     }
@@ -100,5 +114,6 @@ pub fn evaluate(
             queries: lat.len(),
         },
         throughput_qps: n as f64 / elapsed.max(1e-9),
+        cascade_encoder_fraction: cascade.then(|| routed as f64 / n.max(1) as f64),
     })
 }

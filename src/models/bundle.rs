@@ -38,6 +38,10 @@ pub struct Manifest {
     /// component): a mixture of calibrated components is not itself calibrated.
     #[serde(default = "one")]
     pub ensemble_temperature: f32,
+    /// `classify --cascade`: the linear component answers alone when its calibrated confidence
+    /// is at least this; the rest go through the whole ensemble. Chosen on validation.
+    #[serde(default)]
+    pub cascade_threshold: Option<f32>,
     /// sha256 over the component files' names and checksums: identifies the model's behaviour.
     pub checksum: String,
     pub training: TrainingInfo,
@@ -385,6 +389,7 @@ pub fn bundle_checksum(m: &Manifest) -> String {
         ));
     }
     lines.push(format!("ensemble temperature {}\n", m.ensemble_temperature));
+    lines.push(format!("cascade {:?}\n", m.cascade_threshold));
     lines.push(format!("abstain {}\n", m.abstain.threshold));
     lines.push(format!("labels {}\n", m.labels.join("\u{1f}")));
     sha256_hex(lines.concat().as_bytes())

@@ -218,6 +218,52 @@ impl Model {
             .collect())
     }
 
+    /// The cascade: the linear component alone where its calibrated confidence reaches the
+    /// bundle's cascade threshold, the whole ensemble for the rest. Returns the predictions and
+    /// how many queries went through the encoder.
+    pub fn predict_cascade(&self, texts: &[&str]) -> Result<(Vec<Prediction>, usize)> {
+        let tau = self.manifest.cascade_threshold.ok_or_else(|| {
+            Error::model(
+                &self.path,
+                "this model has no cascade (it needs the linear and encoder components)",
+            )
+        })?;
+        let linear = self
+            .components
+            .iter()
+            .find(|c| c.classifier.kind() == "linear")
+            .ok_or_else(|| Error::model(&self.path, "the cascade needs a linear component"))?;
+        let c = self.labels().len();
+        let logits = linear.classifier.logits(texts)?;
+        let mut out: Vec<Option<Prediction>> = Vec::with_capacity(texts.len());
+        let mut routed = Vec::new();
+        for (i, row) in logits.chunks(c).enumerate() {
+            let mut probs = vec![0f32; c];
+            calibration::softmax_t(row, linear.temperature, &mut probs);
+            if probs.iter().fold(0f32, |a, &b| a.max(b)) >= tau {
+                out.push(Some(Prediction {
+                    probs,
+                    disagreement: None,
+                }));
+            } else {
+                out.push(None);
+                routed.push(i);
+            }
+        }
+        if !routed.is_empty() {
+            let sub: Vec<&str> = routed.iter().map(|&i| texts[i]).collect();
+            for (i, p) in routed.iter().zip(self.predict(&sub)?) {
+                out[*i] = Some(p);
+            }
+        }
+        Ok((
+            out.into_iter()
+                .map(|p| p.expect("every query was answered"))
+                .collect(),
+            routed.len(),
+        ))
+    }
+
     pub fn decide(&self, p: &Prediction, k: usize) -> Decision {
         let mut d = decide(&p.probs, self.threshold(), k);
         d.disagreement = p.disagreement;

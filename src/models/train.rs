@@ -100,6 +100,7 @@ pub struct Trained {
     /// The encoder's ensemble weight (the linear component gets 1 minus it).
     pub encoder_weight: f32,
     pub ensemble_temperature: f32,
+    pub cascade_threshold: Option<f32>,
     pub encoder_alpha: f32,
     pub threshold: ThresholdChoice,
     pub metrics: BTreeMap<String, f64>,
@@ -319,6 +320,9 @@ pub fn train(
         ),
     };
 
+    let cascade = encoder
+        .as_ref()
+        .map(|_| choose_cascade(&linear_probs, &probs, &y_valid, c));
     let decisions: Vec<_> = probs.chunks(c).map(|row| decide(row, 0.0, 1)).collect();
     let conf: Vec<f32> = decisions.iter().map(|d| d.confidence).collect();
     let correct: Vec<bool> = decisions
@@ -370,6 +374,11 @@ pub fn train(
         m.insert("valid_accuracy_encoder".into(), accuracy_of(&e.valid_probs));
         m.insert("ensemble_weight_encoder".into(), weight as f64);
         m.insert("ensemble_temperature".into(), ensemble_temperature as f64);
+        if let Some(cc) = &cascade {
+            m.insert("cascade_threshold".into(), cc.threshold as f64);
+            m.insert("valid_cascade_accuracy".into(), cc.accuracy);
+            m.insert("valid_cascade_encoder_fraction".into(), cc.encoder_fraction);
+        }
         m.insert("encoder_seconds".into(), e.seconds);
     }
 
@@ -383,6 +392,7 @@ pub fn train(
         encoder: encoder.map(|e| (e.model, e.temperature)),
         encoder_weight: weight,
         ensemble_temperature,
+        cascade_threshold: cascade.map(|cc| cc.threshold),
         encoder_alpha: p.encoder.as_ref().map(|e| e.alpha).unwrap_or(0.0),
         threshold,
         metrics: m,
@@ -447,6 +457,69 @@ fn train_encoder(
     })
 }
 
+/// Most accuracy a cascade may give up against the full ensemble on validation.
+const CASCADE_MAX_LOSS: f64 = 0.003;
+
+struct CascadeChoice {
+    threshold: f32,
+    accuracy: f64,
+    encoder_fraction: f64,
+}
+
+/// The lowest linear-confidence threshold (so the most queries answered by the linear model
+/// alone) whose cascade stays within `CASCADE_MAX_LOSS` of the ensemble's validation accuracy.
+fn choose_cascade(linear: &[f32], ensemble: &[f32], y: &[u32], c: usize) -> CascadeChoice {
+    let n = y.len().max(1) as f64;
+    let lin: Vec<(f32, bool)> = linear
+        .chunks(c)
+        .zip(y)
+        .map(|(r, &l)| {
+            let d = decide(r, 0.0, 1);
+            (d.confidence, d.best == l as usize)
+        })
+        .collect();
+    let ens: Vec<bool> = ensemble
+        .chunks(c)
+        .zip(y)
+        .map(|(r, &l)| decide(r, 0.0, 1).best == l as usize)
+        .collect();
+    let ens_acc = ens.iter().filter(|x| **x).count() as f64 / n;
+    let score = |t: f32| {
+        let mut right = 0usize;
+        let mut routed = 0usize;
+        for ((conf, lin_ok), ens_ok) in lin.iter().zip(&ens) {
+            if *conf >= t {
+                right += *lin_ok as usize;
+            } else {
+                routed += 1;
+                right += *ens_ok as usize;
+            }
+        }
+        (right as f64 / n, routed as f64 / n)
+    };
+    let mut candidates: Vec<f32> = lin.iter().map(|x| x.0).collect();
+    candidates.push(0.0);
+    candidates.sort_by(f32::total_cmp);
+    candidates.dedup();
+    for t in candidates {
+        let (acc, frac) = score(t);
+        if acc >= ens_acc - CASCADE_MAX_LOSS {
+            return CascadeChoice {
+                threshold: t,
+                accuracy: acc,
+                encoder_fraction: frac,
+            };
+        }
+    }
+    // Nothing but the full ensemble holds the line: route everything.
+    let (acc, frac) = score(f32::INFINITY);
+    CascadeChoice {
+        threshold: f32::INFINITY,
+        accuracy: acc,
+        encoder_fraction: frac,
+    }
+}
+
 fn softmax_rows(logits: &[f32], c: usize, t: f32) -> Vec<f32> {
     let mut out = vec![0f32; logits.len()];
     for (row, o) in logits.chunks(c).zip(out.chunks_mut(c)) {
@@ -491,6 +564,7 @@ impl Trained {
             components: Vec::new(),
             abstain: self.threshold.clone(),
             ensemble_temperature: self.ensemble_temperature,
+            cascade_threshold: self.cascade_threshold,
             checksum: String::new(),
             training: TrainingInfo {
                 seed,
