@@ -578,3 +578,43 @@ fn help_and_usage_errors() {
         .code(2)
         .stderr(predicate::str::contains("--output"));
 }
+
+#[test]
+fn out_of_scope_rows_are_measured_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut combined = String::from("id,text,intent\n");
+    let mut rdr = csv::Reader::from_path(test_csv()).unwrap();
+    let mut w = csv::Writer::from_writer(vec![]);
+    for r in rdr.records() {
+        let r = r.unwrap();
+        w.write_record([&r[0], &r[1], &r[2]]).unwrap();
+    }
+    combined.push_str(&String::from_utf8(w.into_inner().unwrap()).unwrap());
+    let oos = std::fs::read_to_string(root().join("tests/fixtures/out_of_scope.csv")).unwrap();
+    combined.extend(oos.lines().skip(1).map(|l| format!("{l}\n")));
+    let data = write(dir.path(), "with_oos.csv", combined.as_bytes());
+    let out = cqr()
+        .args(["evaluate", "--format", "json"])
+        .arg(model())
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["n"], 480, "the other metrics cover in-scope rows");
+    assert!(r["unknown_labels"].as_object().unwrap().is_empty());
+    let o = &r["out_of_scope"];
+    assert_eq!(o["n_out_of_scope"], 30);
+    assert_eq!(o["label"], "oos");
+    let auc = o["auroc"]["one_minus_confidence"].as_f64().unwrap();
+    assert!(
+        auc > 0.6,
+        "low confidence flags out-of-scope queries: AUROC {auc}"
+    );
+    assert!(o["auroc"]["entropy"].as_f64().unwrap() > 0.6);
+    assert!((0.0..=1.0).contains(&o["recall_at_threshold"].as_f64().unwrap()));
+}

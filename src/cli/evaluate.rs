@@ -43,6 +43,9 @@ pub struct EvaluateArgs {
     /// share that reached the encoder.
     #[arg(long)]
     pub cascade: bool,
+    /// The label that marks out-of-scope rows in the data.
+    #[arg(long, default_value = "oos", value_name = "LABEL")]
+    pub oos_label: String,
     /// Gate: exit 1 when accuracy is below this.
     #[arg(long, value_name = "ACC")]
     pub min_accuracy: Option<f64>,
@@ -72,7 +75,14 @@ pub fn run(
     let spec = args.input.spec(&args.data, args.input_format, true);
     let records = read_all(&spec)?;
     let batch = config.classify.batch_size.unwrap_or(1024);
-    let report = evaluate(&model, &records, &spec.target.name(), batch, args.cascade)?;
+    let report = evaluate(
+        &model,
+        &records,
+        &spec.target.name(),
+        batch,
+        args.cascade,
+        &args.oos_label,
+    )?;
     let run = ActiveRun::start(
         tracking,
         &format!("evaluate {}", model.manifest.name),
@@ -198,6 +208,20 @@ fn summary(r: &EvalReport) -> String {
         r.latency_ms.p95,
         r.throughput_qps,
     );
+    if let Some(o) = &r.out_of_scope {
+        s.push_str(&format!(
+            "out-of-scope {} rows (`{}`): recall {} and precision {} at the threshold; AUROC {}\n",
+            o.n_out_of_scope,
+            o.label,
+            pct(o.recall_at_threshold),
+            pct(o.precision_at_threshold),
+            o.auroc
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if let Some(f) = r.cascade_encoder_fraction {
         s.push_str(&format!(
             "cascade    {} of queries went through the encoder\n",

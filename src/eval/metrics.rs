@@ -74,6 +74,10 @@ pub struct EvalReport {
     pub coverage_curve: Vec<CoveragePoint>,
     pub latency_ms: Latency,
     pub throughput_qps: f64,
+    /// When the data holds out-of-scope rows (`--oos-label`): how well abstention and the
+    /// uncertainty scores separate them. The other metrics then cover in-scope rows only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_scope: Option<OosReport>,
     /// With `--cascade`: the share of queries that went through the encoder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cascade_encoder_fraction: Option<f64>,
@@ -88,6 +92,52 @@ impl EvalReport {
             .unwrap_or("?")
             .to_string()
     }
+}
+
+/// Out-of-scope detection figures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OosReport {
+    pub label: String,
+    pub n_out_of_scope: usize,
+    pub n_in_scope: usize,
+    pub in_scope_accuracy: f64,
+    /// Share of out-of-scope rows the model abstained on, at its stored threshold.
+    pub recall_at_threshold: f64,
+    /// Share of abstentions that were out of scope.
+    pub precision_at_threshold: f64,
+    /// AUROC of each score for telling out-of-scope (positive) from in-scope rows.
+    pub auroc: BTreeMap<String, f64>,
+}
+
+/// Area under the ROC curve of `score` for `positive` (Mann–Whitney, ties counted half).
+pub fn auroc(score: &[f64], positive: &[bool]) -> f64 {
+    let mut idx: Vec<usize> = (0..score.len()).collect();
+    idx.sort_by(|&a, &b| score[a].total_cmp(&score[b]));
+    let mut rank = vec![0f64; score.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for k in i..=j {
+            rank[idx[k]] = avg;
+        }
+        i = j + 1;
+    }
+    let n_pos = positive.iter().filter(|p| **p).count() as f64;
+    let n_neg = positive.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return f64::NAN;
+    }
+    let sum_pos: f64 = rank
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| **p)
+        .map(|(r, _)| r)
+        .sum();
+    (sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
 }
 
 pub const ECE_BINS: usize = 15;
@@ -280,6 +330,23 @@ mod tests {
         let (bins, e) = reliability(&[0.95, 0.95], &[false, false], 15);
         assert!((e - 0.95).abs() < 1e-6);
         assert_eq!(bins.iter().map(|b| b.count).sum::<usize>(), 2);
+    }
+
+    #[test]
+    fn auroc_of_perfect_random_and_tied_scores() {
+        assert_eq!(
+            auroc(&[0.9, 0.8, 0.1, 0.2], &[true, true, false, false]),
+            1.0
+        );
+        assert_eq!(
+            auroc(&[0.1, 0.2, 0.9, 0.8], &[true, true, false, false]),
+            0.0
+        );
+        assert_eq!(
+            auroc(&[0.5, 0.5, 0.5, 0.5], &[true, false, true, false]),
+            0.5
+        );
+        assert!(auroc(&[0.5], &[true]).is_nan());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Instant;
 use metrics::{EvalReport, Latency, Scored};
 
 use crate::io::read::Record;
-use crate::models::Model;
+use crate::models::{Decision, Model};
 
 /// How many queries are timed one at a time for the latency figures.
 const LATENCY_SAMPLE: usize = 2000;
@@ -22,9 +22,11 @@ pub fn evaluate(
     data_name: &str,
     batch_size: usize,
     cascade: bool,
+    oos_label: &str,
 ) -> crate::Result<EvalReport> {
     let labels = model.labels();
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    let elapsed_n = texts.len().max(1);
     let start = Instant::now();
     let mut decisions = Vec::with_capacity(texts.len());
     let mut routed = 0usize;
@@ -42,6 +44,18 @@ pub fn evaluate(
     }
     let elapsed = start.elapsed().as_secs_f64();
     let known: std::collections::HashSet<&str> = labels.iter().map(|s| s.as_str()).collect();
+    // Out-of-scope rows (a label the model cannot know) are measured apart; the rest of the
+    // metrics cover in-scope rows.
+    let is_oos = |r: &Record| !known.contains(oos_label) && r.label.as_deref() == Some(oos_label);
+    let out_of_scope = records
+        .iter()
+        .any(is_oos)
+        .then(|| oos_report(model, records, &decisions, oos_label, &is_oos));
+    let (records, decisions): (Vec<&Record>, Vec<Decision>) = records
+        .iter()
+        .zip(decisions)
+        .filter(|(r, _)| !is_oos(r))
+        .unzip();
     let mut unknown_labels: BTreeMap<String, usize> = BTreeMap::new();
     let scored: Vec<Scored> = records
         .iter()
@@ -114,6 +128,68 @@ pub fn evaluate(
             queries: lat.len(),
         },
         throughput_qps: n as f64 / elapsed.max(1e-9),
-        cascade_encoder_fraction: cascade.then(|| routed as f64 / n.max(1) as f64),
+        cascade_encoder_fraction: cascade.then(|| routed as f64 / elapsed_n as f64),
+        out_of_scope,
     })
+}
+
+fn oos_report(
+    model: &Model,
+    records: &[Record],
+    decisions: &[Decision],
+    label: &str,
+    is_oos: &dyn Fn(&Record) -> bool,
+) -> metrics::OosReport {
+    let positive: Vec<bool> = records.iter().map(is_oos).collect();
+    let n_oos = positive.iter().filter(|p| **p).count();
+    let labels = model.labels();
+    let in_scope: Vec<(&Record, &Decision)> = records
+        .iter()
+        .zip(decisions)
+        .filter(|(r, _)| !is_oos(r))
+        .collect();
+    let in_scope_accuracy = in_scope
+        .iter()
+        .filter(|(r, d)| r.label.as_deref() == Some(labels[d.best].as_str()))
+        .count() as f64
+        / in_scope.len().max(1) as f64;
+    let abstained = decisions.iter().filter(|d| d.abstained).count();
+    let true_abstained = decisions
+        .iter()
+        .zip(&positive)
+        .filter(|(d, p)| d.abstained && **p)
+        .count();
+    let mut auroc = std::collections::BTreeMap::new();
+    let score = |f: &dyn Fn(&Decision) -> f64| decisions.iter().map(f).collect::<Vec<f64>>();
+    auroc.insert(
+        "one_minus_confidence".into(),
+        metrics::auroc(&score(&|d| 1.0 - d.confidence as f64), &positive),
+    );
+    auroc.insert(
+        "entropy".into(),
+        metrics::auroc(&score(&|d| d.entropy as f64), &positive),
+    );
+    auroc.insert(
+        "one_minus_margin".into(),
+        metrics::auroc(&score(&|d| 1.0 - d.margin as f64), &positive),
+    );
+    if decisions.iter().all(|d| d.disagreement.is_some()) {
+        auroc.insert(
+            "disagreement".into(),
+            metrics::auroc(&score(&|d| d.disagreement.unwrap_or(0.0) as f64), &positive),
+        );
+    }
+    metrics::OosReport {
+        label: label.to_string(),
+        n_out_of_scope: n_oos,
+        n_in_scope: records.len() - n_oos,
+        in_scope_accuracy,
+        recall_at_threshold: true_abstained as f64 / n_oos.max(1) as f64,
+        precision_at_threshold: if abstained == 0 {
+            f64::NAN
+        } else {
+            true_abstained as f64 / abstained as f64
+        },
+        auroc,
+    }
 }
