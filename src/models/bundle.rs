@@ -59,6 +59,26 @@ pub struct ComponentManifest {
     pub settings: serde_json::Value,
 }
 
+impl ComponentManifest {
+    /// The path of the file this component lists under `role`.
+    pub fn file(&self, bundle: &Path, role: &str) -> Result<PathBuf> {
+        self.files
+            .get(role)
+            .map(|f| bundle.join(&f.path))
+            .ok_or_else(|| {
+                Error::model(
+                    bundle,
+                    format!("the {} component lists no `{role}` file", self.kind),
+                )
+            })
+    }
+
+    pub fn settings<T: serde::de::DeserializeOwned>(&self, bundle: &Path) -> Result<T> {
+        serde_json::from_value(self.settings.clone())
+            .map_err(|e| Error::model(bundle, format!("{} settings: {e}", self.kind)))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FileEntry {
     pub path: String,
@@ -118,6 +138,19 @@ fn tensor_f32(st: &SafeTensors<'_>, name: &str, file: &Path) -> Result<(Vec<usiz
     Ok((t.shape().to_vec(), data))
 }
 
+/// Serialises named f32 tensors (name, shape, data) as safetensors bytes.
+fn safetensors_f32(dir: &Path, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| f32_bytes(d)).collect();
+    let views: Vec<(&str, TensorView<'_>)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, shape, _), b)| TensorView::new(Dtype::F32, shape.clone(), b).map(|t| (*n, t)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::model(dir, format!("building tensors: {e}")))?;
+    safetensors::serialize(views, None)
+        .map_err(|e| Error::model(dir, format!("serialising weights: {e}")))
+}
+
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry> {
     let p = dir.join(name);
     fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
@@ -136,27 +169,14 @@ pub fn write_linear(
     path: &[PathPoint],
 ) -> Result<ComponentManifest> {
     let d = m.vectorizer.n_features();
-    let weight_bytes = f32_bytes(&m.weights);
-    let bias_bytes = f32_bytes(&m.bias);
-    let idf_bytes = f32_bytes(m.vectorizer.idf());
-    let tensors = vec![
-        (
-            "bias",
-            TensorView::new(Dtype::F32, vec![m.n_classes], &bias_bytes),
-        ),
-        ("idf", TensorView::new(Dtype::F32, vec![d], &idf_bytes)),
-        (
-            "weight",
-            TensorView::new(Dtype::F32, vec![d, m.n_classes], &weight_bytes),
-        ),
-    ];
-    let tensors: Vec<(&str, TensorView<'_>)> = tensors
-        .into_iter()
-        .map(|(n, t)| t.map(|t| (n, t)))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::model(dir, format!("building tensors: {e}")))?;
-    let st = safetensors::serialize(tensors, None)
-        .map_err(|e| Error::model(dir, format!("serialising weights: {e}")))?;
+    let st = safetensors_f32(
+        dir,
+        &[
+            ("bias", vec![m.n_classes], &m.bias),
+            ("idf", vec![d], m.vectorizer.idf()),
+            ("weight", vec![d, m.n_classes], &m.weights),
+        ],
+    )?;
     let vocab = serde_json::to_vec(&m.vocab).expect("a vocabulary of strings always serialises");
     let mut files = BTreeMap::new();
     files.insert(
@@ -184,19 +204,8 @@ pub fn write_linear(
 
 /// Reads the linear component back; checksums have already been verified.
 pub fn read_linear(bundle: &Path, c: &ComponentManifest, n_classes: usize) -> Result<FittedLinear> {
-    let settings: LinearSettings = serde_json::from_value(c.settings.clone())
-        .map_err(|e| Error::model(bundle, format!("linear settings: {e}")))?;
-    let file = |role: &str| -> Result<PathBuf> {
-        c.files
-            .get(role)
-            .map(|f| bundle.join(&f.path))
-            .ok_or_else(|| {
-                Error::model(
-                    bundle,
-                    format!("the linear component lists no `{role}` file"),
-                )
-            })
-    };
+    let settings: LinearSettings = c.settings(bundle)?;
+    let file = |role: &str| c.file(bundle, role);
     let wpath = file("weights")?;
     let vpath = file("vocab")?;
     let bytes = fs::read(&wpath).map_err(|e| Error::io(&wpath, e))?;
@@ -260,25 +269,13 @@ pub fn write_encoder(
     alpha: f32,
 ) -> Result<ComponentManifest> {
     let src = &m.encoder.dir;
-    let wb = f32_bytes(&m.head.weight);
-    let bb = f32_bytes(&m.head.bias);
-    let tensors = vec![
-        (
-            "bias",
-            TensorView::new(Dtype::F32, vec![m.head.n_classes], &bb),
-        ),
-        (
-            "weight",
-            TensorView::new(Dtype::F32, vec![m.head.dim, m.head.n_classes], &wb),
-        ),
-    ];
-    let tensors: Vec<(&str, TensorView<'_>)> = tensors
-        .into_iter()
-        .map(|(n, t)| t.map(|t| (n, t)))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::model(dir, format!("building tensors: {e}")))?;
-    let st = safetensors::serialize(tensors, None)
-        .map_err(|e| Error::model(dir, format!("serialising the head: {e}")))?;
+    let st = safetensors_f32(
+        dir,
+        &[
+            ("bias", vec![m.head.n_classes], &m.head.bias),
+            ("weight", vec![m.head.dim, m.head.n_classes], &m.head.weight),
+        ],
+    )?;
     let mut files = BTreeMap::new();
     files.insert(
         "head".to_string(),
@@ -322,19 +319,8 @@ pub fn read_encoder(
     c: &ComponentManifest,
     n_classes: usize,
 ) -> Result<EncoderClassifier> {
-    let settings: EncoderSettings = serde_json::from_value(c.settings.clone())
-        .map_err(|e| Error::model(bundle, format!("encoder settings: {e}")))?;
-    let file = |role: &str| -> Result<PathBuf> {
-        c.files
-            .get(role)
-            .map(|f| bundle.join(&f.path))
-            .ok_or_else(|| {
-                Error::model(
-                    bundle,
-                    format!("the encoder component lists no `{role}` file"),
-                )
-            })
-    };
+    let settings: EncoderSettings = c.settings(bundle)?;
+    let file = |role: &str| c.file(bundle, role);
     let encoder = Encoder::load_files(
         bundle,
         &file("config")?,
