@@ -106,6 +106,9 @@ impl Encoder {
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<f32>> {
         let mut out = vec![0f32; texts.len() * self.dim];
+        if texts.is_empty() {
+            return Ok(out);
+        }
         // Sorting by length keeps the padding in each batch small.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
@@ -265,7 +268,12 @@ impl EmbeddingCache {
                     .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
                 self.map.insert(k, row.to_vec());
             }
-            f.write_all(&buf).map_err(|e| Error::io(&self.path, e))?;
+            // Concurrent trainings append to the same file: one writer at a time keeps records
+            // whole and aligned.
+            f.lock().map_err(|e| Error::io(&self.path, e))?;
+            let written = f.write_all(&buf);
+            let _ = f.unlock();
+            written.map_err(|e| Error::io(&self.path, e))?;
         }
         let mut out = Vec::with_capacity(texts.len() * self.dim);
         for t in texts {
