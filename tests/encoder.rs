@@ -211,3 +211,56 @@ fn cascade_with_threshold_zero_is_the_linear_model() {
     assert_eq!(routed, texts.len());
     assert_eq!(all, model.predict(&texts).unwrap());
 }
+
+#[test]
+fn mlp_head_round_trips_with_mc_dropout() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let enc = encoder_dir();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let cqr = || {
+        let mut c = assert_cmd::Command::cargo_bin("cqr").unwrap();
+        c.current_dir(w)
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env("CQR_RUNS_DIR", w.join("runs"))
+            .env("CQR_CACHE", w.join("cache"));
+        c
+    };
+    cqr()
+        .args(["train", "--head", "mlp", "--encoder"])
+        .arg(&enc)
+        .args(["-o", "m"])
+        .arg(root.join("data/tickets.csv"))
+        .assert()
+        .success();
+    let q = "{\"text\":\"my card\"}\n{\"text\":\"I was charged twice and want a refund\"}\n";
+    let run = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let out = cqr()
+            .args(["classify", "m"])
+            .args(extra)
+            .write_stdin(q)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let mc = run(&[]);
+    for r in &mc {
+        assert!(r["uncertainty"]["std"].as_f64().unwrap() >= 0.0);
+        assert!(r["uncertainty"]["mutual_info"].as_f64().unwrap() >= 0.0);
+    }
+    assert_eq!(
+        mc,
+        run(&[]),
+        "MC dropout is seeded: the same input gives the same answer"
+    );
+    let plain = run(&["--mc-samples", "0"]);
+    assert!(plain[0]["uncertainty"].get("std").is_none());
+}

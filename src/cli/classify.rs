@@ -60,6 +60,10 @@ pub struct ClassifyArgs {
     /// stored in the bundle) and run the encoder only for the rest.
     #[arg(long)]
     pub cascade: bool,
+    /// MC-dropout samples per query for a head with dropout [default: 20 when the model has one;
+    /// 0 turns it off].
+    #[arg(long, value_name = "T")]
+    pub mc_samples: Option<usize>,
     /// Input columns to copy into each output record (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "COLS")]
     pub keep: Vec<String>,
@@ -87,7 +91,8 @@ pub fn run(
     {
         return Err(Error::Usage(format!("--keep {k}: `{k}` is already an output field")).into());
     }
-    let model = refs::load_model(&args.model, tracking)?;
+    let mut model = refs::load_model(&args.model, tracking)?;
+    model.set_mc_samples(args.mc_samples);
     let mut spec = args.input.spec(&args.data, args.format, false);
     spec.keep = args.keep.clone();
     let out_target = match &args.output {
@@ -150,6 +155,10 @@ pub fn output_record(rec: Record, d: &Decision, model: &Model, model_ref: &Value
     let mut u = json!({"entropy": round6(d.entropy), "margin": round6(d.margin)});
     if let Some(dis) = d.disagreement {
         u["disagreement"] = Value::from(round6(dis));
+    }
+    if let Some((std, mi)) = d.mc {
+        u["std"] = Value::from(round6(std));
+        u["mutual_info"] = Value::from(round6(mi));
     }
     m.insert("uncertainty".into(), u);
     m.insert("model".into(), model_ref.clone());

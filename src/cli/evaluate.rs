@@ -43,6 +43,10 @@ pub struct EvaluateArgs {
     /// share that reached the encoder.
     #[arg(long)]
     pub cascade: bool,
+    /// MC-dropout samples per query for a head with dropout [default: 20 when the model has one;
+    /// 0 turns it off].
+    #[arg(long, value_name = "T")]
+    pub mc_samples: Option<usize>,
     /// The label that marks out-of-scope rows in the data.
     #[arg(long, default_value = "oos", value_name = "LABEL")]
     pub oos_label: String,
@@ -71,7 +75,8 @@ pub fn run(
             }
         }
     }
-    let model = refs::load_model(&args.model, tracking)?;
+    let mut model = refs::load_model(&args.model, tracking)?;
+    model.set_mc_samples(args.mc_samples);
     let spec = args.input.spec(&args.data, args.input_format, true);
     let records = read_all(&spec)?;
     let batch = config.classify.batch_size.unwrap_or(1024);

@@ -16,7 +16,7 @@ use crate::models::bundle::check_destination;
 use crate::models::encoder;
 use crate::models::linear::LinearParams;
 use crate::models::train::{
-    fingerprint, stratified_split, train, EncoderParams, TrainParams, ValidTrainParams,
+    fingerprint, stratified_split, train, EncoderParams, HeadKind, TrainParams, ValidTrainParams,
 };
 use crate::settings::FileConfig;
 use crate::text::FeatureSpec;
@@ -53,6 +53,9 @@ pub struct TrainArgs {
     /// encoder is present, else linear].
     #[arg(long, value_delimiter = ',')]
     pub components: Option<Vec<String>>,
+    /// The encoder component's head: logistic, or mlp (dropout; enables MC dropout).
+    #[arg(long, value_enum, default_value = "logistic")]
+    pub head: HeadKind,
     /// Sentence-transformers folder for the encoder component.
     #[arg(long, env = "CQR_ENCODER", value_name = "DIR", default_value = encoder::DEFAULT_DIR)]
     pub encoder: PathBuf,
@@ -157,6 +160,7 @@ pub fn run(
             max_len: encoder::DEFAULT_MAX_LEN,
             alpha: file.head_alpha.unwrap_or(0.1),
             max_iter: 300,
+            head: args.head,
         }),
         linear: LinearParams {
             l2_grid: file.l2_grid.clone().unwrap_or(defaults.l2_grid),

@@ -173,6 +173,22 @@ fn oos_report(
         "one_minus_margin".into(),
         metrics::auroc(&score(&|d| 1.0 - d.margin as f64), &positive),
     );
+    if decisions.iter().all(|d| d.mc.is_some()) {
+        auroc.insert(
+            "mc_std".into(),
+            metrics::auroc(
+                &score(&|d| d.mc.map(|m| m.0).unwrap_or(0.0) as f64),
+                &positive,
+            ),
+        );
+        auroc.insert(
+            "mutual_info".into(),
+            metrics::auroc(
+                &score(&|d| d.mc.map(|m| m.1).unwrap_or(0.0) as f64),
+                &positive,
+            ),
+        );
+    }
     if decisions.iter().all(|d| d.disagreement.is_some()) {
         auroc.insert(
             "disagreement".into(),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calibration::ThresholdChoice;
 use super::encoder::{Encoder, EncoderClassifier};
-use super::heads::LogisticHead;
+use super::heads::{Head, LogisticHead, MlpHead};
 use super::linear::{FittedLinear, PathPoint};
 use crate::error::{Error, Result};
 use crate::io::atomic::TempDir;
@@ -246,6 +246,10 @@ pub struct EncoderSettings {
     pub dim: usize,
     pub head: String,
     pub head_alpha: f32,
+    #[serde(default)]
+    pub hidden: usize,
+    #[serde(default)]
+    pub dropout: f32,
     pub weights_sha256: String,
 }
 
@@ -269,13 +273,34 @@ pub fn write_encoder(
     alpha: f32,
 ) -> Result<ComponentManifest> {
     let src = &m.encoder.dir;
-    let st = safetensors_f32(
-        dir,
-        &[
-            ("bias", vec![m.head.n_classes], &m.head.bias),
-            ("weight", vec![m.head.dim, m.head.n_classes], &m.head.weight),
-        ],
-    )?;
+    let (st, head_kind, hidden, dropout) = match &m.head {
+        Head::Logistic(h) => (
+            safetensors_f32(
+                dir,
+                &[
+                    ("bias", vec![h.n_classes], &h.bias),
+                    ("weight", vec![h.dim, h.n_classes], &h.weight),
+                ],
+            )?,
+            "logistic",
+            0,
+            0.0,
+        ),
+        Head::Mlp(h) => (
+            safetensors_f32(
+                dir,
+                &[
+                    ("b1", vec![h.hidden], &h.b1),
+                    ("b2", vec![h.n_classes], &h.b2),
+                    ("w1", vec![h.dim, h.hidden], &h.w1),
+                    ("w2", vec![h.hidden, h.n_classes], &h.w2),
+                ],
+            )?,
+            "mlp",
+            h.hidden,
+            h.dropout,
+        ),
+    };
     let mut files = BTreeMap::new();
     files.insert(
         "head".to_string(),
@@ -301,8 +326,10 @@ pub fn write_encoder(
         source: src.display().to_string(),
         max_len: m.encoder.max_len,
         dim: m.encoder.dim,
-        head: "logistic".into(),
+        head: head_kind.into(),
         head_alpha: alpha,
+        hidden,
+        dropout,
         weights_sha256: m.encoder.weights_sha256.clone(),
     };
     Ok(ComponentManifest {
@@ -331,24 +358,60 @@ pub fn read_encoder(
     let hpath = file("head")?;
     let bytes = fs::read(&hpath).map_err(|e| Error::io(&hpath, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::model(&hpath, e.to_string()))?;
-    let (shape, weight) = tensor_f32(&st, "weight", &hpath)?;
-    let (_, bias) = tensor_f32(&st, "bias", &hpath)?;
-    if shape != [encoder.dim, n_classes] || bias.len() != n_classes {
-        return Err(Error::model(
+    let dim = encoder.dim;
+    let bad = |what: String| {
+        Error::model(
             &hpath,
-            format!(
-                "head shape {shape:?} does not fit dim {} and {n_classes} labels",
-                encoder.dim
-            ),
-        ));
-    }
+            format!("{what} does not fit dim {dim}, {n_classes} labels"),
+        )
+    };
+    let head = match settings.head.as_str() {
+        "logistic" => {
+            let (shape, weight) = tensor_f32(&st, "weight", &hpath)?;
+            let (_, bias) = tensor_f32(&st, "bias", &hpath)?;
+            if shape != [dim, n_classes] || bias.len() != n_classes {
+                return Err(bad(format!("head shape {shape:?}")));
+            }
+            Head::Logistic(LogisticHead {
+                dim,
+                n_classes,
+                weight,
+                bias,
+            })
+        }
+        "mlp" => {
+            let (s1, w1) = tensor_f32(&st, "w1", &hpath)?;
+            let (_, b1) = tensor_f32(&st, "b1", &hpath)?;
+            let (s2, w2) = tensor_f32(&st, "w2", &hpath)?;
+            let (_, b2) = tensor_f32(&st, "b2", &hpath)?;
+            let hidden = settings.hidden;
+            if s1 != [dim, hidden]
+                || s2 != [hidden, n_classes]
+                || b1.len() != hidden
+                || b2.len() != n_classes
+            {
+                return Err(bad(format!("MLP shapes {s1:?}, {s2:?}")));
+            }
+            Head::Mlp(MlpHead {
+                dim,
+                hidden,
+                n_classes,
+                dropout: settings.dropout,
+                w1,
+                b1,
+                w2,
+                b2,
+            })
+        }
+        other => {
+            return Err(Error::model(
+                bundle,
+                format!("unknown encoder head `{other}` (known: logistic, mlp)"),
+            ))
+        }
+    };
     Ok(EncoderClassifier {
-        head: LogisticHead {
-            dim: encoder.dim,
-            n_classes,
-            weight,
-            bias,
-        },
+        head,
         encoder,
         batch_size: super::encoder::DEFAULT_BATCH,
     })

@@ -171,7 +171,7 @@ impl Encoder {
 /// The `encoder` component: sentence embeddings and a logistic head.
 pub struct EncoderClassifier {
     pub encoder: Encoder,
-    pub head: super::heads::LogisticHead,
+    pub head: super::heads::Head,
     pub batch_size: usize,
 }
 
@@ -181,12 +181,26 @@ impl super::Classifier for EncoderClassifier {
     }
 
     fn n_classes(&self) -> usize {
-        self.head.n_classes
+        self.head.n_classes()
     }
 
     fn logits(&self, texts: &[&str]) -> Result<Vec<f32>> {
         let x = self.encoder.embed(texts, self.batch_size, |_| {})?;
-        Ok(self.head.logits(&x))
+        self.head.logits(&x)
+    }
+
+    fn logits_with_mc(
+        &self,
+        texts: &[&str],
+        samples: usize,
+        seed: u64,
+    ) -> Result<super::LogitsWithMc> {
+        // One encoder pass serves the plain head and every dropout sample.
+        let x = self.encoder.embed(texts, self.batch_size, |_| {})?;
+        Ok((
+            self.head.logits(&x)?,
+            self.head.mc_logits(&x, samples, seed)?,
+        ))
     }
 }
 

@@ -21,6 +21,9 @@ use crate::text::{Scratch, SparseVec};
 pub use bundle::Manifest;
 pub use linear::FittedLinear;
 
+/// Plain logits and, for a head with dropout, one set of logits per MC-dropout sample.
+pub type LogitsWithMc = (Vec<f32>, Option<Vec<Vec<f32>>>);
+
 /// A component that scores texts. Implementations are pure functions of their weights, so a
 /// batch can be split across threads.
 pub trait Classifier: Send + Sync {
@@ -28,6 +31,11 @@ pub trait Classifier: Send + Sync {
     fn n_classes(&self) -> usize;
     /// Raw (uncalibrated) logits, row-major `[texts.len() × n_classes]`.
     fn logits(&self, texts: &[&str]) -> Result<Vec<f32>>;
+
+    /// The logits and, for a head with dropout, `samples` MC-dropout sets of logits.
+    fn logits_with_mc(&self, texts: &[&str], _samples: usize, _seed: u64) -> Result<LogitsWithMc> {
+        Ok((self.logits(texts)?, None))
+    }
 }
 
 impl Classifier for FittedLinear {
@@ -66,6 +74,8 @@ impl Classifier for FittedLinear {
     }
 }
 
+pub const DEFAULT_MC_SAMPLES: usize = 20;
+
 /// A loaded component with its calibration.
 pub struct Component {
     pub classifier: Box<dyn Classifier>,
@@ -88,6 +98,8 @@ pub struct Model {
     pub components: Vec<Component>,
     /// The registry (name, version) it was loaded as, if any.
     pub registry: Option<(String, String)>,
+    /// MC-dropout samples per query (0 = off); 20 by default when a head has dropout.
+    pub mc_samples: usize,
 }
 
 /// The calibrated, combined class probabilities of one query.
@@ -97,6 +109,8 @@ pub struct Prediction {
     /// With two components: the total-variation distance between their calibrated
     /// distributions (0 = identical, 1 = disjoint).
     pub disagreement: Option<f32>,
+    /// With MC dropout: (std of the winning class over samples, mutual information in nats).
+    pub mc: Option<(f32, f32)>,
 }
 
 /// What cqr decides for one query.
@@ -112,6 +126,7 @@ pub struct Decision {
     /// Best minus second-best probability.
     pub margin: f32,
     pub disagreement: Option<f32>,
+    pub mc: Option<(f32, f32)>,
 }
 
 impl Model {
@@ -152,7 +167,28 @@ impl Model {
             manifest,
             components,
             registry: None,
+            mc_samples: 0,
         })
+    }
+
+    /// True when a component's head has dropout (MC dropout is then on by default).
+    pub fn has_dropout(&self) -> bool {
+        self.manifest.components.iter().any(|c| {
+            c.settings
+                .get("dropout")
+                .and_then(|d| d.as_f64())
+                .unwrap_or(0.0)
+                > 0.0
+        })
+    }
+
+    /// `--mc-samples`: the asked number, else 20 when a head has dropout, else off.
+    pub fn set_mc_samples(&mut self, asked: Option<usize>) {
+        self.mc_samples = asked.unwrap_or(if self.has_dropout() {
+            DEFAULT_MC_SAMPLES
+        } else {
+            0
+        });
     }
 
     pub fn labels(&self) -> &[String] {
@@ -181,11 +217,23 @@ impl Model {
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<Prediction>> {
         let c = self.labels().len();
         let mut per_comp: Vec<Vec<f32>> = Vec::with_capacity(self.components.len());
+        // Calibrated per-sample probabilities of the component that has MC dropout.
+        let mut mc_samples: Option<Vec<Vec<f32>>> = None;
         for comp in &self.components {
-            let logits = comp.classifier.logits(texts)?;
-            let mut probs = vec![0f32; logits.len()];
-            for (row, out) in logits.chunks(c).zip(probs.chunks_mut(c)) {
-                calibration::softmax_t(row, comp.temperature, out);
+            let (logits, mc) =
+                comp.classifier
+                    .logits_with_mc(texts, self.mc_samples, 0x6d63_6472)?;
+            let mut probs = softmax_rows(&logits, c, comp.temperature);
+            if let Some(sets) = mc {
+                let sets: Vec<Vec<f32>> = sets
+                    .iter()
+                    .map(|l| softmax_rows(l, c, comp.temperature))
+                    .collect();
+                // The component's answer is the mean over dropout samples.
+                probs.iter_mut().enumerate().for_each(|(k, p)| {
+                    *p = sets.iter().map(|s| s[k]).sum::<f32>() / sets.len() as f32;
+                });
+                mc_samples = Some(sets);
             }
             per_comp.push(probs);
         }
@@ -210,9 +258,13 @@ impl Model {
                         .map(|(a, b)| (a - b).abs())
                         .sum::<f32>()
                 });
+                let mc = mc_samples
+                    .as_ref()
+                    .map(|sets| mc_stats(sets, i, c, decide(&probs, 0.0, 1).best));
                 Prediction {
                     probs,
                     disagreement,
+                    mc,
                 }
             })
             .collect())
@@ -244,6 +296,7 @@ impl Model {
                 out.push(Some(Prediction {
                     probs,
                     disagreement: None,
+                    mc: None,
                 }));
             } else {
                 out.push(None);
@@ -267,8 +320,38 @@ impl Model {
     pub fn decide(&self, p: &Prediction, k: usize) -> Decision {
         let mut d = decide(&p.probs, self.threshold(), k);
         d.disagreement = p.disagreement;
+        d.mc = p.mc;
         d
     }
+}
+
+fn softmax_rows(logits: &[f32], c: usize, t: f32) -> Vec<f32> {
+    let mut out = vec![0f32; logits.len()];
+    for (row, o) in logits.chunks(c).zip(out.chunks_mut(c)) {
+        calibration::softmax_t(row, t, o);
+    }
+    out
+}
+
+/// MC-dropout statistics of query `i`: the standard deviation over samples of the winning
+/// class's probability, and the mutual information H(mean) − mean(H(sample)) (epistemic part).
+pub fn mc_stats(sets: &[Vec<f32>], i: usize, c: usize, winner: usize) -> (f32, f32) {
+    let t = sets.len() as f32;
+    let row = |s: &Vec<f32>| s[i * c..(i + 1) * c].to_vec();
+    let rows: Vec<Vec<f32>> = sets.iter().map(row).collect();
+    let entropy = |p: &[f32]| {
+        -p.iter()
+            .filter(|&&x| x > 0.0)
+            .map(|&x| x * x.ln())
+            .sum::<f32>()
+    };
+    let mean: Vec<f32> = (0..c)
+        .map(|k| rows.iter().map(|r| r[k]).sum::<f32>() / t)
+        .collect();
+    let m = mean[winner];
+    let var = rows.iter().map(|r| (r[winner] - m).powi(2)).sum::<f32>() / t;
+    let mi = entropy(&mean) - rows.iter().map(|r| entropy(r)).sum::<f32>() / t;
+    (var.sqrt(), mi.max(0.0))
 }
 
 /// Re-tempers a mixed distribution: softmax(ln p / t).
@@ -298,6 +381,7 @@ pub fn decide(probs: &[f32], threshold: f32, k: usize) -> Decision {
         entropy: entropy.max(0.0),
         margin: confidence - second,
         disagreement: None,
+        mc: None,
     }
 }
 

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::bundle::{self, DataFingerprint, Manifest, TrainingInfo, FORMAT_VERSION};
 use super::calibration::{self, TemperatureFit, ThresholdChoice};
 use super::encoder::{EmbeddingCache, Encoder, EncoderClassifier};
-use super::heads::LogisticHead;
+use super::heads::{Head, LogisticHead, MlpHead, MlpParams};
 use super::linear::{self, FittedLinear, Labelled, LinearParams, PathPoint};
 use super::{decide, Classifier};
 use crate::error::{Error, Result};
@@ -45,6 +45,16 @@ pub struct EncoderParams {
     /// L2 strength of the logistic head (linfa's alpha).
     pub alpha: f32,
     pub max_iter: u64,
+    pub head: HeadKind,
+}
+
+/// The encoder component's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeadKind {
+    /// Multinomial logistic regression (linfa).
+    Logistic,
+    /// One hidden layer with dropout (candle); enables MC dropout.
+    Mlp,
 }
 
 /// Parameters that passed validation; only these can start the expensive work.
@@ -433,16 +443,42 @@ fn train_encoder(
     let xv = cache.embed(&encoder, valid_texts, &mut tick)?;
     let dim = encoder.dim;
     progress("encoder head", 0, f64::NAN);
-    let head = LogisticHead::fit(&xt, dim, y_train, c, ep.alpha, ep.max_iter)?;
-    let valid_logits = head.logits(&xv);
+    let head = match ep.head {
+        HeadKind::Logistic => Head::Logistic(LogisticHead::fit(
+            &xt,
+            dim,
+            y_train,
+            c,
+            ep.alpha,
+            ep.max_iter,
+        )?),
+        HeadKind::Mlp => Head::Mlp(MlpHead::fit(
+            &xt,
+            dim,
+            y_train,
+            (&xv, y_valid),
+            c,
+            &MlpParams::default(),
+        )?),
+    };
+    let valid_logits = head.logits(&xv)?;
     let temperature = calibration::fit_temperature(&valid_logits, y_valid, c);
     let valid_probs = softmax_rows(&valid_logits, c, temperature.temperature);
-    let head = if refit {
-        let x_all: Vec<f32> = xt.iter().chain(&xv).copied().collect();
-        let y_all: Vec<u32> = y_train.iter().chain(y_valid).copied().collect();
-        LogisticHead::fit(&x_all, dim, &y_all, c, ep.alpha, ep.max_iter)?
-    } else {
-        head
+    // The MLP is early-stopped on the validation rows, so only the logistic head is refit.
+    let head = match (refit, head) {
+        (true, Head::Logistic(_)) => {
+            let x_all: Vec<f32> = xt.iter().chain(&xv).copied().collect();
+            let y_all: Vec<u32> = y_train.iter().chain(y_valid).copied().collect();
+            Head::Logistic(LogisticHead::fit(
+                &x_all,
+                dim,
+                &y_all,
+                c,
+                ep.alpha,
+                ep.max_iter,
+            )?)
+        }
+        (_, head) => head,
     };
     Ok(TrainedEncoder {
         model: EncoderClassifier {
