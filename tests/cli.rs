@@ -7,21 +7,12 @@ use std::process::{Command as StdCommand, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use assert_cmd::Command;
+use common::{jsonl, root, tickets, tickets_test, without_model};
 use predicates::prelude::*;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn train_csv() -> PathBuf {
-    root().join("data/tickets.csv")
-}
-
-fn test_csv() -> PathBuf {
-    root().join("data/tickets_test.csv")
-}
 
 fn cqr() -> Command {
     let mut c = Command::cargo_bin("cqr").unwrap();
@@ -49,7 +40,7 @@ fn model() -> &'static Path {
             cqr()
                 .args(["train", "--seed", "7", "-o"])
                 .arg(&out)
-                .arg(train_csv())
+                .arg(tickets())
                 .assert()
                 .success();
             (dir, out)
@@ -72,20 +63,12 @@ fn assert_entries(dir: &Path, n: usize, why: &str) {
     assert_eq!(names.len(), n, "{why}: {names:?}");
 }
 
-fn jsonl(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8(stdout.to_vec())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn train_evaluate_classify_round_trip_beats_the_floor() {
     let out = cqr()
         .args(["evaluate", "--format", "json"])
         .arg(model())
-        .arg(test_csv())
+        .arg(tickets_test())
         .output()
         .unwrap();
     assert!(
@@ -116,7 +99,7 @@ fn train_evaluate_classify_round_trip_beats_the_floor() {
     let out = cqr()
         .args(["classify", "--keep", "customer_tier"])
         .arg(model())
-        .arg(test_csv())
+        .arg(tickets_test())
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -164,7 +147,7 @@ fn report_dir_holds_markdown_json_and_plots() {
     cqr()
         .arg("evaluate")
         .arg(model())
-        .arg(test_csv())
+        .arg(tickets_test())
         .arg("--report-dir")
         .arg(&rep)
         .assert()
@@ -191,7 +174,7 @@ fn gates_exit_one() {
     cqr()
         .arg("evaluate")
         .arg(model())
-        .arg(test_csv())
+        .arg(tickets_test())
         .args(["--min-accuracy", "0.999"])
         .assert()
         .code(1)
@@ -199,7 +182,7 @@ fn gates_exit_one() {
     cqr()
         .arg("evaluate")
         .arg(model())
-        .arg(test_csv())
+        .arg(tickets_test())
         .args(["--min-accuracy", "0.5", "--min-macro-f1", "0.5"])
         .assert()
         .code(0);
@@ -208,7 +191,7 @@ fn gates_exit_one() {
     cqr()
         .args(["train", "--min-accuracy", "0.999", "-o"])
         .arg(&out)
-        .arg(train_csv())
+        .arg(tickets())
         .assert()
         .code(1)
         .stderr(predicate::str::contains("no model was written"));
@@ -225,7 +208,7 @@ fn same_seed_same_predictions_and_refuses_overwrite() {
         cqr()
             .args(["train", "--seed", "11", "-o"])
             .arg(out)
-            .arg(train_csv())
+            .arg(tickets())
             .assert()
             .success();
     }
@@ -233,34 +216,25 @@ fn same_seed_same_predictions_and_refuses_overwrite() {
         cqr()
             .arg("classify")
             .arg(m)
-            .arg(test_csv())
+            .arg(tickets_test())
             .output()
             .unwrap()
             .stdout
     };
     let (pa, pb) = (jsonl(&classify(&a)), jsonl(&classify(&b)));
-    let strip = |v: &[Value]| -> Vec<Value> {
-        v.iter()
-            .map(|r| {
-                let mut r = r.clone();
-                r.as_object_mut().unwrap().remove("model");
-                r
-            })
-            .collect()
-    };
-    assert_eq!(strip(&pa), strip(&pb));
+    assert_eq!(without_model(&pa), without_model(&pb));
     assert_eq!(pa[0]["model"]["checksum"], pb[0]["model"]["checksum"]);
     cqr()
         .args(["train", "-o"])
         .arg(&a)
-        .arg(train_csv())
+        .arg(tickets())
         .assert()
         .code(2)
         .stderr(predicate::str::contains("already exists; pass --force"));
     cqr()
         .args(["train", "--force", "--seed", "12", "-o"])
         .arg(&a)
-        .arg(train_csv())
+        .arg(tickets())
         .assert()
         .success();
 }
@@ -315,7 +289,7 @@ fn raw_lines_and_other_output_formats() {
         cqr()
             .arg("classify")
             .arg(model())
-            .arg(test_csv())
+            .arg(tickets_test())
             .arg("-o")
             .arg(&p)
             .assert()
@@ -506,7 +480,7 @@ fn failed_output_leaves_nothing_half_written() {
 #[test]
 fn training_on_bad_data_leaves_no_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let mut data = std::fs::read(train_csv()).unwrap();
+    let mut data = std::fs::read(tickets()).unwrap();
     data.extend_from_slice(b"T99999,\"an unfinished row\",refund_request\n");
     let input = write(dir.path(), "train.csv", &data);
     let out = dir.path().join("m");
@@ -583,7 +557,7 @@ fn help_and_usage_errors() {
 fn out_of_scope_rows_are_measured_apart() {
     let dir = tempfile::tempdir().unwrap();
     let mut combined = String::from("id,text,intent\n");
-    let mut rdr = csv::Reader::from_path(test_csv()).unwrap();
+    let mut rdr = csv::Reader::from_path(tickets_test()).unwrap();
     let mut w = csv::Writer::from_writer(vec![]);
     for r in rdr.records() {
         let r = r.unwrap();

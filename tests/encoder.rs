@@ -2,25 +2,26 @@
 //! (../shared/fixtures/minilm_reference_embeddings.json). Needs the encoder: fetched by
 //! scripts/fetch-model.sh (cached in models/all-MiniLM-L6-v2).
 
-use std::path::PathBuf;
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{cqr_in, jsonl, root, tickets, tickets_test, without_model};
 use cqr::models::encoder::{Encoder, DEFAULT_MAX_LEN};
 
 fn encoder_dir() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let st = Command::new(root.join("scripts/fetch-model.sh"))
+    let st = Command::new(root().join("scripts/fetch-model.sh"))
         .status()
         .unwrap();
     assert!(st.success(), "scripts/fetch-model.sh failed");
-    root.join("models/all-MiniLM-L6-v2")
+    root().join("models/all-MiniLM-L6-v2")
 }
 
 #[test]
 fn embeddings_match_python_sentence_transformers() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let fixture: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(root.join("../shared/fixtures/minilm_reference_embeddings.json")).unwrap(),
+        &std::fs::read(root().join("../shared/fixtures/minilm_reference_embeddings.json")).unwrap(),
     )
     .unwrap();
     let sentences: Vec<&str> = fixture["sentences"]
@@ -72,28 +73,47 @@ fn a_missing_encoder_says_how_to_get_one() {
     );
 }
 
+/// Trains on the sample data in `work` with the encoder; `extra` picks components or head.
+fn train_with_encoder(work: &Path, out: &str, extra: &[&str]) {
+    cqr_in(work)
+        .arg("train")
+        .args(extra)
+        .arg("--encoder")
+        .arg(encoder_dir())
+        .args(["-o", out])
+        .arg(tickets())
+        .assert()
+        .success();
+}
+
+/// `cqr classify MODEL` in `work`, its JSONL records.
+fn classify(
+    work: &Path,
+    model: &str,
+    extra: &[&str],
+    stdin: Option<&str>,
+) -> Vec<serde_json::Value> {
+    let mut c = cqr_in(work);
+    c.args(["classify", model]).args(extra);
+    match stdin {
+        Some(q) => c.write_stdin(q),
+        None => c.arg(tickets_test()),
+    };
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    jsonl(&out.stdout)
+}
+
 #[test]
 fn ensemble_trains_round_trips_and_reports_disagreement() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let enc = encoder_dir();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let cqr = || {
-        let mut c = assert_cmd::Command::cargo_bin("cqr").unwrap();
-        c.current_dir(w)
-            .env_remove("MLFLOW_TRACKING_URI")
-            .env("CQR_RUNS_DIR", w.join("runs"))
-            .env("CQR_CACHE", w.join("cache"));
-        c
-    };
     for out in ["a", "b"] {
-        cqr()
-            .args(["train", "--components", "linear,encoder", "--encoder"])
-            .arg(&enc)
-            .args(["-o", out])
-            .arg(root.join("data/tickets.csv"))
-            .assert()
-            .success();
+        train_with_encoder(w, out, &["--components", "linear,encoder"]);
     }
     // The embedding cache holds one file per encoder, filled by the first run and reused.
     let cached: Vec<_> = std::fs::read_dir(w.join("cache/embeddings"))
@@ -113,47 +133,21 @@ fn ensemble_trains_round_trips_and_reports_disagreement() {
         "ensemble weights sum to 1: {total}"
     );
 
-    let out = cqr()
-        .args(["classify", "a"])
-        .arg(root.join("data/tickets_test.csv"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let recs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = classify(w, "a", &[], None);
     assert_eq!(recs.len(), 480);
     for r in &recs {
         let d = r["uncertainty"]["disagreement"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&d));
     }
-    let out_b = cqr()
-        .args(["classify", "b"])
-        .arg(root.join("data/tickets_test.csv"))
-        .output()
-        .unwrap();
-    let recs_b: Vec<serde_json::Value> = String::from_utf8_lossy(&out_b.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let strip = |v: &serde_json::Value| {
-        let mut v = v.clone();
-        v.as_object_mut().unwrap().remove("model");
-        v
-    };
+    let recs_b = classify(w, "b", &[], None);
     assert!(
-        recs.iter().zip(&recs_b).all(|(x, y)| strip(x) == strip(y)),
+        without_model(&recs) == without_model(&recs_b),
         "cached embeddings give identical models"
     );
 
-    let out = cqr()
+    let out = cqr_in(w)
         .args(["evaluate", "a", "--format", "json"])
-        .arg(root.join("data/tickets_test.csv"))
+        .arg(tickets_test())
         .output()
         .unwrap();
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -164,22 +158,9 @@ fn ensemble_trains_round_trips_and_reports_disagreement() {
 fn cascade_with_threshold_zero_is_the_linear_model() {
     use cqr::models::calibration::softmax_t;
     use cqr::models::Model;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let enc = encoder_dir();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    assert_cmd::Command::cargo_bin("cqr")
-        .unwrap()
-        .current_dir(w)
-        .env_remove("MLFLOW_TRACKING_URI")
-        .env("CQR_RUNS_DIR", w.join("runs"))
-        .env("CQR_CACHE", w.join("cache"))
-        .args(["train", "--components", "linear,encoder", "--encoder"])
-        .arg(&enc)
-        .args(["-o", "m"])
-        .arg(root.join("data/tickets.csv"))
-        .assert()
-        .success();
+    train_with_encoder(w, "m", &["--components", "linear,encoder"]);
     let mut model = Model::load(&w.join("m")).unwrap();
     assert!(
         model.manifest.cascade_threshold.is_some(),
@@ -214,53 +195,20 @@ fn cascade_with_threshold_zero_is_the_linear_model() {
 
 #[test]
 fn mlp_head_round_trips_with_mc_dropout() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let enc = encoder_dir();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let cqr = || {
-        let mut c = assert_cmd::Command::cargo_bin("cqr").unwrap();
-        c.current_dir(w)
-            .env_remove("MLFLOW_TRACKING_URI")
-            .env("CQR_RUNS_DIR", w.join("runs"))
-            .env("CQR_CACHE", w.join("cache"));
-        c
-    };
-    cqr()
-        .args(["train", "--head", "mlp", "--encoder"])
-        .arg(&enc)
-        .args(["-o", "m"])
-        .arg(root.join("data/tickets.csv"))
-        .assert()
-        .success();
+    train_with_encoder(w, "m", &["--head", "mlp"]);
     let q = "{\"text\":\"my card\"}\n{\"text\":\"I was charged twice and want a refund\"}\n";
-    let run = |extra: &[&str]| -> Vec<serde_json::Value> {
-        let out = cqr()
-            .args(["classify", "m"])
-            .args(extra)
-            .write_stdin(q)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
-    let mc = run(&[]);
+    let mc = classify(w, "m", &[], Some(q));
     for r in &mc {
         assert!(r["uncertainty"]["std"].as_f64().unwrap() >= 0.0);
         assert!(r["uncertainty"]["mutual_info"].as_f64().unwrap() >= 0.0);
     }
     assert_eq!(
         mc,
-        run(&[]),
+        classify(w, "m", &[], Some(q)),
         "MC dropout is seeded: the same input gives the same answer"
     );
-    let plain = run(&["--mc-samples", "0"]);
+    let plain = classify(w, "m", &["--mc-samples", "0"], Some(q));
     assert!(plain[0]["uncertainty"].get("std").is_none());
 }

@@ -6,13 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
+mod common;
+
 use assert_cmd::Command;
+use common::{cqr_in, jsonl, root, tickets, tickets_test, walk, without_model};
 use predicates::prelude::*;
 use serde_json::{json, Value};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 const ADMIN_PASSWORD: &str = "cqr-admin-secret-2026";
 
@@ -121,25 +120,9 @@ impl Drop for Server {
 
 /// `cqr` with its own run store and cache, talking to `uri`.
 fn cqr(work: &Path, uri: &str) -> Command {
-    let mut c = Command::cargo_bin("cqr").unwrap();
-    c.current_dir(work)
-        .env("MLFLOW_TRACKING_URI", uri)
-        .env("CQR_RUNS_DIR", work.join("runs"))
-        .env("CQR_CACHE", work.join("cache"))
-        .env_remove("MLFLOW_TRACKING_USERNAME")
-        .env_remove("MLFLOW_TRACKING_PASSWORD")
-        .env_remove("MLFLOW_TRACKING_TOKEN")
-        .env_remove("MLFLOW_EXPERIMENT_NAME")
-        .env_remove("RUST_LOG");
+    let mut c = cqr_in(work);
+    c.env("MLFLOW_TRACKING_URI", uri);
     c
-}
-
-fn tickets() -> PathBuf {
-    root().join("data/tickets.csv")
-}
-
-fn tickets_test() -> PathBuf {
-    root().join("data/tickets_test.csv")
 }
 
 fn metric_history(server: &Server, run_id: &str, key: &str) -> Vec<Value> {
@@ -234,7 +217,7 @@ fn train_registers_and_models_refs_work_from_a_cold_cache() {
         .arg(tickets_test())
         .output()
         .unwrap();
-    let (alias_recs, local_recs) = (records(&by_alias.stdout), records(&local.stdout));
+    let (alias_recs, local_recs) = (jsonl(&by_alias.stdout), jsonl(&local.stdout));
     assert_eq!(without_model(&alias_recs), without_model(&local_recs));
     assert_eq!(alias_recs[0]["model"]["name"], "intents");
     assert_eq!(alias_recs[0]["model"]["version"], "1");
@@ -265,7 +248,7 @@ fn train_registers_and_models_refs_work_from_a_cold_cache() {
         String::from_utf8_lossy(&again.stderr)
     );
     assert_eq!(
-        without_model(&records(&again.stdout)),
+        without_model(&jsonl(&again.stdout)),
         without_model(&local_recs)
     );
 
@@ -337,39 +320,6 @@ fn train_registers_and_models_refs_work_from_a_cold_cache() {
         .assert()
         .success()
         .stdout(predicate::str::contains("champion"));
-}
-
-fn records(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// The records without their `model` field (name and version differ between references).
-fn without_model(recs: &[Value]) -> Vec<Value> {
-    recs.iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.as_object_mut().unwrap().remove("model");
-            r
-        })
-        .collect()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]

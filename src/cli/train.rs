@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::eval::report::pct;
 use crate::io::read::Record;
 use crate::io::read::{read_all, ReadSpec};
+use crate::io::write::flatten;
 use crate::io::{Format, Target};
 use crate::models::bundle::check_destination;
 use crate::models::encoder;
@@ -285,7 +286,7 @@ fn log_start(
     train: (&str, &[&Record]),
     valid: (&str, &[&Record]),
 ) -> crate::Result<()> {
-    for (k, v) in flatten_params("", resolved) {
+    for (k, v) in flatten_params(resolved) {
         run.log_param(&k, &v)?;
     }
     for ((source, rows), context) in [(train, "training"), (valid, "validation")] {
@@ -300,25 +301,16 @@ fn log_start(
     Ok(())
 }
 
-fn flatten_params(prefix: &str, v: &Value) -> Vec<(String, String)> {
-    match v {
-        Value::Object(m) => m
-            .iter()
-            .flat_map(|(k, v)| {
-                flatten_params(
-                    &if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    },
-                    v,
-                )
-            })
-            .collect(),
-        Value::Null => vec![],
-        Value::String(s) => vec![(prefix.to_string(), s.clone())],
-        other => vec![(prefix.to_string(), other.to_string())],
-    }
+/// Settings as MLflow params: nested keys dotted, nulls left out, non-strings as JSON text.
+fn flatten_params(v: &Value) -> Vec<(String, String)> {
+    flatten(v)
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::Null => None,
+            Value::String(s) => Some((k, s)),
+            other => Some((k, other.to_string())),
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]

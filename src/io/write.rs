@@ -269,7 +269,7 @@ fn to_column<'a>(name: &str, values: impl Iterator<Item = &'a Value> + Clone) ->
 }
 
 /// Flattens nested objects into dotted keys; arrays stay whole (written as JSON text).
-fn flatten(v: &Value) -> Vec<(String, Value)> {
+pub fn flatten(v: &Value) -> Vec<(String, Value)> {
     fn walk(prefix: &str, m: &Map<String, Value>, out: &mut Vec<(String, Value)>) {
         for (k, v) in m {
             let key = if prefix.is_empty() {

@@ -15,6 +15,15 @@ pub fn softmax_t(logits: &[f32], t: f32, out: &mut [f32]) {
     out.iter_mut().for_each(|o| *o *= inv);
 }
 
+/// Row-wise `softmax_t` of row-major logits with `c` columns.
+pub fn softmax_rows(logits: &[f32], c: usize, t: f32) -> Vec<f32> {
+    let mut out = vec![0f32; logits.len()];
+    for (row, o) in logits.chunks(c).zip(out.chunks_mut(c)) {
+        softmax_t(row, t, o);
+    }
+    out
+}
+
 /// Mean negative log-likelihood of labels `y` under `softmax(logits / t)`; `logits` is row-major
 /// with `c` columns.
 pub fn nll(logits: &[f32], y: &[u32], c: usize, t: f32) -> f64 {

@@ -142,14 +142,7 @@ mod tests {
     #[test]
     fn separates_two_clusters() {
         // Two classes around opposite unit vectors in 4 dimensions.
-        let mut x = Vec::new();
-        let mut y = Vec::new();
-        for i in 0..40 {
-            let s = if i % 2 == 0 { 1.0 } else { -1.0 };
-            let jitter = (i as f32 * 0.37).sin() * 0.1;
-            x.extend_from_slice(&[s + jitter, 0.2 * jitter, -s, jitter]);
-            y.push((i % 2) as u32);
-        }
+        let (x, y) = clusters();
         let h = LogisticHead::fit(&x, 4, &y, 2, 0.01, 200).unwrap();
         let z = h.logits(&[1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0, 0.0]);
         assert!(z[0] > z[1] && z[3] > z[2], "{z:?}");

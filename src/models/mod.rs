@@ -223,11 +223,11 @@ impl Model {
             let (logits, mc) =
                 comp.classifier
                     .logits_with_mc(texts, self.mc_samples, 0x6d63_6472)?;
-            let mut probs = softmax_rows(&logits, c, comp.temperature);
+            let mut probs = calibration::softmax_rows(&logits, c, comp.temperature);
             if let Some(sets) = mc {
                 let sets: Vec<Vec<f32>> = sets
                     .iter()
-                    .map(|l| softmax_rows(l, c, comp.temperature))
+                    .map(|l| calibration::softmax_rows(l, c, comp.temperature))
                     .collect();
                 // The component's answer is the mean over dropout samples.
                 probs.iter_mut().enumerate().for_each(|(k, p)| {
@@ -323,14 +323,6 @@ impl Model {
         d.mc = p.mc;
         d
     }
-}
-
-fn softmax_rows(logits: &[f32], c: usize, t: f32) -> Vec<f32> {
-    let mut out = vec![0f32; logits.len()];
-    for (row, o) in logits.chunks(c).zip(out.chunks_mut(c)) {
-        calibration::softmax_t(row, t, o);
-    }
-    out
 }
 
 /// MC-dropout statistics of query `i`: the standard deviation over samples of the winning

@@ -279,7 +279,7 @@ pub fn train(
         fit.model
     };
     let temperature = calibration::fit_temperature(&logits, &y_valid, c);
-    let linear_probs = softmax_rows(&logits, c, temperature.temperature);
+    let linear_probs = calibration::softmax_rows(&logits, c, temperature.temperature);
 
     let encoder = match &p.encoder {
         None => None,
@@ -322,10 +322,10 @@ pub fn train(
         1.0
     };
     let raw_probs = match &encoder {
-        None => softmax_rows(&logits, c, 1.0),
+        None => calibration::softmax_rows(&logits, c, 1.0),
         Some(e) => mix(
-            &softmax_rows(&logits, c, 1.0),
-            &softmax_rows(&e.valid_logits, c, 1.0),
+            &calibration::softmax_rows(&logits, c, 1.0),
+            &calibration::softmax_rows(&e.valid_logits, c, 1.0),
             weight,
         ),
     };
@@ -463,7 +463,7 @@ fn train_encoder(
     };
     let valid_logits = head.logits(&xv)?;
     let temperature = calibration::fit_temperature(&valid_logits, y_valid, c);
-    let valid_probs = softmax_rows(&valid_logits, c, temperature.temperature);
+    let valid_probs = calibration::softmax_rows(&valid_logits, c, temperature.temperature);
     // The MLP is early-stopped on the validation rows, so only the logistic head is refit.
     let head = match (refit, head) {
         (true, Head::Logistic(_)) => {
@@ -556,14 +556,6 @@ fn choose_cascade(linear: &[f32], ensemble: &[f32], y: &[u32], c: usize) -> Casc
     }
 }
 
-fn softmax_rows(logits: &[f32], c: usize, t: f32) -> Vec<f32> {
-    let mut out = vec![0f32; logits.len()];
-    for (row, o) in logits.chunks(c).zip(out.chunks_mut(c)) {
-        calibration::softmax_t(row, t, o);
-    }
-    out
-}
-
 fn mix(a: &[f32], b: &[f32], w: f32) -> Vec<f32> {
     a.iter()
         .zip(b)
@@ -590,12 +582,14 @@ impl Trained {
         seed: u64,
         args: serde_json::Value,
     ) -> Result<Manifest> {
+        // A local bundle's version is its creation time: one reading for both fields.
+        let created_at = crate::util::now_rfc3339();
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             cqr_version: env!("CARGO_PKG_VERSION").to_string(),
             name: name.to_string(),
-            version: crate::util::now_rfc3339(),
-            created_at: crate::util::now_rfc3339(),
+            version: created_at.clone(),
+            created_at,
             labels: self.labels.clone(),
             components: Vec::new(),
             abstain: self.threshold.clone(),

@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests: paths to the sample data, `cqr` in a private
+//! working directory, and reading JSONL output.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn tickets() -> PathBuf {
+    root().join("data/tickets.csv")
+}
+
+pub fn tickets_test() -> PathBuf {
+    root().join("data/tickets_test.csv")
+}
+
+/// `cqr` run in `work`, with its own run store and cache there and no tracking server.
+pub fn cqr_in(work: &Path) -> Command {
+    let mut c = Command::cargo_bin("cqr").unwrap();
+    c.current_dir(work)
+        .env("CQR_RUNS_DIR", work.join("runs"))
+        .env("CQR_CACHE", work.join("cache"))
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("MLFLOW_TRACKING_USERNAME")
+        .env_remove("MLFLOW_TRACKING_PASSWORD")
+        .env_remove("MLFLOW_TRACKING_TOKEN")
+        .env_remove("MLFLOW_EXPERIMENT_NAME")
+        .env_remove("CQR_CONFIG")
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// One JSON value per output line.
+pub fn jsonl(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The records without their `model` field (name and version differ between otherwise identical
+/// models).
+pub fn without_model(recs: &[Value]) -> Vec<Value> {
+    recs.iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.as_object_mut().unwrap().remove("model");
+            r
+        })
+        .collect()
+}
+
+/// Every file below `dir`.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
