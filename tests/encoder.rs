@@ -21,7 +21,8 @@ fn encoder_dir() -> PathBuf {
 #[test]
 fn embeddings_match_python_sentence_transformers() {
     let fixture: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(root().join("../shared/fixtures/minilm_reference_embeddings.json")).unwrap(),
+        &std::fs::read(root().join("../shared/fixtures/minilm_reference_embeddings.json"))
+            .expect("the reference vectors live in ../shared/fixtures beside the checkout"),
     )
     .unwrap();
     let sentences: Vec<&str> = fixture["sentences"]
