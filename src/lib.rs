@@ -2,6 +2,7 @@
 //! this library: `cli` parses and resolves settings, `io` reads and writes data, `text` turns
 //! queries into features, `models` trains and scores, `eval` measures, `ui` prints.
 
+pub mod analysis;
 pub mod cli;
 pub mod error;
 pub mod eval;

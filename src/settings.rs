@@ -15,6 +15,9 @@ pub struct FileConfig {
     pub train: TrainFile,
     #[serde(default)]
     pub classify: ClassifyFile,
+    /// Priority and escalation rules; missing keys keep the built-in defaults.
+    #[serde(default)]
+    pub priority: crate::analysis::priority::PriorityConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -31,6 +34,15 @@ pub struct TrainFile {
     pub refit: Option<bool>,
     /// L2 strength of the encoder's logistic head.
     pub head_alpha: Option<f32>,
+    /// Fine-tuning (`--fine-tune`): epochs, peak learning rate, batch size, max tokens, and
+    /// whether the word-embedding table stays fixed.
+    pub epochs: Option<usize>,
+    pub fine_tune_lr: Option<f64>,
+    pub fine_tune_head_lr: Option<f64>,
+    pub fine_tune_warm_start: Option<bool>,
+    pub fine_tune_batch: Option<usize>,
+    pub fine_tune_max_len: Option<usize>,
+    pub fine_tune_freeze_words: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -135,6 +135,9 @@ fn train_evaluate_classify_round_trip_beats_the_floor() {
             "top_k",
             "abstained",
             "uncertainty",
+            "sentiment",
+            "priority",
+            "pii",
             "model"
         ]
     );
@@ -298,7 +301,9 @@ fn raw_lines_and_other_output_formats() {
     }
     let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
     assert!(csv.starts_with(
-        "id,intent,confidence,top_k,abstained,uncertainty.entropy,uncertainty.margin,model.name"
+        "id,intent,confidence,top_k,abstained,uncertainty.entropy,uncertainty.margin,\
+         sentiment.label,sentiment.score,sentiment.cues,priority.level,priority.score,\
+         priority.escalate,priority.reasons,pii,model.name"
     ));
     assert_eq!(csv.lines().count(), 481);
     // A Parquet input (the output just written) reads back through polars.

@@ -4,19 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use common::{cqr_in, jsonl, root, tickets, tickets_test, without_model};
+use common::{cqr_in, encoder_dir, jsonl, root, tickets, tickets_test, without_model};
 use cqr::models::encoder::{Encoder, DEFAULT_MAX_LEN};
-
-fn encoder_dir() -> PathBuf {
-    let st = Command::new(root().join("scripts/fetch-model.sh"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "scripts/fetch-model.sh failed");
-    root().join("models/all-MiniLM-L6-v2")
-}
 
 #[test]
 fn embeddings_match_python_sentence_transformers() {

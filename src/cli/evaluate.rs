@@ -78,7 +78,8 @@ pub fn run(
     let mut model = refs::load_model(&args.model, tracking)?;
     model.set_mc_samples(args.mc_samples);
     let spec = args.input.spec(&args.data, args.input_format, true);
-    let records = read_all(&spec)?;
+    let mut records = read_all(&spec)?;
+    super::mask_records(&args.input, &mut records);
     let batch = config.classify.batch_size.unwrap_or(1024);
     let report = evaluate(
         &model,

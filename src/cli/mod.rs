@@ -118,6 +118,27 @@ pub struct InputArgs {
     /// Column holding the record id (default: `id` when present, else the row number).
     #[arg(long, value_name = "NAME")]
     pub id_col: Option<String>,
+    /// Keep PII in the text: by default e-mails, phone and card numbers, IBANs, ... are
+    /// replaced by [EMAIL], [PHONE], [CARD], ... before the text reaches a model, an output,
+    /// a log or the run store.
+    #[arg(long)]
+    pub no_mask: bool,
+}
+
+/// Masks the PII in every record's text (unless `--no-mask`), so models are trained and
+/// evaluated on the same masked text that classify feeds them.
+pub fn mask_records(input: &InputArgs, records: &mut [crate::io::read::Record]) {
+    use rayon::prelude::*;
+    if input.no_mask {
+        return;
+    }
+    records.par_iter_mut().for_each(|r| {
+        let (masked, found) =
+            crate::text::pii::mask_text(&r.text, crate::text::pii::MaskStyle::Full);
+        if !found.is_empty() {
+            r.text = masked;
+        }
+    });
 }
 
 impl InputArgs {
@@ -130,6 +151,7 @@ impl InputArgs {
             need_label,
             id_col: self.id_col.clone(),
             keep: Vec::new(),
+            optional: Vec::new(),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::io::write::flatten;
 use crate::io::{Format, Target};
 use crate::models::bundle::check_destination;
 use crate::models::encoder;
+use crate::models::finetune::FineTuneParams;
 use crate::models::linear::LinearParams;
 use crate::models::train::{
     fingerprint, stratified_split, train, EncoderParams, HeadKind, TrainParams, ValidTrainParams,
@@ -57,6 +58,16 @@ pub struct TrainArgs {
     /// The encoder component's head: logistic, or mlp (dropout; enables MC dropout).
     #[arg(long, value_enum, default_value = "logistic")]
     pub head: HeadKind,
+    /// Fine-tune the encoder itself on the training data before fitting its head (minutes per
+    /// epoch on a laptop-class CPU; the bundle then carries the fine-tuned weights).
+    #[arg(long)]
+    pub fine_tune: bool,
+    /// Fine-tuning epochs (early stopping on validation may end sooner) [default: 3].
+    #[arg(long, value_name = "N", requires = "fine_tune")]
+    pub epochs: Option<usize>,
+    /// Peak fine-tuning learning rate, after warm-up [default: 5e-5].
+    #[arg(long, value_name = "LR", requires = "fine_tune")]
+    pub learning_rate: Option<f64>,
     /// Sentence-transformers folder for the encoder component.
     #[arg(long, env = "CQR_ENCODER", value_name = "DIR", default_value = encoder::DEFAULT_DIR)]
     pub encoder: PathBuf,
@@ -122,6 +133,12 @@ pub fn run(
         .into());
     }
     let with_encoder = components.iter().any(|c| c == "encoder");
+    if args.fine_tune && !with_encoder {
+        return Err(Error::Usage(
+            "--fine-tune tunes the encoder component: include `encoder` in --components".into(),
+        )
+        .into());
+    }
     if with_encoder && !encoder_present {
         return Err(Error::model(
             &args.encoder,
@@ -162,6 +179,20 @@ pub fn run(
             alpha: file.head_alpha.unwrap_or(0.1),
             max_iter: 300,
             head: args.head,
+            fine_tune: args.fine_tune.then(|| {
+                let d = FineTuneParams::default();
+                FineTuneParams {
+                    epochs: args.epochs.or(file.epochs).unwrap_or(d.epochs),
+                    lr: args.learning_rate.or(file.fine_tune_lr).unwrap_or(d.lr),
+                    head_lr: file.fine_tune_head_lr.unwrap_or(d.head_lr),
+                    warm_start: file.fine_tune_warm_start.unwrap_or(d.warm_start),
+                    batch: file.fine_tune_batch.unwrap_or(d.batch),
+                    max_len: file.fine_tune_max_len.unwrap_or(d.max_len),
+                    freeze_words: file.fine_tune_freeze_words.unwrap_or(d.freeze_words),
+                    seed: args.seed.or(file.seed).unwrap_or(42),
+                    ..d
+                }
+            }),
         }),
         linear: LinearParams {
             l2_grid: file.l2_grid.clone().unwrap_or(defaults.l2_grid),
@@ -180,7 +211,8 @@ pub fn run(
     };
 
     let spec: ReadSpec = args.input.spec(&args.data, args.format, true);
-    let records = read_all(&spec)?;
+    let mut records = read_all(&spec)?;
+    super::mask_records(&args.input, &mut records);
     let valid_records = match &args.valid {
         Some(v) => {
             if v == "-" && args.data == "-" {
@@ -189,7 +221,9 @@ pub fn run(
                 )
                 .into());
             }
-            Some(read_all(&args.input.spec(v, args.format, true))?)
+            let mut v = read_all(&args.input.spec(v, args.format, true))?;
+            super::mask_records(&args.input, &mut v);
+            Some(v)
         }
         None => None,
     };
@@ -329,11 +363,20 @@ fn train_and_save(
     let mut step = 0i64;
     let mut log_error = None;
     let mut on_progress = |stage: &str, it: usize, loss: f64| {
-        bar.set_message(format!("{stage} iteration {it} loss {loss:.5}"));
+        // Fine-tuning reports the running loss per step under its own metric, beside the
+        // solver's iterations.
+        let fine_tune = stage.starts_with("fine-tune");
+        let what = if fine_tune { "" } else { " iteration" };
+        bar.set_message(format!("{stage}{what} {it} loss {loss:.5}"));
         bar.inc(1);
         if it > 0 && loss.is_finite() {
-            step += 1;
-            if let Err(e) = run.log_metric("train_loss", loss, step) {
+            let logged = if fine_tune {
+                run.log_metric("fine_tune_loss", loss, it as i64)
+            } else {
+                step += 1;
+                run.log_metric("train_loss", loss, step)
+            };
+            if let Err(e) = logged {
                 log_error.get_or_insert(e);
             }
         }

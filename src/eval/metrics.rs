@@ -81,6 +81,16 @@ pub struct EvalReport {
     /// With `--cascade`: the share of queries that went through the encoder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cascade_encoder_fraction: Option<f64>,
+    /// With several components: each one's own accuracy and ECE on the same rows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, ComponentScore>,
+}
+
+/// One component's figures when it answers alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ComponentScore {
+    pub accuracy: f64,
+    pub ece: f64,
 }
 
 impl EvalReport {

@@ -12,6 +12,9 @@ use metrics::{EvalReport, Latency, Scored};
 use crate::io::read::Record;
 use crate::models::{Decision, Model};
 
+/// Each component's (class, probability) for one query.
+type Parts = Vec<(usize, f32)>;
+
 /// How many queries are timed one at a time for the latency figures.
 const LATENCY_SAMPLE: usize = 2000;
 
@@ -29,6 +32,7 @@ pub fn evaluate(
     let elapsed_n = texts.len().max(1);
     let start = Instant::now();
     let mut decisions = Vec::with_capacity(texts.len());
+    let mut parts = Vec::with_capacity(texts.len());
     let mut routed = 0usize;
     for chunk in texts.chunks(batch_size.max(1)) {
         let preds = if cascade {
@@ -40,6 +44,7 @@ pub fn evaluate(
         };
         for p in preds {
             decisions.push(model.decide(&p, 1));
+            parts.push(p.parts);
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -51,11 +56,18 @@ pub fn evaluate(
         .iter()
         .any(is_oos)
         .then(|| oos_report(model, records, &decisions, oos_label, &is_oos));
-    let (records, decisions): (Vec<&Record>, Vec<Decision>) = records
-        .iter()
-        .zip(decisions)
-        .filter(|(r, _)| !is_oos(r))
-        .unzip();
+    let mut kept: Vec<&Record> = Vec::with_capacity(records.len());
+    let mut kept_decisions: Vec<Decision> = Vec::with_capacity(records.len());
+    let mut kept_parts: Vec<Parts> = Vec::with_capacity(records.len());
+    for ((r, d), p) in records.iter().zip(decisions).zip(parts) {
+        if !is_oos(r) {
+            kept.push(r);
+            kept_decisions.push(d);
+            kept_parts.push(p);
+        }
+    }
+    let (records, decisions, parts) = (kept, kept_decisions, kept_parts);
+    let components = component_scores(model, &records, &parts);
     let mut unknown_labels: BTreeMap<String, usize> = BTreeMap::new();
     let scored: Vec<Scored> = records
         .iter()
@@ -130,7 +142,37 @@ pub fn evaluate(
         throughput_qps: n as f64 / elapsed.max(1e-9),
         cascade_encoder_fraction: cascade.then(|| routed as f64 / elapsed_n as f64),
         out_of_scope,
+        components,
     })
+}
+
+/// Accuracy and ECE of each component alone, when every row carries the components' answers.
+fn component_scores(
+    model: &Model,
+    records: &[&Record],
+    parts: &[Parts],
+) -> BTreeMap<String, metrics::ComponentScore> {
+    let k = model.components.len();
+    let mut out = BTreeMap::new();
+    if k < 2 || parts.is_empty() || parts.iter().any(|p| p.len() != k) {
+        return out;
+    }
+    let labels = model.labels();
+    for (j, comp) in model.components.iter().enumerate() {
+        let conf: Vec<f32> = parts.iter().map(|p| p[j].1).collect();
+        let correct: Vec<bool> = records
+            .iter()
+            .zip(parts)
+            .map(|(r, p)| r.label.as_deref() == Some(labels[p[j].0].as_str()))
+            .collect();
+        let accuracy = correct.iter().filter(|c| **c).count() as f64 / correct.len() as f64;
+        let (_, ece) = metrics::reliability(&conf, &correct, metrics::ECE_BINS);
+        out.insert(
+            comp.classifier.kind().to_string(),
+            metrics::ComponentScore { accuracy, ece },
+        );
+    }
+    out
 }
 
 fn oos_report(

@@ -6,6 +6,7 @@
 //! polars, one slice of rows at a time.
 
 pub mod atomic;
+pub mod audit;
 pub mod read;
 pub mod write;
 

@@ -24,6 +24,9 @@ pub struct ReadSpec {
     pub need_label: bool,
     pub id_col: Option<String>,
     pub keep: Vec<String>,
+    /// Columns read into `Record::keep` when the input has them (e.g. `customer_tier`), and
+    /// silently skipped when it does not.
+    pub optional: Vec<String>,
 }
 
 impl ReadSpec {
@@ -36,6 +39,7 @@ impl ReadSpec {
             need_label: false,
             id_col: None,
             keep: Vec::new(),
+            optional: Vec::new(),
         }
     }
 }
@@ -127,11 +131,17 @@ fn plan(source: &str, columns: &[String], spec: &ReadSpec) -> Result<Plan> {
             return Err(missing(k, "asked for with --keep"));
         }
     }
+    let mut keep = spec.keep.clone();
+    for o in &spec.optional {
+        if has(o) && !keep.contains(o) {
+            keep.push(o.clone());
+        }
+    }
     Ok(Plan {
         text: spec.text_col.clone(),
         label,
         id,
-        keep: spec.keep.clone(),
+        keep,
     })
 }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calibration::ThresholdChoice;
 use super::encoder::{Encoder, EncoderClassifier};
+use super::finetune::FineTuneSummary;
 use super::heads::{Head, LogisticHead, MlpHead};
 use super::linear::{FittedLinear, PathPoint};
 use crate::error::{Error, Result};
@@ -251,6 +252,9 @@ pub struct EncoderSettings {
     #[serde(default)]
     pub dropout: f32,
     pub weights_sha256: String,
+    /// Present when the encoder's weights were fine-tuned by cqr.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tune: Option<FineTuneSummary>,
 }
 
 fn copy_file(dir: &Path, name: &str, src: &Path) -> Result<FileEntry> {
@@ -271,6 +275,7 @@ pub fn write_encoder(
     temperature: f32,
     weight: f32,
     alpha: f32,
+    fine_tune: Option<&FineTuneSummary>,
 ) -> Result<ComponentManifest> {
     let src = &m.encoder.dir;
     let (st, head_kind, hidden, dropout) = match &m.head {
@@ -323,7 +328,9 @@ pub fn write_encoder(
         )?,
     );
     let settings = EncoderSettings {
-        source: src.display().to_string(),
+        source: fine_tune
+            .map(|f| f.base.clone())
+            .unwrap_or_else(|| src.display().to_string()),
         max_len: m.encoder.max_len,
         dim: m.encoder.dim,
         head: head_kind.into(),
@@ -331,6 +338,7 @@ pub fn write_encoder(
         hidden,
         dropout,
         weights_sha256: m.encoder.weights_sha256.clone(),
+        fine_tune: fine_tune.cloned(),
     };
     Ok(ComponentManifest {
         kind: "encoder".into(),

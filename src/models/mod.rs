@@ -3,9 +3,11 @@
 //! `Decision` derived from its probabilities. Only this module touches weights; it never reads
 //! data files or prints.
 
+pub mod bert;
 pub mod bundle;
 pub mod calibration;
 pub mod encoder;
+pub mod finetune;
 pub mod heads;
 pub mod lbfgs;
 pub mod linear;
@@ -111,6 +113,9 @@ pub struct Prediction {
     pub disagreement: Option<f32>,
     /// With MC dropout: (std of the winning class over samples, mutual information in nats).
     pub mc: Option<(f32, f32)>,
+    /// Each component's own calibrated answer (class, probability), in bundle order; empty when
+    /// only one component answered.
+    pub parts: Vec<(usize, f32)>,
 }
 
 /// What cqr decides for one query.
@@ -261,10 +266,16 @@ impl Model {
                 let mc = mc_samples
                     .as_ref()
                     .map(|sets| mc_stats(sets, i, c, decide(&probs, 0.0, 1).best));
+                let parts = if rows.len() > 1 {
+                    rows.iter().map(|r| argmax(r)).collect()
+                } else {
+                    Vec::new()
+                };
                 Prediction {
                     probs,
                     disagreement,
                     mc,
+                    parts,
                 }
             })
             .collect())
@@ -297,6 +308,7 @@ impl Model {
                     probs,
                     disagreement: None,
                     mc: None,
+                    parts: Vec::new(),
                 }));
             } else {
                 out.push(None);
@@ -323,6 +335,14 @@ impl Model {
         d.mc = p.mc;
         d
     }
+}
+
+/// The most probable class and its probability.
+fn argmax(p: &[f32]) -> (usize, f32) {
+    p.iter()
+        .copied()
+        .enumerate()
+        .fold((0, f32::MIN), |b, (i, v)| if v > b.1 { (i, v) } else { b })
 }
 
 /// MC-dropout statistics of query `i`: the standard deviation over samples of the winning

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::bundle::{self, DataFingerprint, Manifest, TrainingInfo, FORMAT_VERSION};
 use super::calibration::{self, TemperatureFit, ThresholdChoice};
 use super::encoder::{EmbeddingCache, Encoder, EncoderClassifier};
+use super::finetune::{fine_tune, FineTuneParams, FineTuneSummary, FtData, HeadInit, ScratchDir};
 use super::heads::{Head, LogisticHead, MlpHead, MlpParams};
 use super::linear::{self, FittedLinear, Labelled, LinearParams, PathPoint};
 use super::{decide, Classifier};
@@ -46,6 +47,8 @@ pub struct EncoderParams {
     pub alpha: f32,
     pub max_iter: u64,
     pub head: HeadKind,
+    /// Fine-tune the encoder itself before fitting the head.
+    pub fine_tune: Option<FineTuneParams>,
 }
 
 /// The encoder component's head.
@@ -76,6 +79,9 @@ impl TrainParams {
             )));
         }
         self.features.validate()?;
+        if let Some(ft) = self.encoder.as_ref().and_then(|e| e.fine_tune.as_ref()) {
+            ft.validate()?;
+        }
         if self.linear.max_iter == 0 {
             return Err(Error::Usage("max_iter must be at least 1".into()));
         }
@@ -112,6 +118,9 @@ pub struct Trained {
     pub ensemble_temperature: f32,
     pub cascade_threshold: Option<f32>,
     pub encoder_alpha: f32,
+    pub fine_tune: Option<FineTuneSummary>,
+    /// Holds the fine-tuned encoder's files until the bundle has copied them.
+    pub scratch: Option<ScratchDir>,
     pub threshold: ThresholdChoice,
     pub metrics: BTreeMap<String, f64>,
     pub train_data: DataFingerprint,
@@ -390,7 +399,25 @@ pub fn train(
             m.insert("valid_cascade_encoder_fraction".into(), cc.encoder_fraction);
         }
         m.insert("encoder_seconds".into(), e.seconds);
+        if let Some((ft, _)) = &e.fine_tune {
+            m.insert("fine_tune_seconds".into(), ft.seconds);
+            m.insert("fine_tune_best_epoch".into(), ft.best_epoch as f64);
+            if let Some(h) = ft.history.iter().find(|h| h.epoch == ft.best_epoch) {
+                m.insert("fine_tune_valid_accuracy".into(), h.valid_accuracy);
+            }
+        }
     }
+    let (encoder, fine_tune) = match encoder {
+        None => (None, None),
+        Some(mut e) => {
+            let ft = e.fine_tune.take();
+            (Some(e), ft)
+        }
+    };
+    let (fine_tune, scratch) = match fine_tune {
+        Some((s, d)) => (Some(s), Some(d)),
+        None => (None, None),
+    };
 
     Ok(Trained {
         labels,
@@ -404,6 +431,8 @@ pub fn train(
         ensemble_temperature,
         cascade_threshold: cascade.map(|cc| cc.threshold),
         encoder_alpha: p.encoder.as_ref().map(|e| e.alpha).unwrap_or(0.0),
+        fine_tune,
+        scratch,
         threshold,
         metrics: m,
         seconds: start.elapsed().as_secs_f64(),
@@ -414,6 +443,7 @@ pub fn train(
 /// The encoder component as trained: the model, its calibration and its validation outputs.
 struct TrainedEncoder {
     model: EncoderClassifier,
+    fine_tune: Option<(FineTuneSummary, ScratchDir)>,
     temperature: TemperatureFit,
     valid_logits: Vec<f32>,
     valid_probs: Vec<f32>,
@@ -432,15 +462,82 @@ fn train_encoder(
     progress: Progress<'_>,
 ) -> Result<TrainedEncoder> {
     let start = Instant::now();
-    let encoder = Encoder::load(&ep.dir, ep.max_len)?;
-    let mut cache = EmbeddingCache::open(&encoder)?;
+    let base = Encoder::load(&ep.dir, ep.max_len)?;
+    let mut cache = EmbeddingCache::open(&base)?;
     let mut done = 0usize;
     let mut tick = |n: usize| {
         done += n;
         progress("encoding", done, f64::NAN);
     };
-    let xt = cache.embed(&encoder, train_texts, &mut tick)?;
-    let xv = cache.embed(&encoder, valid_texts, &mut tick)?;
+    let mut xt = cache.embed(&base, train_texts, &mut tick)?;
+    let mut xv = cache.embed(&base, valid_texts, &mut tick)?;
+    let (encoder, fine_tune) = match &ep.fine_tune {
+        None => (base, None),
+        Some(fp) => {
+            let t0 = Instant::now();
+            // A warm start begins from the head fitted on the frozen encoder.
+            let init = if fp.warm_start {
+                progress("encoder head", 0, f64::NAN);
+                LogisticHead::fit(&xt, base.dim, y_train, c, ep.alpha, ep.max_iter)?
+            } else {
+                LogisticHead {
+                    dim: base.dim,
+                    n_classes: c,
+                    weight: vec![0.0; base.dim * c],
+                    bias: vec![0.0; c],
+                }
+            };
+            let ft = fine_tune(
+                &ep.dir,
+                fp,
+                FtData {
+                    texts: train_texts,
+                    labels: y_train,
+                },
+                FtData {
+                    texts: valid_texts,
+                    labels: y_valid,
+                },
+                HeadInit {
+                    weight: &init.weight,
+                    bias: &init.bias,
+                    n_classes: c,
+                },
+                |f| {
+                    progress(
+                        &format!(
+                            "fine-tune epoch {}/{} of {} steps, eta {}, step",
+                            f.epoch,
+                            fp.epochs,
+                            f.total_steps,
+                            crate::util::human_seconds(f.eta_seconds)
+                        ),
+                        f.step,
+                        f.loss,
+                    )
+                },
+            )?;
+            let tuned = Encoder::load(ft.dir.path(), ep.max_len)?;
+            // Fine-tuned weights are used once, so their embeddings skip the shared cache.
+            let mut done = 0usize;
+            let mut tick = |n: usize| {
+                done += n;
+                progress("encoding (fine-tuned)", done, f64::NAN);
+            };
+            xt = tuned.embed(train_texts, super::encoder::DEFAULT_BATCH, &mut tick)?;
+            xv = tuned.embed(valid_texts, super::encoder::DEFAULT_BATCH, &mut tick)?;
+            let summary = FineTuneSummary {
+                base: ep.dir.display().to_string(),
+                base_sha256: base.weights_sha256.clone(),
+                params: fp.clone(),
+                best_epoch: ft.best_epoch,
+                steps: ft.steps,
+                history: ft.history,
+                seconds: t0.elapsed().as_secs_f64(),
+            };
+            (tuned, Some((summary, ft.dir)))
+        }
+    };
     let dim = encoder.dim;
     progress("encoder head", 0, f64::NAN);
     let head = match ep.head {
@@ -481,6 +578,7 @@ fn train_encoder(
         (_, head) => head,
     };
     Ok(TrainedEncoder {
+        fine_tune,
         model: EncoderClassifier {
             encoder,
             head,
@@ -617,6 +715,7 @@ impl Trained {
                     t.temperature,
                     self.encoder_weight,
                     self.encoder_alpha,
+                    self.fine_tune.as_ref(),
                 )?);
             }
             Ok(components)

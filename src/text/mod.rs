@@ -3,6 +3,7 @@
 
 pub mod features;
 pub mod normalize;
+pub mod pii;
 
 pub use features::{FeatureSpec, Scratch, SparseVec, Vectorizer, Vocabulary};
 pub use normalize::normalize;

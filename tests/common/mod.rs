@@ -35,6 +35,26 @@ pub fn cqr_in(work: &Path) -> Command {
     c
 }
 
+/// Runs `cmd` and returns its output, failing the test with its stderr unless it succeeded.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The default encoder, fetched by scripts/fetch-model.sh (cached between runs).
+pub fn encoder_dir() -> PathBuf {
+    let st = std::process::Command::new(root().join("scripts/fetch-model.sh"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "scripts/fetch-model.sh failed");
+    root().join("models/all-MiniLM-L6-v2")
+}
+
 /// One JSON value per output line.
 pub fn jsonl(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)

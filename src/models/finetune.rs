@@ -1,0 +1,468 @@
+//! Fine-tuning the sentence encoder on labelled queries (`cqr train --fine-tune`): the trainable
+//! BERT of `bert.rs` with the pooled, L2-normalised embedding feeding a linear head, by default
+//! warm-started from the logistic head fitted on the frozen encoder (on BANKING77 a zero head
+//! reached 66% validation accuracy after one epoch where the warm start kept 91%). AdamW with linear warm-up and decay, global gradient-norm clipping,
+//! batches of similar length, seeded dropout, and early stopping on validation accuracy. The
+//! result is a sentence-transformers folder (config, tokenizer, fine-tuned safetensors) in a
+//! scratch directory that the caller loads like any encoder and that removes itself when dropped.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_transformers::models::bert::Config;
+use serde::{Deserialize, Serialize};
+use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
+
+use super::bert::{pad_batch, Dropout, TrainableBert};
+use crate::error::{Error, Result};
+use crate::util::Rng;
+
+/// Fine-tuning settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneParams {
+    pub epochs: usize,
+    /// Peak learning rate of the encoder, reached after warm-up.
+    pub lr: f64,
+    /// Peak learning rate of the classification head (fresh weights need larger steps).
+    pub head_lr: f64,
+    /// Start the head from the logistic head fitted on the frozen encoder instead of zeros.
+    pub warm_start: bool,
+    /// Share of all steps spent warming up.
+    pub warmup: f64,
+    pub batch: usize,
+    pub max_len: usize,
+    pub weight_decay: f64,
+    /// Global gradient-norm ceiling.
+    pub clip: f64,
+    pub dropout: f32,
+    /// Epochs without a better validation accuracy before stopping.
+    pub patience: usize,
+    /// Keep the word-embedding table fixed: its gradient is a dense 30k-row matrix per step.
+    pub freeze_words: bool,
+    pub seed: u64,
+}
+
+impl Default for FineTuneParams {
+    fn default() -> Self {
+        FineTuneParams {
+            epochs: 3,
+            lr: 5e-5,
+            head_lr: 2e-3,
+            warm_start: true,
+            warmup: 0.1,
+            batch: 32,
+            max_len: 64,
+            weight_decay: 0.01,
+            clip: 1.0,
+            dropout: 0.1,
+            patience: 1,
+            freeze_words: true,
+            seed: 42,
+        }
+    }
+}
+
+impl FineTuneParams {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Usage(m));
+        if self.epochs == 0 {
+            return bad("--epochs must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite() && self.head_lr > 0.0 && self.head_lr.is_finite())
+        {
+            return bad(format!(
+                "fine-tune learning rates must be > 0; got {} (encoder) and {} (head)",
+                self.lr, self.head_lr
+            ));
+        }
+        if !(0.0..1.0).contains(&self.warmup) {
+            return bad(format!("warm-up must be in [0, 1); got {}", self.warmup));
+        }
+        if self.batch == 0 || self.max_len < 2 {
+            return bad("fine-tune batch must be ≥ 1 and max length ≥ 2".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1); got {}", self.dropout));
+        }
+        Ok(())
+    }
+}
+
+/// One epoch's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub valid_loss: f64,
+    pub valid_accuracy: f64,
+    pub seconds: f64,
+}
+
+/// What a bundle records about a fine-tune.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneSummary {
+    /// The encoder folder the fine-tune started from, and its weights' sha256.
+    pub base: String,
+    pub base_sha256: String,
+    pub params: FineTuneParams,
+    pub best_epoch: usize,
+    pub steps: usize,
+    pub history: Vec<EpochStats>,
+    pub seconds: f64,
+}
+
+/// What the caller gets back: the folder of the best epoch's encoder and the history.
+pub struct FineTuned {
+    pub dir: ScratchDir,
+    pub best_epoch: usize,
+    pub steps: usize,
+    pub history: Vec<EpochStats>,
+}
+
+/// A directory removed when dropped.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(tag: &str) -> Result<ScratchDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("cqr-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+        Ok(ScratchDir(p))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ce(e: candle_core::Error) -> Error {
+    Error::Training(format!("fine-tune: {e}"))
+}
+
+/// Progress of a fine-tune: epoch (1-based), step within all steps, total steps, the running
+/// training loss, and the estimated seconds left.
+pub struct FtProgress {
+    pub epoch: usize,
+    pub step: usize,
+    pub total_steps: usize,
+    pub loss: f64,
+    pub eta_seconds: f64,
+}
+
+/// The labelled rows to fine-tune on.
+pub struct FtData<'a> {
+    pub texts: &'a [&'a str],
+    pub labels: &'a [u32],
+}
+
+/// The head to start from: `weight` is `[dim × n_classes]` row-major.
+pub struct HeadInit<'a> {
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+    pub n_classes: usize,
+}
+
+/// Learning rate at `step` of `total`: linear warm-up to `lr`, then linear decay to 0.
+pub fn schedule(lr: f64, step: usize, total: usize, warmup: usize) -> f64 {
+    if step < warmup {
+        lr * (step + 1) as f64 / warmup as f64
+    } else {
+        let left = total.saturating_sub(step) as f64;
+        lr * left / (total - warmup).max(1) as f64
+    }
+}
+
+struct Model {
+    bert: TrainableBert,
+    varmap: VarMap,
+    w: Var,
+    b: Var,
+}
+
+impl Model {
+    fn logits(
+        &self,
+        rows: &[&[u32]],
+        dev: &Device,
+        drop: &mut Option<Dropout<'_>>,
+    ) -> candle_core::Result<Tensor> {
+        let (ids, types, mask) = pad_batch(rows, dev)?;
+        let emb = self.bert.sentence_embedding(&ids, &types, &mask, drop)?;
+        emb.matmul(self.w.as_tensor())?
+            .broadcast_add(self.b.as_tensor())
+    }
+
+    /// Mean cross-entropy and accuracy over `rows` without dropout.
+    fn evaluate(&self, rows: &[Vec<u32>], y: &[u32], dev: &Device) -> Result<(f64, f64)> {
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| rows[i].len());
+        let (mut loss, mut correct) = (0f64, 0usize);
+        for chunk in order.chunks(64) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| rows[i].as_slice()).collect();
+            let yb: Vec<u32> = chunk.iter().map(|&i| y[i]).collect();
+            let logits = self.logits(&batch, dev, &mut None).map_err(ce)?;
+            let yt = Tensor::from_vec(yb.clone(), yb.len(), dev).map_err(ce)?;
+            let l = candle_nn::loss::cross_entropy(&logits, &yt)
+                .and_then(|l| l.to_scalar::<f32>())
+                .map_err(ce)?;
+            loss += l as f64 * chunk.len() as f64;
+            let pred = logits
+                .argmax(1)
+                .and_then(|p| p.to_vec1::<u32>())
+                .map_err(ce)?;
+            correct += pred.iter().zip(&yb).filter(|(p, y)| p == y).count();
+        }
+        let n = rows.len().max(1) as f64;
+        Ok((loss / n, correct as f64 / n))
+    }
+}
+
+fn tokenize(tok: &Tokenizer, texts: &[&str], dir: &Path) -> Result<Vec<Vec<u32>>> {
+    let enc = tok
+        .encode_batch(texts.to_vec(), true)
+        .map_err(|e| Error::model(dir, format!("tokenizer: {e}")))?;
+    Ok(enc.iter().map(|e| e.get_ids().to_vec()).collect())
+}
+
+/// Batches of rows of similar length, in a seeded random order: rows are sorted by (length,
+/// random key), cut into batches, and the batches shuffled.
+fn batches(rows: &[Vec<u32>], batch: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+    let mut keyed: Vec<(usize, u64, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.len(), rng.next_u64(), i))
+        .collect();
+    keyed.sort_unstable();
+    let mut out: Vec<Vec<usize>> = keyed
+        .chunks(batch)
+        .map(|c| c.iter().map(|k| k.2).collect())
+        .collect();
+    rng.shuffle(&mut out);
+    out
+}
+
+/// Clips the gradients of `vars` in `grads` to a global L2 norm of `max`; returns the norm.
+fn clip_gradients(
+    grads: &mut candle_core::backprop::GradStore,
+    vars: &[Var],
+    max: f64,
+) -> candle_core::Result<f64> {
+    let mut sq = 0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = sq.sqrt();
+    if norm > max && norm.is_finite() {
+        let scale = max / norm;
+        for v in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                grads.insert(v.as_tensor(), (g * scale)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// Fine-tunes the encoder in `src` (config.json, tokenizer.json, model.safetensors).
+pub fn fine_tune(
+    src: &Path,
+    p: &FineTuneParams,
+    train: FtData<'_>,
+    valid: FtData<'_>,
+    head: HeadInit<'_>,
+    mut progress: impl FnMut(&FtProgress),
+) -> Result<FineTuned> {
+    p.validate()?;
+    let dev = Device::Cpu;
+    let cfg_path = src.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    let config: Config =
+        serde_json::from_str(&text).map_err(|e| Error::model(src, format!("config.json: {e}")))?;
+    let mut tok = Tokenizer::from_file(src.join("tokenizer.json"))
+        .map_err(|e| Error::model(src, format!("tokenizer: {e}")))?;
+    tok.with_padding(None);
+    tok.with_truncation(Some(TruncationParams {
+        max_length: p.max_len,
+        strategy: TruncationStrategy::LongestFirst,
+        ..Default::default()
+    }))
+    .map_err(|e| Error::model(src, format!("tokenizer: {e}")))?;
+    let train_rows = tokenize(&tok, train.texts, src)?;
+    let valid_rows = tokenize(&tok, valid.texts, src)?;
+
+    let mut varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let bert = TrainableBert::load(vb, &config, p.freeze_words).map_err(ce)?;
+    let weights = src.join("model.safetensors");
+    varmap
+        .load(&weights)
+        .map_err(|e| Error::model(src, format!("loading {}: {e}", weights.display())))?;
+    let dim = config.hidden_size;
+    let c = head.n_classes;
+    // The head's variables live outside the map, so saving the map writes the encoder only.
+    let (w0, b0) = if p.warm_start {
+        (head.weight.to_vec(), head.bias.to_vec())
+    } else {
+        (vec![0f32; dim * c], vec![0f32; c])
+    };
+    let w = Var::from_vec(w0, (dim, c), &dev).map_err(ce)?;
+    let b = Var::from_vec(b0, c, &dev).map_err(ce)?;
+    let mut named: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .expect("the var map is not shared across threads")
+        .iter()
+        .filter(|(k, _)| !(p.freeze_words && k.as_str() == "embeddings.word_embeddings.weight"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut vars: Vec<Var> = named.into_iter().map(|(_, v)| v).collect();
+    let adamw = |vars: Vec<Var>, lr: f64| {
+        AdamW::new(
+            vars,
+            ParamsAdamW {
+                lr,
+                weight_decay: p.weight_decay,
+                ..Default::default()
+            },
+        )
+        .map_err(ce)
+    };
+    let mut opt = adamw(vars.clone(), p.lr)?;
+    let mut head_opt = adamw(vec![w.clone(), b.clone()], p.head_lr)?;
+    vars.push(w.clone());
+    vars.push(b.clone());
+    let model = Model { bert, varmap, w, b };
+
+    let out = ScratchDir::new("finetune")?;
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(src.join(f), out.path().join(f)).map_err(|e| Error::io(src.join(f), e))?;
+    }
+    let best_path = out.path().join("model.safetensors");
+    let n_batches = train_rows.len().div_ceil(p.batch);
+    let total = n_batches * p.epochs;
+    let warmup = ((total as f64 * p.warmup).ceil() as usize).max(1);
+    let mut order_rng = Rng::new(p.seed);
+    let mut drop_rng = Rng::new(p.seed ^ 0x5eed_d20f);
+    let mut history = Vec::new();
+    let mut best: Option<(f64, f64, usize)> = None;
+    let mut since_best = 0;
+    let start = Instant::now();
+    let mut step = 0usize;
+    for epoch in 1..=p.epochs {
+        let t0 = Instant::now();
+        let (mut loss_sum, mut seen) = (0f64, 0usize);
+        for batch in batches(&train_rows, p.batch, &mut order_rng) {
+            opt.set_learning_rate(schedule(p.lr, step, total, warmup));
+            head_opt.set_learning_rate(schedule(p.head_lr, step, total, warmup));
+            let rows: Vec<&[u32]> = batch.iter().map(|&i| train_rows[i].as_slice()).collect();
+            let yb: Vec<u32> = batch.iter().map(|&i| train.labels[i]).collect();
+            let yt = Tensor::from_vec(yb, batch.len(), &dev).map_err(ce)?;
+            let mut drop = Some(Dropout {
+                p: p.dropout,
+                rng: &mut drop_rng,
+            });
+            let logits = model.logits(&rows, &dev, &mut drop).map_err(ce)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &yt).map_err(ce)?;
+            let l = loss.to_scalar::<f32>().map_err(ce)? as f64;
+            if !l.is_finite() {
+                return Err(Error::Training(format!(
+                    "fine-tune: the loss became {l} at step {step}; try a lower learning rate"
+                )));
+            }
+            let mut grads = loss.backward().map_err(ce)?;
+            clip_gradients(&mut grads, &vars, p.clip).map_err(ce)?;
+            opt.step(&grads).map_err(ce)?;
+            head_opt.step(&grads).map_err(ce)?;
+            loss_sum += l * batch.len() as f64;
+            seen += batch.len();
+            step += 1;
+            let per_step = start.elapsed().as_secs_f64() / step as f64;
+            progress(&FtProgress {
+                epoch,
+                step,
+                total_steps: total,
+                loss: loss_sum / seen as f64,
+                eta_seconds: per_step * (total - step) as f64,
+            });
+        }
+        let (valid_loss, valid_accuracy) = model.evaluate(&valid_rows, valid.labels, &dev)?;
+        let stats = EpochStats {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            valid_loss,
+            valid_accuracy,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        tracing::info!(?stats, "fine-tune epoch");
+        history.push(stats);
+        let better = match best {
+            None => true,
+            Some((acc, vl, _)) => {
+                valid_accuracy > acc + 1e-12 || (valid_accuracy == acc && valid_loss < vl)
+            }
+        };
+        if better {
+            model
+                .varmap
+                .save(&best_path)
+                .map_err(|e| Error::model(&best_path, format!("saving: {e}")))?;
+            best = Some((valid_accuracy, valid_loss, epoch));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= p.patience {
+                break;
+            }
+        }
+    }
+    Ok(FineTuned {
+        dir: out,
+        best_epoch: best.map(|b| b.2).unwrap_or(0),
+        steps: step,
+        history,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        let lrs: Vec<f64> = (0..10).map(|s| schedule(1.0, s, 10, 2)).collect();
+        assert!((lrs[0] - 0.5).abs() < 1e-12);
+        assert!((lrs[1] - 1.0).abs() < 1e-12);
+        assert!(lrs[2..].windows(2).all(|w| w[1] < w[0]));
+        assert!(lrs[9] > 0.0 && lrs[9] <= 0.125 + 1e-12);
+    }
+
+    #[test]
+    fn batches_cover_every_row_once_and_group_lengths() {
+        let rows: Vec<Vec<u32>> = (0..103).map(|i| vec![0; 1 + (i * 7) % 40]).collect();
+        let mut rng = Rng::new(3);
+        let b = batches(&rows, 16, &mut rng);
+        let mut all: Vec<usize> = b.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..103).collect::<Vec<_>>());
+        // Each batch spans a narrow band of lengths.
+        for batch in &b {
+            let lens: Vec<usize> = batch.iter().map(|&i| rows[i].len()).collect();
+            let span = lens.iter().max().unwrap() - lens.iter().min().unwrap();
+            assert!(span <= 8, "{lens:?}");
+        }
+    }
+}
