@@ -78,7 +78,7 @@ bench_model() {
 bench_model ensemble --components linear,encoder
 bench_model ensemble_mlp --components linear,encoder --head mlp
 if [ -z "${CQR_BENCH_SKIP_FINE_TUNE:-}" ]; then
-  bench_model fine_tuned --components linear,encoder --fine-tune --epochs 3
+  bench_model fine_tuned --components linear,encoder --fine-tune
 fi
 
 # Python sentence-transformers on the same texts and cores, when its venv is installed

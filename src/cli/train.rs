@@ -62,10 +62,10 @@ pub struct TrainArgs {
     /// epoch on a laptop-class CPU; the bundle then carries the fine-tuned weights).
     #[arg(long)]
     pub fine_tune: bool,
-    /// Fine-tuning epochs (early stopping on validation may end sooner) [default: 3].
+    /// Fine-tuning epochs (early stopping on validation may end sooner) [default: 4].
     #[arg(long, value_name = "N", requires = "fine_tune")]
     pub epochs: Option<usize>,
-    /// Peak fine-tuning learning rate, after warm-up [default: 5e-5].
+    /// Peak fine-tuning learning rate, after warm-up [default: 1e-4].
     #[arg(long, value_name = "LR", requires = "fine_tune")]
     pub learning_rate: Option<f64>,
     /// Sentence-transformers folder for the encoder component.

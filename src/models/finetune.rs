@@ -47,8 +47,8 @@ pub struct FineTuneParams {
 impl Default for FineTuneParams {
     fn default() -> Self {
         FineTuneParams {
-            epochs: 3,
-            lr: 5e-5,
+            epochs: 4,
+            lr: 1e-4,
             head_lr: 2e-3,
             warm_start: true,
             warmup: 0.1,
