@@ -53,6 +53,8 @@ print(reps * len(rows))
 PY
 )
 classify=$(measure /dev/null "$cqr" classify "$work/banking77" "$work/big.csv" -o "$work/big.out.jsonl")
+# The intent alone (no sentiment, priority or PII work), as before those fields existed.
+classify_intent=$(measure /dev/null "$cqr" classify "$work/banking77" "$work/big.csv" --fields intent -o "$work/big.intent.jsonl")
 out_rows=$(wc -l < "$work/big.out.jsonl")
 [ "$out_rows" -eq "$rows" ] || { echo "error: $out_rows output lines for $rows inputs" >&2; exit 1; }
 
@@ -90,11 +92,12 @@ if [ -x "$py" ]; then
     --max-len 128 --repeat 3 --json "$work/python_encoder.json" >&2 || rm -f "$work/python_encoder.json"
 fi
 
-python3 - "$work" "$rows" "$train" "$classify" "$test_rows" <<'PY' > bench/results.json
+python3 - "$work" "$rows" "$train" "$classify" "$test_rows" "$classify_intent" <<'PY' > bench/results.json
 import json, os, platform, subprocess, sys, datetime
 work, rows = sys.argv[1], int(sys.argv[2])
 train, cl = json.loads(sys.argv[3]), json.loads(sys.argv[4])
 test_rows = int(sys.argv[5])
+cl_intent = json.loads(sys.argv[6])
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 load = lambda p: json.load(open(os.path.join(work, p)))
@@ -124,6 +127,9 @@ out = {
     "data": "BANKING77 (train.csv -> test.csv)",
     "linear": figures(load("eval.json"), rows, train, cl),
 }
+# Every field (intent, sentiment, priority, PII) above; the intent group alone here.
+out["linear"]["classify_intent_only_texts_per_s"] = round(rows / cl_intent["seconds"])
+out["linear"]["classify_intent_only_peak_rss_mib"] = cl_intent["peak_rss_mib"]
 for name in ["ensemble", "ensemble_mlp", "fine_tuned"]:
     if not os.path.exists(os.path.join(work, f"{name}.eval.json")):
         continue

@@ -628,6 +628,8 @@ pub struct PriorityEngine {
     tiers: HashMap<String, f32>,
     abstain_tiers: Vec<String>,
     cues: Vec<Cue>,
+    /// Indices into `cues` by their first token, so a text is scanned once, not once per cue.
+    cue_index: HashMap<String, Vec<usize>>,
     rules: Vec<CompiledRule>,
 }
 
@@ -710,7 +712,7 @@ impl PriorityEngine {
             .iter()
             .map(|t| key(t))
             .collect();
-        let cues = BUILTIN_CUES
+        let cues: Vec<Cue> = BUILTIN_CUES
             .iter()
             .map(|c| c.to_string())
             .chain(config.urgency_cues.iter().map(|c| c.trim().to_string()))
@@ -719,6 +721,12 @@ impl PriorityEngine {
                 label,
             })
             .collect();
+        let mut cue_index: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, c) in cues.iter().enumerate() {
+            if let Some(first) = c.tokens.first() {
+                cue_index.entry(first.clone()).or_default().push(i);
+            }
+        }
         let rules = config
             .escalate_rules
             .iter()
@@ -739,6 +747,7 @@ impl PriorityEngine {
             tiers,
             abstain_tiers,
             cues,
+            cue_index,
             rules,
         })
     }
@@ -768,8 +777,11 @@ impl PriorityEngine {
                 continue;
             }
             let mut hits: Vec<(String, usize)> = self
-                .cues
-                .iter()
+                .cue_index
+                .get(&tokens[i])
+                .into_iter()
+                .flatten()
+                .map(|&k| &self.cues[k])
                 .filter(|c| tokens[i..].starts_with(&c.tokens))
                 .map(|c| (c.label.clone(), c.tokens.len()))
                 .collect();
