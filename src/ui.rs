@@ -68,13 +68,13 @@ pub fn warn(text: &str) {
     }
 }
 
-/// The message of a negative verdict (exit 1): always shown, it explains the status.
 /// Text the user asked for on stderr (e.g. `--explain`): printed even with `-q`.
 pub fn explain(text: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{text}");
 }
 
+/// The message of a negative verdict (exit 1): always shown, it explains the status.
 pub fn verdict(text: &str) {
     eprintln!("{text}");
 }

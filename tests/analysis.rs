@@ -121,21 +121,16 @@ fn no_pii_reaches_stdout_audit_bundle_or_run_store() {
         .collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let audit = work.path().join("audit.jsonl");
-    let out = cqr_in(work.path())
-        .args(["classify", model.to_str().unwrap(), input.to_str().unwrap()])
-        .args([
-            "--keep",
-            "note",
-            "--explain",
-            "--audit-log",
-            audit.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        cqr_in(work.path())
+            .args(["classify", model.to_str().unwrap(), input.to_str().unwrap()])
+            .args([
+                "--keep",
+                "note",
+                "--explain",
+                "--audit-log",
+                audit.to_str().unwrap(),
+            ]),
     );
     assert_clean("stdout", &out.stdout);
     assert_clean("stderr", &out.stderr);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use assert_cmd::Command;
-use common::{jsonl, root, tickets, tickets_test, without_model};
+use common::{jsonl, root, run_ok, tickets, tickets_test, without_model};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -65,16 +65,11 @@ fn assert_entries(dir: &Path, n: usize, why: &str) {
 
 #[test]
 fn train_evaluate_classify_round_trip_beats_the_floor() {
-    let out = cqr()
-        .args(["evaluate", "--format", "json"])
-        .arg(model())
-        .arg(tickets_test())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        cqr()
+            .args(["evaluate", "--format", "json"])
+            .arg(model())
+            .arg(tickets_test()),
     );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["n"], 480);
@@ -307,16 +302,11 @@ fn raw_lines_and_other_output_formats() {
     ));
     assert_eq!(csv.lines().count(), 481);
     // A Parquet input (the output just written) reads back through polars.
-    let out = cqr()
-        .args(["classify", "--text-col", "intent"])
-        .arg(model())
-        .arg(dir.path().join("out.parquet"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        cqr()
+            .args(["classify", "--text-col", "intent"])
+            .arg(model())
+            .arg(dir.path().join("out.parquet")),
     );
     assert_eq!(jsonl(&out.stdout).len(), 480);
 }
@@ -572,16 +562,11 @@ fn out_of_scope_rows_are_measured_apart() {
     let oos = std::fs::read_to_string(root().join("tests/fixtures/out_of_scope.csv")).unwrap();
     combined.extend(oos.lines().skip(1).map(|l| format!("{l}\n")));
     let data = write(dir.path(), "with_oos.csv", combined.as_bytes());
-    let out = cqr()
-        .args(["evaluate", "--format", "json"])
-        .arg(model())
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        cqr()
+            .args(["evaluate", "--format", "json"])
+            .arg(model())
+            .arg(&data),
     );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["n"], 480, "the other metrics cover in-scope rows");

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{cqr_in, encoder_dir, jsonl, root, tickets, tickets_test, without_model};
+use common::{cqr_in, encoder_dir, jsonl, root, run_ok, tickets, tickets_test, without_model};
 use cqr::models::encoder::{Encoder, DEFAULT_MAX_LEN};
 
 #[test]
@@ -91,13 +91,7 @@ fn classify(
         Some(q) => c.write_stdin(q),
         None => c.arg(tickets_test()),
     };
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    jsonl(&out.stdout)
+    jsonl(&run_ok(&mut c).stdout)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::process::Command as StdCommand;
 mod common;
 
 use assert_cmd::Command;
-use common::{cqr_in, jsonl, root, tickets, tickets_test, walk, without_model};
+use common::{cqr_in, jsonl, root, run_ok, tickets, tickets_test, walk, without_model};
 use predicates::prelude::*;
 use serde_json::{json, Value};
 
@@ -139,23 +139,18 @@ fn train_registers_and_models_refs_work_from_a_cold_cache() {
     let server = Server::start(false);
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let out = cqr(w, &server.uri)
-        .args([
-            "train",
-            "-o",
-            "m1",
-            "--register",
-            "intents",
-            "--alias",
-            "champion",
-        ])
-        .arg(tickets())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        cqr(w, &server.uri)
+            .args([
+                "train",
+                "-o",
+                "m1",
+                "--register",
+                "intents",
+                "--alias",
+                "champion",
+            ])
+            .arg(tickets()),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -289,24 +284,19 @@ fn train_registers_and_models_refs_work_from_a_cold_cache() {
         .any(|t| t["key"] == "cqr.registry.model" && t["value"] == "intents/1"));
 
     // A second model with --promote-if-better: identical data and seed cannot beat the holder.
-    let out = cqr(w, &server.uri)
-        .args([
-            "train",
-            "-o",
-            "m2",
-            "--register",
-            "intents",
-            "--alias",
-            "champion",
-            "--promote-if-better",
-        ])
-        .arg(tickets())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        cqr(w, &server.uri)
+            .args([
+                "train",
+                "-o",
+                "m2",
+                "--register",
+                "intents",
+                "--alias",
+                "champion",
+                "--promote-if-better",
+            ])
+            .arg(tickets()),
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("keeping the current holder"));
     let alias = server.get("/api/2.0/mlflow/registered-models/alias?name=intents&alias=champion");

@@ -75,9 +75,10 @@ pub struct ContactLog {
 }
 
 impl ContactLog {
-    pub fn new(window_hours: f32) -> ContactLog {
+    /// `window` in seconds (`PriorityEngine::repeat_window_secs`).
+    pub fn new(window: i64) -> ContactLog {
         ContactLog {
-            window: (f64::from(window_hours) * 3600.0).round() as i64,
+            window,
             newest: i64::MIN,
             ..ContactLog::default()
         }
@@ -86,7 +87,14 @@ impl ContactLog {
     /// Contacts of `customer` in `[at - window, at)`; then records this one.
     pub fn count_and_add(&mut self, customer: &str, at: i64) -> u32 {
         let from = at.saturating_sub(self.window);
-        let list = self.seen.entry(customer.to_string()).or_default();
+        // Known customers (the common case) cost no allocation.
+        if !self.seen.contains_key(customer) {
+            self.seen.insert(customer.to_owned(), Vec::new());
+        }
+        let list = self
+            .seen
+            .get_mut(customer)
+            .expect("inserted above when missing");
         let n = list.iter().filter(|&&t| t >= from && t < at).count();
         list.push(at);
         self.newest = self.newest.max(at);
@@ -216,7 +224,7 @@ mod tests {
 
     #[test]
     fn contacts_count_only_earlier_ones_inside_the_window() {
-        let mut log = ContactLog::new(72.0);
+        let mut log = ContactLog::new(72 * 3600);
         let h = 3600;
         assert_eq!(log.count_and_add("a", 0), 0);
         assert_eq!(log.count_and_add("a", 10 * h), 1);

@@ -3,7 +3,8 @@
 //! [0, 1], an escalate flag and the reasons behind them. This module owns the scoring model,
 //! its defaults (the `[priority]` section of `cqr.toml`), their validation and the urgency cue
 //! matcher; it does no I/O. Callers load the configuration, count prior contacts (see
-//! [`PriorityEngine::count_prior_contacts`]) and write the results.
+//! `analysis::ContactLog` for a stream, [`PriorityEngine::count_prior_contacts`] for a list)
+//! and write the results.
 //!
 //! # Scoring
 //!
@@ -756,11 +757,15 @@ impl PriorityEngine {
         &self.config
     }
 
+    /// The repeat-contact window in whole seconds.
+    pub fn repeat_window_secs(&self) -> i64 {
+        (f64::from(self.config.repeat_window_hours) * 3600.0).round() as i64
+    }
+
     /// Counts `others` (Unix seconds of the same customer's other contacts, not this one) that
     /// fall within `repeat_window_hours` before `at`, for [`PriorityInput::prior_contacts`].
     pub fn count_prior_contacts(&self, at: i64, others: impl IntoIterator<Item = i64>) -> u32 {
-        let window = (f64::from(self.config.repeat_window_hours) * 3600.0).round() as i64;
-        let from = at.saturating_sub(window);
+        let from = at.saturating_sub(self.repeat_window_secs());
         let n = others.into_iter().filter(|&t| t >= from && t <= at).count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }

@@ -20,7 +20,7 @@ use crate::io::audit::AuditLog;
 use crate::io::read::{open, Batcher, Record};
 use crate::io::write::RecordWriter;
 use crate::io::{Format, Target};
-use crate::models::{Decision, Model, ModelRef};
+use crate::models::{Decision, Model};
 use crate::settings::FileConfig;
 use crate::text::pii::{self, Finding, MaskStyle};
 use crate::tracking::{refs, TrackingSettings};
@@ -142,7 +142,7 @@ pub fn run(
     }
     let engine = PriorityEngine::new(config.priority.clone())
         .map_err(|e| Error::Usage(format!("[priority] in the config: {e}")))?;
-    let mut model = if fields.intent {
+    let model = if fields.intent {
         let mut m = refs::load_model(&args.model, tracking)?;
         m.set_mc_samples(args.mc_samples);
         Some(m)
@@ -151,14 +151,13 @@ pub fn run(
     };
     let mut spec = args.input.spec(&args.data, args.format, false);
     spec.keep = args.keep.clone();
-    if spec.format != Some(Format::Lines) {
-        spec.optional = vec![
-            args.tier_col.clone(),
-            args.customer_col.clone(),
-            args.time_col.clone(),
-        ];
-    }
-    let mut contacts = ContactLog::new(engine.config().repeat_window_hours);
+    // Raw lines have no columns; their reader ignores `optional`.
+    spec.optional = vec![
+        args.tier_col.clone(),
+        args.customer_col.clone(),
+        args.time_col.clone(),
+    ];
+    let mut contacts = ContactLog::new(engine.repeat_window_secs());
     if let Some(h) = &args.history {
         load_history(&args, h, &mut contacts)?;
     }
@@ -179,18 +178,17 @@ pub fn run(
         }),
         sentiment: SentimentModel::new(),
         engine,
-        top_k,
+        model_json: model
+            .as_ref()
+            .map(|m| serde_json::to_value(m.model_ref()).expect("a model ref serialises")),
+        model: model.as_ref(),
     };
     let mut writer = RecordWriter::create(&out_target, args.output_format)?;
     let mut batches = Batcher::spawn(open(&spec)?, 4 * batch_size);
-    let model_ref = model.as_ref().map(|m| m.model_ref());
-    let model_json = model_ref
-        .as_ref()
-        .map(|r| serde_json::to_value(r).expect("a model ref serialises"));
     let bar = ui::progress(None, "classified");
     while let Some(batch) = batches.next_batch(batch_size, MAX_WAIT)? {
         let prepared: Vec<Prepared> = batch.into_par_iter().map(|r| ctx.prepare(r)).collect();
-        let decisions: Vec<Option<Decision>> = match model.as_mut() {
+        let decisions: Vec<Option<Decision>> = match &model {
             Some(m) => {
                 let texts: Vec<&str> = prepared.iter().map(|p| p.masked.as_str()).collect();
                 let preds = if args.cascade {
@@ -210,46 +208,28 @@ pub fn run(
                 _ => 0,
             })
             .collect();
-        let done: Vec<(Value, Option<Value>)> = prepared
+        let done: Vec<Done> = prepared
             .into_par_iter()
             .zip(decisions)
             .zip(prior)
-            .map(|((p, d), prior)| {
-                ctx.finish(
-                    p,
-                    d.as_ref(),
-                    prior,
-                    model.as_ref(),
-                    &model_json,
-                    &model_ref,
-                )
-            })
+            .map(|((p, d), prior)| ctx.finish(p, d.as_ref(), prior))
             .collect();
-        let (out, audit_lines): (Vec<Value>, Vec<Option<Value>>) = done.into_iter().unzip();
-        if let Some(a) = audit.as_mut() {
-            let lines: Vec<Value> = audit_lines.into_iter().flatten().collect();
-            a.append(&lines)?;
-        }
-        if args.explain {
-            for o in &out {
-                if let Some(text) = o.get("priority").and_then(|p| p.get("explain")) {
-                    let id = match &o["id"] {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    ui::explain(&format!("{id}: {}", text.as_str().unwrap_or("")));
-                }
+        let mut out = Vec::with_capacity(done.len());
+        let mut audit_lines = Vec::new();
+        for d in done {
+            if let Some(text) = d.explain {
+                let id = match &d.out["id"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                ui::explain(&format!("{id}: {text}"));
             }
+            audit_lines.extend(d.audit);
+            out.push(d.out);
         }
-        let out: Vec<Value> = out
-            .into_iter()
-            .map(|mut o| {
-                if let Some(p) = o.get_mut("priority").and_then(|p| p.as_object_mut()) {
-                    p.remove("explain");
-                }
-                o
-            })
-            .collect();
+        if let Some(a) = audit.as_mut() {
+            a.append(&audit_lines)?;
+        }
         writer.write_batch(&out)?;
         bar.inc(out.len() as u64);
     }
@@ -292,7 +272,16 @@ struct Ctx<'a> {
     mask: Option<MaskStyle>,
     sentiment: SentimentModel,
     engine: PriorityEngine,
-    top_k: usize,
+    /// The model, when the intent is asked for, and its reference as JSON.
+    model: Option<&'a Model>,
+    model_json: Option<Value>,
+}
+
+/// One record's output, its audit line and its `--explain` text.
+struct Done {
+    out: Value,
+    audit: Option<Value>,
+    explain: Option<String>,
 }
 
 /// A record after masking, before the model.
@@ -349,30 +338,16 @@ impl Ctx<'_> {
         }
     }
 
-    /// The output record and, with an audit trail, its audit line.
-    fn finish(
-        &self,
-        p: Prepared,
-        d: Option<&Decision>,
-        prior: u32,
-        model: Option<&Model>,
-        model_json: &Option<Value>,
-        model_ref: &Option<ModelRef>,
-    ) -> (Value, Option<Value>) {
-        let sentiment = self
-            .fields
-            .sentiment
+    /// The output record, its audit line (with `--audit-log`) and explanation (`--explain`).
+    fn finish(&self, p: Prepared, d: Option<&Decision>, prior: u32) -> Done {
+        // Priority reads the sentiment even when its group is not printed; score it once.
+        let sentiment = (self.fields.sentiment || self.fields.priority)
             .then(|| self.sentiment.score(&p.masked));
-        let priority = match (self.fields.priority, d, model) {
-            (true, Some(d), Some(m)) => {
-                // Priority uses sentiment even when its group is not printed.
-                let s = sentiment
-                    .clone()
-                    .unwrap_or_else(|| self.sentiment.score(&p.masked));
-                let labels = m.labels();
-                let c = labels.len().max(2) as f32;
+        let priority = match (self.fields.priority, d, self.model, &sentiment) {
+            (true, Some(d), Some(m), Some(s)) => {
+                let c = m.labels().len().max(2) as f32;
                 Some(self.engine.assess(&PriorityInput {
-                    intent: (!d.abstained).then(|| labels[d.best].as_str()),
+                    intent: intent_label(d, m),
                     confidence: d.confidence,
                     abstained: d.abstained,
                     uncertainty: (d.entropy / c.ln()).clamp(0.0, 1.0),
@@ -389,51 +364,54 @@ impl Ctx<'_> {
             .args
             .audit_log
             .is_some()
-            .then(|| audit_line(&p, d, model, model_ref, priority.as_ref()));
+            .then(|| audit_line(&p, d, self.model, &self.model_json, priority.as_ref()));
+        let explain = priority.as_ref().filter(|_| self.args.explain).map(explain);
         let mut m = Map::new();
-        m.insert("id".into(), p.rec.id.clone());
-        for (k, v) in &p.rec.keep {
-            m.insert(k.clone(), v.clone());
+        m.insert("id".into(), p.rec.id);
+        m.extend(p.rec.keep);
+        if let (Some(d), Some(model)) = (d, self.model) {
+            intent_fields(&mut m, d, model);
         }
-        if let (Some(d), Some(model)) = (d, model) {
-            intent_fields(&mut m, d, model, self.top_k);
-        }
-        if let Some(s) = &sentiment {
+        if let Some(s) = sentiment.as_ref().filter(|_| self.fields.sentiment) {
             m.insert("sentiment".into(), sentiment_json(s));
         }
         if let Some(pr) = &priority {
-            let mut v = priority_json(pr);
-            if self.args.explain {
-                v["explain"] = Value::from(explain(pr));
-            }
-            m.insert("priority".into(), v);
+            m.insert("priority".into(), priority_json(pr));
         }
         if self.fields.pii {
             m.insert("pii".into(), pii_json(&p.rec.text, &p.findings));
         }
-        if let Some(j) = model_json {
+        if let Some(j) = &self.model_json {
             m.insert("model".into(), j.clone());
         }
-        (Value::Object(m), audit)
+        Done {
+            out: Value::Object(m),
+            audit,
+            explain,
+        }
     }
+}
+
+/// The intent reported for a decision: `None` when the model abstained.
+fn intent_label<'m>(d: &Decision, m: &'m Model) -> Option<&'m str> {
+    (!d.abstained).then(|| m.labels()[d.best].as_str())
 }
 
 fn audit_line(
     p: &Prepared,
     d: Option<&Decision>,
     model: Option<&Model>,
-    model_ref: &Option<ModelRef>,
+    model_json: &Option<Value>,
     priority: Option<&Priority>,
 ) -> Value {
     let intent = match (d, model) {
-        (Some(d), Some(m)) if !d.abstained => Value::from(m.labels()[d.best].as_str()),
-        (Some(_), Some(_)) => Value::from("unknown"),
+        (Some(d), Some(m)) => Value::from(intent_label(d, m).unwrap_or("unknown")),
         _ => Value::Null,
     };
     json!({
         "timestamp": now_rfc3339(),
         "id": p.rec.id,
-        "model": model_ref,
+        "model": model_json,
         "input_sha256": sha256_hex(p.rec.text.as_bytes()),
         "text": p.masked,
         "intent": intent,
@@ -482,21 +460,18 @@ fn pii_json(text: &str, findings: &[Finding]) -> Value {
 }
 
 /// The intent group of the output record DESIGN.md describes.
-fn intent_fields(m: &mut Map<String, Value>, d: &Decision, model: &Model, top_k: usize) {
+fn intent_fields(m: &mut Map<String, Value>, d: &Decision, model: &Model) {
     let labels = model.labels();
-    let intent = if d.abstained {
-        "unknown"
-    } else {
-        labels[d.best].as_str()
-    };
-    m.insert("intent".into(), Value::from(intent));
+    m.insert(
+        "intent".into(),
+        Value::from(intent_label(d, model).unwrap_or("unknown")),
+    );
     m.insert("confidence".into(), Value::from(round6(d.confidence)));
     m.insert(
         "top_k".into(),
         Value::Array(
             d.top_k
                 .iter()
-                .take(top_k)
                 .map(|(i, p)| json!({"intent": labels[*i], "p": round6(*p)}))
                 .collect(),
         ),

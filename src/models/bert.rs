@@ -27,18 +27,11 @@ pub fn dropout(x: &Tensor, drop: &mut Option<Dropout<'_>>) -> CResult<Tensor> {
     if d.p <= 0.0 {
         return Ok(x.clone());
     }
-    let keep = 1.0 - d.p;
-    let n = x.elem_count();
-    let mask: Vec<f32> = (0..n)
-        .map(|_| {
-            if (d.rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 >= d.p {
-                1.0 / keep
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let m = Tensor::from_vec(mask, x.shape(), x.device())?;
+    let m = Tensor::from_vec(
+        super::heads::mask(d.rng, x.elem_count(), d.p),
+        x.shape(),
+        x.device(),
+    )?;
     x * m
 }
 
@@ -222,14 +215,19 @@ impl TrainableBert {
         mask: &Tensor,
         drop: &mut Option<Dropout<'_>>,
     ) -> CResult<Tensor> {
-        let hidden = self.forward(ids, types, mask, drop)?;
-        let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&m)?.sum(1)?;
-        let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-        mean.broadcast_div(&norm)
+        mean_pool_l2(&self.forward(ids, types, mask, drop)?, mask)
     }
+}
+
+/// Masked mean of hidden states `[b, t, h]` over the tokens where `mask` (`[b, t]`, 0/1) is 1,
+/// L2-normalised per row: sentence-transformers' pooling.
+pub fn mean_pool_l2(hidden: &Tensor, mask: &Tensor) -> CResult<Tensor> {
+    let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+    let summed = hidden.broadcast_mul(&m)?.sum(1)?;
+    let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
+    let mean = summed.broadcast_div(&counts)?;
+    let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    mean.broadcast_div(&norm)
 }
 
 /// Token ids, type ids and mask of a batch, padded to its longest row.

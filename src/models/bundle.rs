@@ -356,11 +356,17 @@ pub fn read_encoder(
 ) -> Result<EncoderClassifier> {
     let settings: EncoderSettings = c.settings(bundle)?;
     let file = |role: &str| c.file(bundle, role);
+    // load_manifest has already checked every file against its sha256.
+    let weights_sha256 = c
+        .files
+        .get("weights")
+        .map(|f| f.sha256.clone())
+        .unwrap_or_default();
     let encoder = Encoder::load_files(
         bundle,
         &file("config")?,
         &file("tokenizer")?,
-        &file("weights")?,
+        (&file("weights")?, weights_sha256),
         settings.max_len,
     )?;
     let hpath = file("head")?;

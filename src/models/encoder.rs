@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config, DTYPE};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
@@ -49,21 +49,24 @@ impl Encoder {
                 ));
             }
         }
+        let weights = dir.join("model.safetensors");
+        let weights_sha256 = sha256_file(&weights)?;
         Encoder::load_files(
             dir,
             &dir.join("config.json"),
             &dir.join("tokenizer.json"),
-            &dir.join("model.safetensors"),
+            (&weights, weights_sha256),
             max_len,
         )
     }
 
-    /// Loads from explicit files (a bundle stores them under its own names).
+    /// Loads from explicit files (a bundle stores them under its own names); the weights come
+    /// with their sha256, which the caller has already computed or verified.
     pub fn load_files(
         dir: &Path,
         cfg_path: &Path,
         tok_path: &Path,
-        weights: &Path,
+        (weights, weights_sha256): (&Path, String),
         max_len: usize,
     ) -> Result<Encoder> {
         let text = std::fs::read_to_string(cfg_path).map_err(|e| Error::io(cfg_path, e))?;
@@ -94,7 +97,7 @@ impl Encoder {
             dir: dir.to_path_buf(),
             dim: config.hidden_size,
             max_len,
-            weights_sha256: sha256_file(weights)?,
+            weights_sha256,
         })
     }
 
@@ -143,24 +146,7 @@ impl Encoder {
         let types = Tensor::from_vec(types, (n, t), &self.device).map_err(err)?;
         let mask = Tensor::from_vec(mask, (n, t), &self.device).map_err(err)?;
         let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
-        let m = mask
-            .to_dtype(DType::F32)
-            .map_err(err)?
-            .unsqueeze(2)
-            .map_err(err)?;
-        let summed = hidden.broadcast_mul(&m).map_err(err)?.sum(1).map_err(err)?;
-        let counts = m.sum(1).map_err(err)?.clamp(1e-9, f64::MAX).map_err(err)?;
-        let mean = summed.broadcast_div(&counts).map_err(err)?;
-        let norm = mean
-            .sqr()
-            .map_err(err)?
-            .sum_keepdim(1)
-            .map_err(err)?
-            .sqrt()
-            .map_err(err)?
-            .clamp(1e-12, f64::MAX)
-            .map_err(err)?;
-        let unit = mean.broadcast_div(&norm).map_err(err)?;
+        let unit = super::bert::mean_pool_l2(&hidden, &mask).map_err(err)?;
         unit.flatten_all()
             .map_err(err)?
             .to_vec1::<f32>()

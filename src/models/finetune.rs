@@ -6,7 +6,7 @@
 //! result is a sentence-transformers folder (config, tokenizer, fine-tuned safetensors) in a
 //! scratch directory that the caller loads like any encoder and that removes itself when dropped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -17,6 +17,7 @@ use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
 use super::bert::{pad_batch, Dropout, TrainableBert};
 use crate::error::{Error, Result};
+use crate::io::atomic::TempDir;
 use crate::util::Rng;
 
 /// Fine-tuning settings.
@@ -115,35 +116,11 @@ pub struct FineTuneSummary {
 
 /// What the caller gets back: the folder of the best epoch's encoder and the history.
 pub struct FineTuned {
-    pub dir: ScratchDir,
+    /// Removed when dropped (never committed).
+    pub dir: TempDir,
     pub best_epoch: usize,
     pub steps: usize,
     pub history: Vec<EpochStats>,
-}
-
-/// A directory removed when dropped.
-pub struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(tag: &str) -> Result<ScratchDir> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!("cqr-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
-        Ok(ScratchDir(p))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn ce(e: candle_core::Error) -> Error {
@@ -166,7 +143,8 @@ pub struct FtData<'a> {
     pub labels: &'a [u32],
 }
 
-/// The head to start from: `weight` is `[dim × n_classes]` row-major.
+/// The head to start from (zeros unless warm-started; the caller decides): `weight` is
+/// `[dim × n_classes]` row-major.
 pub struct HeadInit<'a> {
     pub weight: &'a [f32],
     pub bias: &'a [f32],
@@ -313,13 +291,8 @@ pub fn fine_tune(
     let dim = config.hidden_size;
     let c = head.n_classes;
     // The head's variables live outside the map, so saving the map writes the encoder only.
-    let (w0, b0) = if p.warm_start {
-        (head.weight.to_vec(), head.bias.to_vec())
-    } else {
-        (vec![0f32; dim * c], vec![0f32; c])
-    };
-    let w = Var::from_vec(w0, (dim, c), &dev).map_err(ce)?;
-    let b = Var::from_vec(b0, c, &dev).map_err(ce)?;
+    let w = Var::from_vec(head.weight.to_vec(), (dim, c), &dev).map_err(ce)?;
+    let b = Var::from_vec(head.bias.to_vec(), c, &dev).map_err(ce)?;
     let mut named: Vec<(String, Var)> = varmap
         .data()
         .lock()
@@ -347,7 +320,7 @@ pub fn fine_tune(
     vars.push(b.clone());
     let model = Model { bert, varmap, w, b };
 
-    let out = ScratchDir::new("finetune")?;
+    let out = TempDir::beside(&std::env::temp_dir().join("cqr-finetune"))?;
     for f in ["config.json", "tokenizer.json"] {
         std::fs::copy(src.join(f), out.path().join(f)).map_err(|e| Error::io(src.join(f), e))?;
     }

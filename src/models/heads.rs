@@ -198,7 +198,7 @@ fn ce(e: candle_core::Error) -> Error {
 }
 
 /// Inverted-dropout mask (`0` or `1/(1-p)`) of `n` values.
-fn mask(rng: &mut crate::util::Rng, n: usize, p: f32) -> Vec<f32> {
+pub(crate) fn mask(rng: &mut crate::util::Rng, n: usize, p: f32) -> Vec<f32> {
     let keep = 1.0 - p;
     (0..n)
         .map(|_| {

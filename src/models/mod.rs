@@ -265,7 +265,7 @@ impl Model {
                 });
                 let mc = mc_samples
                     .as_ref()
-                    .map(|sets| mc_stats(sets, i, c, decide(&probs, 0.0, 1).best));
+                    .map(|sets| mc_stats(sets, i, c, linear::argmax(&probs)));
                 let parts = if rows.len() > 1 {
                     rows.iter().map(|r| argmax(r)).collect()
                 } else {
@@ -339,10 +339,8 @@ impl Model {
 
 /// The most probable class and its probability.
 fn argmax(p: &[f32]) -> (usize, f32) {
-    p.iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::MIN), |b, (i, v)| if v > b.1 { (i, v) } else { b })
+    let i = linear::argmax(p);
+    (i, p[i])
 }
 
 /// MC-dropout statistics of query `i`: the standard deviation over samples of the winning

@@ -12,12 +12,13 @@ use rayon::prelude::*;
 use super::bundle::{self, DataFingerprint, Manifest, TrainingInfo, FORMAT_VERSION};
 use super::calibration::{self, TemperatureFit, ThresholdChoice};
 use super::encoder::{EmbeddingCache, Encoder, EncoderClassifier};
-use super::finetune::{fine_tune, FineTuneParams, FineTuneSummary, FtData, HeadInit, ScratchDir};
+use super::finetune::{fine_tune, FineTuneParams, FineTuneSummary, FtData, HeadInit};
 use super::heads::{Head, LogisticHead, MlpHead, MlpParams};
 use super::linear::{self, FittedLinear, Labelled, LinearParams, PathPoint};
 use super::{decide, Classifier};
 use crate::error::{Error, Result};
 use crate::eval::metrics::{self, Scored};
+use crate::io::atomic::TempDir;
 use crate::io::read::Record;
 use crate::text::{FeatureSpec, Vectorizer};
 use crate::util::{sha256_hex, Rng};
@@ -120,7 +121,7 @@ pub struct Trained {
     pub encoder_alpha: f32,
     pub fine_tune: Option<FineTuneSummary>,
     /// Holds the fine-tuned encoder's files until the bundle has copied them.
-    pub scratch: Option<ScratchDir>,
+    pub scratch: Option<TempDir>,
     pub threshold: ThresholdChoice,
     pub metrics: BTreeMap<String, f64>,
     pub train_data: DataFingerprint,
@@ -443,7 +444,7 @@ pub fn train(
 /// The encoder component as trained: the model, its calibration and its validation outputs.
 struct TrainedEncoder {
     model: EncoderClassifier,
-    fine_tune: Option<(FineTuneSummary, ScratchDir)>,
+    fine_tune: Option<(FineTuneSummary, TempDir)>,
     temperature: TemperatureFit,
     valid_logits: Vec<f32>,
     valid_probs: Vec<f32>,

@@ -2,7 +2,7 @@
 //! customer-support text. This module owns cqr's definition of what counts as
 //! PII — e-mail addresses, phone numbers, payment card numbers, IBANs, US
 //! social security numbers, IP addresses, URLs that carry credentials or
-//! tokens, and dates of birth — together with the placeholder format used to
+//! tokens, and dates of birth — together with the mask-token format used to
 //! mask them. Support queues are full of lookalikes (order and tracking
 //! numbers, amounts, plain dates, versions), so every numeric kind is
 //! validated (Luhn, ISO 13616 mod-97, SSN ranges, octet ranges) and the words
@@ -81,7 +81,7 @@ impl PiiKind {
             .find(|k| k.label().eq_ignore_ascii_case(s))
     }
 
-    fn placeholder(self) -> &'static str {
+    fn mask_token(self) -> &'static str {
         match self {
             PiiKind::Email => "[EMAIL]",
             PiiKind::Phone => "[PHONE]",
@@ -133,7 +133,7 @@ impl Finding {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MaskStyle {
-    /// Every finding becomes its bare placeholder, e.g. `[CARD]`.
+    /// Every finding becomes its bare mask token, e.g. `[CARD]`.
     #[default]
     Full,
     /// Cards and IBANs keep their last four characters, e.g.
@@ -177,7 +177,7 @@ pub fn detect(text: &str) -> Vec<Finding> {
     }
 }
 
-/// Replaces each finding with its placeholder. Findings that overlap an
+/// Replaces each finding with its mask token. Findings that overlap an
 /// earlier one, fall outside `text` or cut a character are skipped, so
 /// stale findings degrade to "not masked" instead of a panic.
 pub fn mask(text: &str, findings: &[Finding], style: MaskStyle) -> String {
@@ -195,7 +195,7 @@ pub fn mask(text: &str, findings: &[Finding], style: MaskStyle) -> String {
             continue;
         }
         out.push_str(&text[pos..f.start]);
-        push_placeholder(&mut out, f.kind, &text[f.start..f.end], style);
+        push_mask_token(&mut out, f.kind, &text[f.start..f.end], style);
         pos = f.end;
     }
     out.push_str(&text[pos..]);
@@ -365,18 +365,18 @@ fn iban_length(country: &[u8]) -> Option<usize> {
     Some(len)
 }
 
-fn push_placeholder(out: &mut String, kind: PiiKind, original: &str, style: MaskStyle) {
+fn push_mask_token(out: &mut String, kind: PiiKind, original: &str, style: MaskStyle) {
     let keep: fn(&u8) -> bool = match (style, kind) {
         (MaskStyle::Partial, PiiKind::Card) => u8::is_ascii_digit,
         (MaskStyle::Partial, PiiKind::Iban) => u8::is_ascii_alphanumeric,
         _ => {
-            out.push_str(kind.placeholder());
+            out.push_str(kind.mask_token());
             return;
         }
     };
     let mut tail: Vec<u8> = original.bytes().rev().filter(keep).take(4).collect();
     if tail.len() < 4 {
-        out.push_str(kind.placeholder());
+        out.push_str(kind.mask_token());
         return;
     }
     tail.reverse();
@@ -433,7 +433,7 @@ fn resolve(mut candidates: Vec<Finding>) -> Vec<Finding> {
 }
 
 /// Runs the detectors as stages, most structured first. Each stage sees the
-/// text with every earlier finding already replaced by its placeholder,
+/// text with every earlier finding already replaced by its mask token,
 /// exactly as a second masking pass will see it: a stage can therefore not
 /// claim part of an earlier finding, and the runs, glue characters and
 /// context words it reads are the same in both passes. That is what makes
@@ -446,7 +446,7 @@ struct Scan<'a> {
     found: Vec<Finding>,
     /// `text` with `found` masked; `None` while nothing has been found.
     view: Option<String>,
-    /// Per placeholder in `view`: its end there and `view` minus `text`
+    /// Per mask token in `view`: its end there and `view` minus `text`
     /// offset from that point on.
     shifts: Vec<(usize, isize)>,
     /// Invalid IBAN-shaped spans, sorted by start, with the running maximum
@@ -536,9 +536,9 @@ impl<'a> Scan<'a> {
         self.shifts.clear();
         let mut delta = 0isize;
         for f in &self.found {
-            let placeholder = f.kind.placeholder().len() as isize;
-            let end = (f.start as isize + delta + placeholder) as usize;
-            delta += placeholder - (f.end - f.start) as isize;
+            let token_len = f.kind.mask_token().len() as isize;
+            let end = (f.start as isize + delta + token_len) as usize;
+            delta += token_len - (f.end - f.start) as isize;
             self.shifts.push((end, delta));
         }
         self.view = Some(view);
@@ -551,7 +551,7 @@ impl<'a> Scan<'a> {
 // A digit sequence glued to letters, to another number through `.`, `,` or
 // `:`, to a currency sign or to `#` is part of an identifier, an amount, a
 // time or a version, not a standalone number. `]` and `[` count as glue
-// because a placeholder replaces PII that started or ended with a word
+// because a mask token replaces PII that started or ended with a word
 // character: treating them alike keeps masking idempotent.
 
 fn glued_left(text: &str, pos: usize) -> bool {
@@ -1381,7 +1381,7 @@ fn detect_dobs(text: &str, sink: &mut Sink) {
         let (Some(whole), Some(date)) = (caps.get(0), caps.name("date")) else {
             continue;
         };
-        // "[DOB]" is our own placeholder, not a cue.
+        // "[DOB]" is our own mask token, not a cue.
         if text[..whole.start()].ends_with('[') {
             continue;
         }
