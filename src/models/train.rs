@@ -470,16 +470,20 @@ fn train_encoder(
         done += n;
         progress("encoding", done, f64::NAN);
     };
-    let mut xt = cache.embed(&base, train_texts, &mut tick)?;
-    let mut xv = cache.embed(&base, valid_texts, &mut tick)?;
-    let (encoder, fine_tune) = match &ep.fine_tune {
-        None => (base, None),
+    // With a fine-tune, the frozen encoder's embeddings are needed only for a warm start.
+    let (encoder, fine_tune, xt, xv) = match &ep.fine_tune {
+        None => {
+            let xt = cache.embed(&base, train_texts, &mut tick)?;
+            let xv = cache.embed(&base, valid_texts, &mut tick)?;
+            (base, None, xt, xv)
+        }
         Some(fp) => {
             let t0 = Instant::now();
             // A warm start begins from the head fitted on the frozen encoder.
             let init = if fp.warm_start {
+                let x0 = cache.embed(&base, train_texts, &mut tick)?;
                 progress("encoder head", 0, f64::NAN);
-                LogisticHead::fit(&xt, base.dim, y_train, c, ep.alpha, ep.max_iter)?
+                LogisticHead::fit(&x0, base.dim, y_train, c, ep.alpha, ep.max_iter)?
             } else {
                 LogisticHead {
                     dim: base.dim,
@@ -525,8 +529,8 @@ fn train_encoder(
                 done += n;
                 progress("encoding (fine-tuned)", done, f64::NAN);
             };
-            xt = tuned.embed(train_texts, super::encoder::DEFAULT_BATCH, &mut tick)?;
-            xv = tuned.embed(valid_texts, super::encoder::DEFAULT_BATCH, &mut tick)?;
+            let xt = tuned.embed(train_texts, super::encoder::DEFAULT_BATCH, &mut tick)?;
+            let xv = tuned.embed(valid_texts, super::encoder::DEFAULT_BATCH, &mut tick)?;
             let summary = FineTuneSummary {
                 base: ep.dir.display().to_string(),
                 base_sha256: base.weights_sha256.clone(),
@@ -536,7 +540,7 @@ fn train_encoder(
                 history: ft.history,
                 seconds: t0.elapsed().as_secs_f64(),
             };
-            (tuned, Some((summary, ft.dir)))
+            (tuned, Some((summary, ft.dir)), xt, xv)
         }
     };
     let dim = encoder.dim;
