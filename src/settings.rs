@@ -1,12 +1,158 @@
 //! Settings resolved once per run, in this order of precedence: command line, `CQR_*`
-//! environment (through clap), `cqr.toml`, built-in defaults. The file is `--config PATH`, else `./cqr.toml` when present. Unknown keys
-//! are an error, so a typo never silently falls back to a default.
+//! environment, `cqr.toml`, built-in defaults. The file is `--config PATH`, else `./cqr.toml`
+//! when present. Unknown keys are an error, so a typo never silently falls back to a default.
+//! Every resolved value remembers where it came from ([`Origin`]), so a complaint about it names
+//! the flag, the variable or the file and line the user has to change. Defaults live here and
+//! nowhere else; each command's `*Settings::resolve` is called once, before any work.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::error::{Error, Location, Result};
+
+/// Where a resolved value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The command line (the flag as typed, e.g. `--top-k`).
+    Flag(&'static str),
+    /// An environment variable.
+    Env(&'static str),
+    /// A key in the settings file.
+    File {
+        path: PathBuf,
+        line: u64,
+        key: &'static str,
+    },
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(flag) => write!(f, "{flag} on the command line"),
+            Origin::Env(var) => write!(f, "{var} in the environment"),
+            Origin::File { path, line, key } => {
+                write!(f, "`{key}` in {} line {line}", path.display())
+            }
+            Origin::Default => write!(f, "the built-in default"),
+        }
+    }
+}
+
+/// A resolved value and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T: fmt::Display> Setting<T> {
+    /// A usage error about this value that names where it was set.
+    pub fn error(&self, why: &str) -> Error {
+        Error::Usage(format!("{} (from {}): {why}", self.value, self.origin))
+    }
+
+    /// `Err` naming the value's origin unless `ok(value)`.
+    pub fn check(self, ok: impl Fn(&T) -> bool, why: &str) -> Result<Setting<T>> {
+        if ok(&self.value) {
+            Ok(self)
+        } else {
+            Err(self.error(why))
+        }
+    }
+}
+
+/// One option as the user can set it: its flag, its environment variable (if any) and its key
+/// in the settings file.
+#[derive(Debug, Clone, Copy)]
+pub struct Opt {
+    pub flag: &'static str,
+    pub env: Option<&'static str>,
+    pub key: &'static str,
+}
+
+impl Opt {
+    pub const fn new(flag: &'static str, env: Option<&'static str>, key: &'static str) -> Opt {
+        Opt { flag, env, key }
+    }
+}
+
+/// Resolves one option: the flag, else the environment variable, else the file, else
+/// `default`. An environment value that does not parse is an error naming the variable.
+pub fn pick<T: FromStr + Clone>(
+    config: &FileConfig,
+    opt: Opt,
+    flag: Option<T>,
+    file: &Option<Spanned<T>>,
+    default: T,
+) -> Result<Setting<T>> {
+    if let Some(v) = flag {
+        return Ok(Setting {
+            value: v,
+            origin: Origin::Flag(opt.flag),
+        });
+    }
+    if let Some(var) = opt.env {
+        if let Some(raw) = std::env::var_os(var) {
+            let raw = raw.to_string_lossy();
+            if !raw.trim().is_empty() {
+                let value = raw.trim().parse::<T>().map_err(|_| {
+                    Error::Usage(format!(
+                        "{var}={raw} in the environment: not a valid value for {}",
+                        opt.flag
+                    ))
+                })?;
+                return Ok(Setting {
+                    value,
+                    origin: Origin::Env(var),
+                });
+            }
+        }
+    }
+    if let Some(s) = file {
+        return Ok(Setting {
+            value: s.get_ref().clone(),
+            origin: config.origin(opt.key, s.span()),
+        });
+    }
+    Ok(Setting {
+        value: default,
+        origin: Origin::Default,
+    })
+}
+
+/// Like [`pick`] for values no environment variable can hold (lists, pairs).
+pub fn pick_plain<T: Clone>(
+    config: &FileConfig,
+    opt: Opt,
+    flag: Option<T>,
+    file: &Option<Spanned<T>>,
+    default: T,
+) -> Setting<T> {
+    debug_assert!(
+        opt.env.is_none(),
+        "{} has an environment variable",
+        opt.flag
+    );
+    match (flag, file) {
+        (Some(v), _) => Setting {
+            value: v,
+            origin: Origin::Flag(opt.flag),
+        },
+        (None, Some(s)) => Setting {
+            value: s.get_ref().clone(),
+            origin: config.origin(opt.key, s.span()),
+        },
+        (None, None) => Setting {
+            value: default,
+            origin: Origin::Default,
+        },
+    }
+}
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -18,38 +164,54 @@ pub struct FileConfig {
     /// Priority and escalation rules; missing keys keep the built-in defaults.
     #[serde(default)]
     pub priority: crate::analysis::priority::PriorityConfig,
+    /// The file it was read from and its text, to turn a value's span into a line number.
+    #[serde(skip)]
+    source: Option<(PathBuf, String)>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainFile {
-    pub seed: Option<u64>,
-    pub valid_split: Option<f64>,
-    pub target_precision: Option<f64>,
-    pub min_df: Option<u32>,
-    pub max_iter: Option<usize>,
-    pub l2_grid: Option<Vec<f32>>,
-    pub word_ngrams: Option<[usize; 2]>,
-    pub char_ngrams: Option<[usize; 2]>,
-    pub refit: Option<bool>,
+    pub seed: Option<Spanned<u64>>,
+    pub valid_split: Option<Spanned<f64>>,
+    pub target_precision: Option<Spanned<f64>>,
+    pub min_df: Option<Spanned<u32>>,
+    pub max_iter: Option<Spanned<usize>>,
+    pub l2_grid: Option<Spanned<Vec<f32>>>,
+    pub word_ngrams: Option<Spanned<[usize; 2]>>,
+    pub char_ngrams: Option<Spanned<[usize; 2]>>,
+    pub refit: Option<Spanned<bool>>,
     /// L2 strength of the encoder's logistic head.
-    pub head_alpha: Option<f32>,
+    pub head_alpha: Option<Spanned<f32>>,
     /// Fine-tuning (`--fine-tune`): epochs, peak learning rate, batch size, max tokens, and
     /// whether the word-embedding table stays fixed.
-    pub epochs: Option<usize>,
-    pub fine_tune_lr: Option<f64>,
-    pub fine_tune_head_lr: Option<f64>,
-    pub fine_tune_warm_start: Option<bool>,
-    pub fine_tune_batch: Option<usize>,
-    pub fine_tune_max_len: Option<usize>,
-    pub fine_tune_freeze_words: Option<bool>,
+    pub epochs: Option<Spanned<usize>>,
+    pub fine_tune_lr: Option<Spanned<f64>>,
+    pub fine_tune_head_lr: Option<Spanned<f64>>,
+    pub fine_tune_warm_start: Option<Spanned<bool>>,
+    pub fine_tune_batch: Option<Spanned<usize>>,
+    pub fine_tune_max_len: Option<Spanned<usize>>,
+    pub fine_tune_freeze_words: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyFile {
-    pub top_k: Option<usize>,
-    pub batch_size: Option<usize>,
+    pub top_k: Option<Spanned<usize>>,
+    pub batch_size: Option<Spanned<usize>>,
+}
+
+/// 1-based line and column of byte offset `at` in `text`.
+fn line_col(text: &str, at: usize) -> (u64, u64) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() as u64 + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0) as u64
+        + 1;
+    (line, col)
 }
 
 impl FileConfig {
@@ -66,22 +228,39 @@ impl FileConfig {
             }
         };
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        toml::from_str(&text).map_err(|e| {
+        Self::parse(&path, text)
+    }
+
+    /// Parses the text of a settings file read from `path`.
+    pub fn parse(path: &Path, text: String) -> Result<FileConfig> {
+        let mut config: FileConfig = toml::from_str(&text).map_err(|e| {
             let mut loc = Location::new(path.display().to_string());
             if let Some(span) = e.span() {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() as u64 + 1;
-                let col = before
-                    .rsplit('\n')
-                    .next()
-                    .map(|l| l.chars().count())
-                    .unwrap_or(0) as u64
-                    + 1;
+                let (line, col) = line_col(&text, span.start);
                 loc = loc.line(line).column(col);
             }
             Error::input(loc, e.message().to_string())
-        })
+        })?;
+        config.source = Some((path.to_path_buf(), text));
+        Ok(config)
     }
+
+    /// Where the value of `key` at byte span `span` was set.
+    fn origin(&self, key: &'static str, span: std::ops::Range<usize>) -> Origin {
+        match &self.source {
+            Some((path, text)) => Origin::File {
+                path: path.clone(),
+                line: line_col(text, span.start).0,
+                key,
+            },
+            None => Origin::Default,
+        }
+    }
+}
+
+/// The value of an optional spanned file setting, for code that needs only the value.
+pub fn file_value<T: Clone>(v: &Option<Spanned<T>>) -> Option<T> {
+    v.as_ref().map(|s| s.get_ref().clone())
 }
 
 #[cfg(test)]
@@ -98,7 +277,29 @@ mod tests {
         assert!(err.contains("valid_splt"), "{err}");
         std::fs::write(&p, "[train]\nseed = 3\n[classify]\ntop_k = 5\n").unwrap();
         let c = FileConfig::load(Some(&p)).unwrap();
-        assert_eq!(c.train.seed, Some(3));
-        assert_eq!(c.classify.top_k, Some(5));
+        assert_eq!(file_value(&c.train.seed), Some(3));
+        assert_eq!(file_value(&c.classify.top_k), Some(5));
+    }
+
+    #[test]
+    fn a_value_remembers_the_flag_or_the_file_line_it_came_from() {
+        let c = FileConfig::parse(
+            Path::new("cqr.toml"),
+            "# settings\n[classify]\n\ntop_k = 0\n".into(),
+        )
+        .unwrap();
+        let opt = Opt::new("--top-k", None, "classify.top_k");
+        let s = pick(&c, opt, None, &c.classify.top_k, 3).unwrap();
+        assert_eq!(s.value, 0);
+        let err = s.check(|&k| k >= 1, "must be at least 1").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "0 (from `classify.top_k` in cqr.toml line 4): must be at least 1"
+        );
+        let s = pick(&c, opt, Some(2), &c.classify.top_k, 3).unwrap();
+        assert_eq!(s.origin, Origin::Flag("--top-k"));
+        let none = FileConfig::default();
+        let s = pick(&none, opt, None, &none.classify.top_k, 3).unwrap();
+        assert_eq!((s.value, s.origin), (3, Origin::Default));
     }
 }

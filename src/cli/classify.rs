@@ -21,7 +21,7 @@ use crate::io::read::{open, Batcher, Record};
 use crate::io::write::RecordWriter;
 use crate::io::{Format, Target};
 use crate::models::{Decision, Model};
-use crate::settings::FileConfig;
+use crate::settings::{file_value, FileConfig};
 use crate::text::pii::{self, Finding, MaskStyle};
 use crate::tracking::{refs, TrackingSettings};
 use crate::ui;
@@ -119,10 +119,13 @@ pub fn run(
     config: &FileConfig,
     tracking: &TrackingSettings,
 ) -> anyhow::Result<Outcome> {
-    let top_k = args.top_k.or(config.classify.top_k).unwrap_or(3);
+    let top_k = args
+        .top_k
+        .or(file_value(&config.classify.top_k))
+        .unwrap_or(3);
     let batch_size = args
         .batch_size
-        .or(config.classify.batch_size)
+        .or(file_value(&config.classify.batch_size))
         .unwrap_or(1024);
     if top_k == 0 || batch_size == 0 {
         return Err(Error::Usage("--top-k and --batch-size must be at least 1".into()).into());

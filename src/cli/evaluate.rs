@@ -13,7 +13,7 @@ use crate::eval::report::{pct, write_report};
 use crate::io::read::read_all;
 use crate::io::Format;
 use crate::models::Model;
-use crate::settings::FileConfig;
+use crate::settings::{file_value, FileConfig};
 use crate::tracking::store::{LocalRun, RunStatus};
 use crate::tracking::{refs, ActiveRun, TrackingSettings};
 use crate::ui;
@@ -80,7 +80,7 @@ pub fn run(
     let spec = args.input.spec(&args.data, args.input_format, true);
     let mut records = read_all(&spec)?;
     super::mask_records(&args.input, &mut records);
-    let batch = config.classify.batch_size.unwrap_or(1024);
+    let batch = file_value(&config.classify.batch_size).unwrap_or(1024);
     let report = evaluate(
         &model,
         &records,

@@ -20,7 +20,7 @@ use crate::models::linear::LinearParams;
 use crate::models::train::{
     fingerprint, stratified_split, train, EncoderParams, HeadKind, TrainParams, ValidTrainParams,
 };
-use crate::settings::FileConfig;
+use crate::settings::{file_value, FileConfig};
 use crate::text::FeatureSpec;
 use crate::tracking::store::{Dataset, LocalRun, Registration, RunStatus};
 use crate::tracking::{refs, ActiveRun, RunOutcome, TrackingSettings};
@@ -153,50 +153,58 @@ pub fn run(
     }
     let defaults = LinearParams::default();
     let params = TrainParams {
-        seed: args.seed.or(file.seed).unwrap_or(42),
-        valid_split: args.valid_split.or(file.valid_split).unwrap_or(0.1),
+        seed: args.seed.or(file_value(&file.seed)).unwrap_or(42),
+        valid_split: args
+            .valid_split
+            .or(file_value(&file.valid_split))
+            .unwrap_or(0.1),
         target_precision: args
             .target_precision
-            .or(file.target_precision)
+            .or(file_value(&file.target_precision))
             .unwrap_or(0.95),
         features: FeatureSpec {
             min_df: args
                 .min_df
-                .or(file.min_df)
+                .or(file_value(&file.min_df))
                 .unwrap_or(FeatureSpec::default().min_df),
-            word_ngrams: file
-                .word_ngrams
+            word_ngrams: file_value(&file.word_ngrams)
                 .unwrap_or(FeatureSpec::default().word_ngrams),
-            char_ngrams: file
-                .char_ngrams
+            char_ngrams: file_value(&file.char_ngrams)
                 .unwrap_or(FeatureSpec::default().char_ngrams),
             ..FeatureSpec::default()
         },
-        refit: !args.no_refit && file.refit.unwrap_or(true),
+        refit: !args.no_refit && file_value(&file.refit).unwrap_or(true),
         encoder: with_encoder.then(|| EncoderParams {
             dir: args.encoder.clone(),
             max_len: encoder::DEFAULT_MAX_LEN,
-            alpha: file.head_alpha.unwrap_or(0.1),
+            alpha: file_value(&file.head_alpha).unwrap_or(0.1),
             max_iter: 300,
             head: args.head,
             fine_tune: args.fine_tune.then(|| {
                 let d = FineTuneParams::default();
                 FineTuneParams {
-                    epochs: args.epochs.or(file.epochs).unwrap_or(d.epochs),
-                    lr: args.learning_rate.or(file.fine_tune_lr).unwrap_or(d.lr),
-                    head_lr: file.fine_tune_head_lr.unwrap_or(d.head_lr),
-                    warm_start: file.fine_tune_warm_start.unwrap_or(d.warm_start),
-                    batch: file.fine_tune_batch.unwrap_or(d.batch),
-                    max_len: file.fine_tune_max_len.unwrap_or(d.max_len),
-                    freeze_words: file.fine_tune_freeze_words.unwrap_or(d.freeze_words),
-                    seed: args.seed.or(file.seed).unwrap_or(42),
+                    epochs: args.epochs.or(file_value(&file.epochs)).unwrap_or(d.epochs),
+                    lr: args
+                        .learning_rate
+                        .or(file_value(&file.fine_tune_lr))
+                        .unwrap_or(d.lr),
+                    head_lr: file_value(&file.fine_tune_head_lr).unwrap_or(d.head_lr),
+                    warm_start: file_value(&file.fine_tune_warm_start).unwrap_or(d.warm_start),
+                    batch: file_value(&file.fine_tune_batch).unwrap_or(d.batch),
+                    max_len: file_value(&file.fine_tune_max_len).unwrap_or(d.max_len),
+                    freeze_words: file_value(&file.fine_tune_freeze_words)
+                        .unwrap_or(d.freeze_words),
+                    seed: args.seed.or(file_value(&file.seed)).unwrap_or(42),
                     ..d
                 }
             }),
         }),
         linear: LinearParams {
-            l2_grid: file.l2_grid.clone().unwrap_or(defaults.l2_grid),
-            max_iter: args.max_iter.or(file.max_iter).unwrap_or(defaults.max_iter),
+            l2_grid: file_value(&file.l2_grid).unwrap_or(defaults.l2_grid),
+            max_iter: args
+                .max_iter
+                .or(file_value(&file.max_iter))
+                .unwrap_or(defaults.max_iter),
         },
     }
     .validate()?;
