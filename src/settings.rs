@@ -43,17 +43,23 @@ impl fmt::Display for Origin {
     }
 }
 
-/// A resolved value and where it came from.
+/// A resolved value, the option it belongs to and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setting<T> {
     pub value: T,
     pub origin: Origin,
+    /// The option's flag, which names it in messages whatever set it.
+    pub flag: &'static str,
 }
 
 impl<T: fmt::Display> Setting<T> {
-    /// A usage error about this value that names where it was set.
+    /// A usage error about this value that names the option and where the value was set, e.g.
+    /// "--top-k must be at least 1; got 0 from `classify.top_k` in cqr.toml line 4".
     pub fn error(&self, why: &str) -> Error {
-        Error::Usage(format!("{} (from {}): {why}", self.value, self.origin))
+        Error::Usage(format!(
+            "{} {why}; got {} from {}",
+            self.flag, self.value, self.origin
+        ))
     }
 
     /// `Err` naming the value's origin unless `ok(value)`.
@@ -94,6 +100,7 @@ pub fn pick<T: FromStr + Clone>(
         return Ok(Setting {
             value: v,
             origin: Origin::Flag(opt.flag),
+            flag: opt.flag,
         });
     }
     if let Some(var) = opt.env {
@@ -109,6 +116,7 @@ pub fn pick<T: FromStr + Clone>(
                 return Ok(Setting {
                     value,
                     origin: Origin::Env(var),
+                    flag: opt.flag,
                 });
             }
         }
@@ -117,11 +125,13 @@ pub fn pick<T: FromStr + Clone>(
         return Ok(Setting {
             value: s.get_ref().clone(),
             origin: config.origin(opt.key, s.span()),
+            flag: opt.flag,
         });
     }
     Ok(Setting {
         value: default,
         origin: Origin::Default,
+        flag: opt.flag,
     })
 }
 
@@ -142,14 +152,17 @@ pub fn pick_plain<T: Clone>(
         (Some(v), _) => Setting {
             value: v,
             origin: Origin::Flag(opt.flag),
+            flag: opt.flag,
         },
         (None, Some(s)) => Setting {
             value: s.get_ref().clone(),
             origin: config.origin(opt.key, s.span()),
+            flag: opt.flag,
         },
         (None, None) => Setting {
             value: default,
             origin: Origin::Default,
+            flag: opt.flag,
         },
     }
 }
@@ -199,6 +212,136 @@ pub struct TrainFile {
 pub struct ClassifyFile {
     pub top_k: Option<Spanned<usize>>,
     pub batch_size: Option<Spanned<usize>>,
+}
+
+pub const DEFAULT_TOP_K: usize = 3;
+pub const DEFAULT_BATCH_SIZE: usize = 1024;
+/// The first batch of a classify run: small, so the first answers come out within about a
+/// second whatever the model; later batches double up to the batch size.
+pub const FIRST_BATCH: usize = 16;
+
+const TOP_K: Opt = Opt::new("--top-k", Some("CQR_TOP_K"), "classify.top_k");
+const BATCH_SIZE: Opt = Opt::new(
+    "--batch-size",
+    Some("CQR_BATCH_SIZE"),
+    "classify.batch_size",
+);
+
+/// `cqr classify`'s settings, resolved and checked before the model is loaded.
+#[derive(Debug, Clone)]
+pub struct ClassifySettings {
+    pub model: String,
+    pub input: crate::io::read::ReadSpec,
+    pub output: crate::io::Target,
+    pub output_format: Option<crate::io::Format>,
+    pub batch_size: usize,
+    /// MC-dropout samples (`None`: the model's default).
+    pub mc_samples: Option<usize>,
+    pub history: Option<String>,
+    pub audit_log: Option<PathBuf>,
+    pub strict: bool,
+    pub score: crate::pipeline::ScoreOptions,
+}
+
+/// The batch size of the batch after one of `size` records: doubled, up to `max`.
+pub fn next_batch_size(size: usize, max: usize) -> usize {
+    size.saturating_mul(2).min(max)
+}
+
+impl ClassifySettings {
+    pub fn resolve(a: &crate::cli::classify::ClassifyArgs, config: &FileConfig) -> Result<Self> {
+        use crate::analysis::Fields;
+        use crate::pipeline::{ContextColumns, QueryResult, ScoreOptions};
+        use crate::text::pii::MaskStyle;
+        let at_least_one = |n: &usize| *n >= 1;
+        let top_k = pick(
+            config,
+            TOP_K,
+            a.top_k,
+            &config.classify.top_k,
+            DEFAULT_TOP_K,
+        )?
+        .check(at_least_one, "must be at least 1")?
+        .value;
+        let batch_size = pick(
+            config,
+            BATCH_SIZE,
+            a.batch_size,
+            &config.classify.batch_size,
+            DEFAULT_BATCH_SIZE,
+        )?
+        .check(at_least_one, "must be at least 1")?
+        .value;
+        let fields = Fields::parse(&a.fields)?;
+        if a.explain && !fields.priority {
+            return Err(Error::Usage(
+                "--explain explains the priority: add `priority` to --fields".into(),
+            ));
+        }
+        let taken = QueryResult::field_names(fields);
+        if let Some(k) = a.keep.iter().find(|k| taken.contains(k)) {
+            return Err(Error::Usage(format!(
+                "--keep {k}: `{k}` is already a field of the output record; rename the column \
+                 or leave its group out of --fields"
+            )));
+        }
+        check_model_argument(&a.model)?;
+        let mut input = a.input.spec(&a.data, a.format, false);
+        input.keep = a.keep.clone();
+        let columns = ContextColumns {
+            tier: a.tier_col.clone(),
+            customer: a.customer_col.clone(),
+            time: a.time_col.clone(),
+        };
+        // Raw lines have no columns; their reader ignores `optional`.
+        input.optional = vec![
+            columns.tier.clone(),
+            columns.customer.clone(),
+            columns.time.clone(),
+        ];
+        Ok(ClassifySettings {
+            model: a.model.clone(),
+            input,
+            output: match &a.output {
+                Some(p) => crate::io::Target::Path(p.clone()),
+                None => crate::io::Target::Std,
+            },
+            output_format: a.output_format,
+            batch_size,
+            mc_samples: a.mc_samples,
+            history: a.history.clone(),
+            audit_log: a.audit_log.clone(),
+            strict: a.strict,
+            score: ScoreOptions {
+                fields,
+                top_k,
+                cascade: a.cascade,
+                output_mask: (!a.input.no_mask).then_some(match a.mask_style {
+                    crate::cli::classify::MaskArg::Full => MaskStyle::Full,
+                    crate::cli::classify::MaskArg::Partial => MaskStyle::Partial,
+                }),
+                keep: a.keep.clone(),
+                columns,
+                audit: a.audit_log.is_some(),
+                explain: a.explain,
+            },
+        })
+    }
+}
+
+/// A data file given where the model goes (`cqr classify data.csv`) is a usage error that says
+/// so, instead of an attempt to load it or, worse, reading stdin as the data.
+fn check_model_argument(model: &str) -> Result<()> {
+    let p = Path::new(model);
+    let data_like = crate::io::Format::from_path(p).is_some();
+    if data_like && !p.is_dir() && !model.contains(":/") {
+        return Err(Error::Usage(format!(
+            "{model} looks like a data file, not a model: give the model first \
+             (cqr classify MODEL [DATA]); a model is a bundle directory, models:/NAME/VERSION, \
+             models:/NAME@ALIAS or runs:/RUN_ID/model"
+        )));
+    }
+    Ok(())
 }
 
 /// 1-based line and column of byte offset `at` in `text`.
@@ -294,7 +437,7 @@ mod tests {
         let err = s.check(|&k| k >= 1, "must be at least 1").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "0 (from `classify.top_k` in cqr.toml line 4): must be at least 1"
+            "--top-k must be at least 1; got 0 from `classify.top_k` in cqr.toml line 4"
         );
         let s = pick(&c, opt, Some(2), &c.classify.top_k, 3).unwrap();
         assert_eq!(s.origin, Origin::Flag("--top-k"));

@@ -36,6 +36,7 @@ pub fn init(quiet: bool, verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .try_init();
@@ -74,6 +75,26 @@ pub fn explain(text: &str) {
     let _ = writeln!(err, "{text}");
 }
 
+/// A closing line for the person at the terminal (e.g. how many records in how long): shown
+/// only where progress bars are, so pipelines and cron jobs stay quiet.
+pub fn summary(text: &str) {
+    if ui().progress {
+        eprintln!("{text}");
+    }
+}
+
+/// "1.20 s (8300/s)": a duration and the rate of `n` items over it.
+pub fn rate(n: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    let per_sec = if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let took = if secs < 60.0 {
+        format!("{secs:.2} s")
+    } else {
+        crate::util::human_seconds(secs)
+    };
+    format!("{took} ({per_sec:.0}/s)")
+}
+
 /// The message of a negative verdict (exit 1): always shown, it explains the status.
 pub fn verdict(text: &str) {
     eprintln!("{text}");
@@ -109,8 +130,10 @@ pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
                 .progress_chars("=> "),
         ),
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-            ProgressStyle::with_template("{spinner} {msg} {human_pos} {per_sec} {elapsed}")
-                .expect("a valid template"),
+            ProgressStyle::with_template(
+                "{spinner} {msg} {human_pos} records ({per_sec}) {elapsed}",
+            )
+            .expect("a valid template"),
         ),
     };
     pb.set_message(what.to_string());

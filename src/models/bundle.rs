@@ -43,6 +43,9 @@ pub struct Manifest {
     /// is at least this; the rest go through the whole ensemble. Chosen on validation.
     #[serde(default)]
     pub cascade_threshold: Option<f32>,
+    /// How training text was masked; classify masks the model's input the same way.
+    #[serde(default)]
+    pub masking: crate::text::pii::Masking,
     /// sha256 over the component files' names and checksums: identifies the model's behaviour.
     pub checksum: String,
     pub training: TrainingInfo,
