@@ -341,9 +341,10 @@ impl QueryScorer {
     }
 }
 
-/// Maps a batch on the thread pool when it is large enough to pay for it, else in place.
+/// Maps a batch on the thread pool when it is large enough to pay for it and the pool has more
+/// than one thread, else in place.
 fn map<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
-    if items.len() < PARALLEL_MIN {
+    if items.len() < PARALLEL_MIN || rayon::current_num_threads() < 2 {
         items.into_iter().map(f).collect()
     } else {
         items.into_par_iter().with_min_len(16).map(f).collect()
