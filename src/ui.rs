@@ -100,11 +100,22 @@ pub fn verdict(text: &str) {
     eprintln!("{text}");
 }
 
+/// `error: …` then one `caused by: …` line per cause the lines above do not already say: an
+/// error that shows its source in its own message (`data.csv: No such file or directory (os
+/// error 2)`) also returns it as its `source()`, and that is not news.
 pub fn error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
+    eprint!("{}", error_lines(e));
+}
+
+fn error_lines(e: &anyhow::Error) -> String {
+    let mut said = format!("error: {e}\n");
     for cause in e.chain().skip(1) {
-        eprintln!("caused by: {cause}");
+        let text = cause.to_string();
+        if !said.contains(&text) {
+            said.push_str(&format!("caused by: {text}\n"));
+        }
     }
+    said
 }
 
 /// True when an error is only the reader of stdout going away (`| head`).
@@ -139,4 +150,21 @@ pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     pb.set_message(what.to_string());
     pb.enable_steady_tick(Duration::from_millis(120));
     pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_shows_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(crate::Error::io("data.csv", io));
+        assert_eq!(error_lines(&e), "error: data.csv: gone\n");
+        let e = e.context("reading the training data");
+        assert_eq!(
+            error_lines(&e),
+            "error: reading the training data\ncaused by: data.csv: gone\n"
+        );
+    }
 }

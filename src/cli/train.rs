@@ -525,7 +525,7 @@ fn promote_decision(
         run.set_tag("cqr.promote", &format!("no current {alias}: promoting"))?;
         return Ok(true);
     };
-    let version = holder["version"].as_str().unwrap_or("?").to_string();
+    let version = holder.version;
     let champion = refs::load_model(&format!("models:/{name}/{version}"), tracking)?;
     let texts: Vec<&str> = valid.iter().map(|r| r.text.as_str()).collect();
     let right = champion
