@@ -17,6 +17,7 @@ use cqr::models::calibration::{softmax_t, ThresholdChoice};
 use cqr::models::linear::LinearParams;
 use cqr::models::train::{stratified_split, train, TrainParams};
 use cqr::models::{Classifier, Model};
+use cqr::text::pii::Masking;
 use cqr::text::FeatureSpec;
 use cqr::util::sha256_hex;
 use proptest::prelude::*;
@@ -216,6 +217,12 @@ fn manifest() -> impl Strategy<Value = (Manifest, Contents)> {
                     components,
                     abstain,
                     ensemble_temperature,
+                    // Both schemes occur, tied to another arbitrary field to keep the tuple small.
+                    masking: if cascade_threshold.is_some() {
+                        Masking::Off
+                    } else {
+                        Masking::Full
+                    },
                     cascade_threshold,
                     checksum,
                     training,
@@ -283,6 +290,7 @@ fn small_manifest() -> Manifest {
         },
         ensemble_temperature: 1.0,
         cascade_threshold: None,
+        masking: Masking::Full,
         checksum: String::new(),
         training: TrainingInfo {
             seed: 1,
