@@ -5,6 +5,7 @@
 
 pub mod priority;
 pub mod sentiment;
+pub(crate) mod tokens;
 
 use std::collections::HashMap;
 
