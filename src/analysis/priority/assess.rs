@@ -241,14 +241,6 @@ impl PriorityEngine {
         (f64::from(self.config.repeat_window_hours) * 3600.0).round() as i64
     }
 
-    /// Counts `others` (Unix seconds of the same customer's other contacts, not this one) that
-    /// fall within `repeat_window_hours` before `at`, for [`PriorityInput::prior_contacts`].
-    pub fn count_prior_contacts(&self, at: i64, others: impl IntoIterator<Item = i64>) -> u32 {
-        let from = at.saturating_sub(self.repeat_window_secs());
-        let n = others.into_iter().filter(|&t| t >= from && t <= at).count();
-        u32::try_from(n).unwrap_or(u32::MAX)
-    }
-
     /// The urgency cues found in `text`, in order of appearance, without repeats.
     pub fn urgency_cues_in(&self, text: &str) -> Vec<String> {
         self.cues.find(text)
@@ -619,16 +611,6 @@ mod tests {
             "{text}"
         );
         assert_eq!(p.level, P1, "{text}");
-    }
-
-    #[test]
-    fn prior_contacts_count_the_window_only() {
-        let e = engine();
-        let h = 3600;
-        let at = 1_000 * h;
-        let others = [at - 73 * h, at - 72 * h, at - 10 * h, at, at + h];
-        assert_eq!(e.count_prior_contacts(at, others), 3);
-        assert_eq!(e.count_prior_contacts(at, []), 0);
     }
 
     #[test]
