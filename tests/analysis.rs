@@ -268,6 +268,47 @@ fn fields_explain_history_and_concurrent_audit() {
         "{stderr}"
     );
 
+    // A contact at the very same second is a repeat, whether it came earlier in the input (C3)
+    // or from the history (C1); a later one in the input is not (C4's first record).
+    let same = w.join("same.csv");
+    std::fs::write(
+        &same,
+        "id,text,customer_id,created_at\n\
+         s1,My parcel still has not arrived,C3,2026-09-03T08:00:00Z\n\
+         s2,My parcel still has not arrived,C3,2026-09-03T08:00:00Z\n\
+         s3,My parcel still has not arrived,C1,2026-09-02T08:00:00Z\n\
+         s4,My parcel still has not arrived,C4,2026-09-03T08:00:00Z\n\
+         s5,My parcel still has not arrived,C4,2026-09-03T07:59:59Z\n",
+    )
+    .unwrap();
+    let out = run_ok(
+        cqr_in(w)
+            .args(["classify", model.to_str().unwrap(), same.to_str().unwrap()])
+            .args(["--history", history.to_str().unwrap()]),
+    );
+    let repeats: Vec<Option<String>> = jsonl(&out.stdout)
+        .iter()
+        .map(|r| {
+            r["priority"]["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["factor"] == "repeat_contact")
+                .map(|x| x["detail"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let earlier = |n: u32| {
+        Some(format!(
+            "{n} earlier contact{} within 72 h",
+            if n == 1 { "" } else { "s" }
+        ))
+    };
+    assert_eq!(
+        repeats,
+        [None, earlier(1), earlier(2), None, None],
+        "{repeats:?}"
+    );
+
     // Bad times in the history name the file, row and field.
     std::fs::write(&history, "text,customer_id,created_at\nx,C1,yesterday\n").unwrap();
     let out = cqr_in(w)

@@ -1,7 +1,7 @@
 //! Sentiment of customer-support messages: a lexicon-and-rules scorer in the
 //! VADER tradition. This module owns the general opinion lexicon
 //! (`sentiment_lexicon.txt`), the support-domain cue phrases
-//! (`sentiment_cues.txt`), the tokeniser that both are matched against, the
+//! (`sentiment_cues.txt`, matched on the tokens of `analysis::tokens`), the
 //! VADER-style adjustment rules (negation, boosters, "but", caps, `!`/`?`) and
 //! the mapping from compound score to a three-way label. Support text is
 //! mostly neutral requests, so the label thresholds are wider than VADER's and
@@ -15,6 +15,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::LazyLock;
+
+use super::tokens::{self, is_apostrophe, is_emoji_modifier, tokenize, Gap, Lexicon, Tokens};
 
 const LEXICON_SRC: &str = include_str!("sentiment_lexicon.txt");
 const CUES_SRC: &str = include_str!("sentiment_cues.txt");
@@ -110,15 +112,6 @@ const BOOSTERS: &[(&str, f32)] = &[
 /// adjacent to the opinion word.
 const DAMPENER_BIGRAMS: &[(&str, &str)] = &[("kind", "of"), ("sort", "of"), ("a", "bit")];
 
-/// Negators, including the apostrophe-less spellings customers type on phones.
-/// Any other token ending in "n't" is also treated as a negator.
-const NEGATORS: &[&str] = &[
-    "not", "no", "never", "nor", "neither", "none", "nobody", "nothing", "nowhere", "without",
-    "cannot", "rarely", "seldom", "aint", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt",
-    "werent", "havent", "hasnt", "hadnt", "wont", "wouldnt", "cant", "couldnt", "shouldnt",
-    "mustnt", "neednt",
-];
-
 /// Bare gratitude words, subject to the politeness and sarcasm rules of the
 /// domain layer. Longer thanks formulas ("thanks so much") are cues instead.
 const GRATITUDE: &[&str] = &[
@@ -213,7 +206,7 @@ impl SentimentModel {
     }
 
     pub fn score(&self, text: &str) -> Sentiment {
-        let tokens = tokenize(text, Some(self.vocab));
+        let tokens = tokenize(text, Some(self.vocab as &dyn Lexicon));
         let n = tokens.toks.len();
         let vocab = self.vocab;
 
@@ -416,8 +409,9 @@ fn booster_scalar(tokens: &Tokens, slots: &[Slot], j: usize) -> f32 {
     slots[j].info.map_or(0.0, |i| i.boost)
 }
 
+/// [`tokens::is_negator`] with the list lookup already done by the vocabulary.
 fn is_negator(word: &str, info: Option<&WordInfo>) -> bool {
-    info.is_some_and(|i| i.negator) || word.ends_with("n't")
+    info.is_some_and(|i| i.negator) || tokens::is_contracted_negation(word)
 }
 
 fn is_number(word: &str) -> bool {
@@ -518,6 +512,16 @@ impl std::fmt::Debug for Vocab {
 
 static VOCAB: LazyLock<Vocab> = LazyLock::new(Vocab::build);
 
+impl Lexicon for Vocab {
+    fn knows(&self, word: &str) -> bool {
+        self.words.contains_key(word)
+    }
+
+    fn is_emoticon(&self, chunk: &str) -> bool {
+        self.words.get(chunk).is_some_and(|w| w.valence != 0.0)
+    }
+}
+
 struct TableLine<'a> {
     key: &'a str,
     valence: f32,
@@ -574,7 +578,7 @@ impl Vocab {
         for &(w, b) in BOOSTERS {
             words.entry(w.into()).or_default().boost = b;
         }
-        for &w in NEGATORS {
+        for &w in tokens::negators() {
             words.entry(w.into()).or_default().negator = true;
         }
 
@@ -721,292 +725,6 @@ struct CueHit {
     cue: u32,
 }
 
-// --- tokeniser ------------------------------------------------------------------
-
-/// Punctuation between a token and the one before it. Negation does not cross
-/// any gap; boosters and cues do not cross sentence ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Gap {
-    None,
-    Clause,
-    Sentence,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Token {
-    start: usize,
-    end: usize,
-    /// Two or more letters, all upper case in the original text.
-    caps: bool,
-    /// An emoji or emoticon rather than a word.
-    symbol: bool,
-    /// The token's sentence ends with a question mark.
-    in_question: bool,
-    gap: Gap,
-}
-
-/// All token texts live in one lower-cased buffer so tokenising costs two
-/// allocations per message rather than one per token.
-struct Tokens {
-    buf: String,
-    toks: Vec<Token>,
-    exclamations: usize,
-    questions: usize,
-    has_lowercase_word: bool,
-    /// First token of the sentence being built.
-    sentence_start: usize,
-}
-
-impl Tokens {
-    fn text(&self, i: usize) -> &str {
-        let t = &self.toks[i];
-        &self.buf[t.start..t.end]
-    }
-
-    /// Appends the token spanning `start..` of the buffer to the end.
-    fn push(&mut self, start: usize, caps: bool, symbol: bool, gap: Gap) {
-        if gap == Gap::Sentence {
-            self.sentence_start = self.toks.len();
-        }
-        self.toks.push(Token {
-            start,
-            end: self.buf.len(),
-            caps,
-            symbol,
-            in_question: false,
-            gap,
-        });
-    }
-
-    fn end_question(&mut self) {
-        let from = self.sentence_start.min(self.toks.len());
-        for t in &mut self.toks[from..] {
-            t.in_question = true;
-        }
-        self.sentence_start = self.toks.len();
-    }
-}
-
-#[derive(Default)]
-struct WordState {
-    start: Option<usize>,
-    letters: u32,
-    upper: u32,
-    lower: u32,
-    last: char,
-    run: u32,
-    elongated: bool,
-}
-
-fn is_apostrophe(c: char) -> bool {
-    matches!(c, '\'' | '\u{2019}' | '\u{2018}' | '`' | '\u{02BC}')
-}
-
-/// Characters that decorate an emoji (variation selectors, joiners, skin
-/// tones) and carry no meaning of their own here.
-fn is_emoji_modifier(c: char) -> bool {
-    matches!(
-        c,
-        '\u{FE0E}' | '\u{FE0F}' | '\u{200D}' | '\u{1F3FB}'..='\u{1F3FF}'
-    )
-}
-
-fn is_emoji(c: char) -> bool {
-    matches!(c,
-        '\u{1F000}'..='\u{1FAFF}'
-        | '\u{2600}'..='\u{27BF}'
-        | '\u{2B00}'..='\u{2BFF}'
-        | '\u{2300}'..='\u{23FF}'
-    ) && !is_emoji_modifier(c)
-}
-
-fn tokenize(text: &str, vocab: Option<&Vocab>) -> Tokens {
-    let mut t = Tokens {
-        buf: String::with_capacity(text.len() + 8),
-        toks: Vec::with_capacity(text.len() / 4 + 1),
-        exclamations: 0,
-        questions: 0,
-        has_lowercase_word: false,
-        sentence_start: 0,
-    };
-    let mut gap = Gap::None;
-    for chunk in text.split_whitespace() {
-        if let Some(v) = vocab {
-            if push_emoticon(chunk, v, &mut t, &mut gap) {
-                continue;
-            }
-        }
-        let mut w = WordState::default();
-        for (idx, c) in chunk.char_indices() {
-            if c.is_alphanumeric() {
-                if w.start.is_none() {
-                    w.start = Some(t.buf.len());
-                }
-                if c.is_alphabetic() {
-                    w.letters += 1;
-                    w.upper += u32::from(c.is_uppercase());
-                    w.lower += u32::from(c.is_lowercase());
-                }
-                for lc in c.to_lowercase() {
-                    if lc == w.last && lc.is_alphabetic() {
-                        w.run += 1;
-                    } else {
-                        w.last = lc;
-                        w.run = 1;
-                    }
-                    // Cap letter runs at two ("soooo" -> "soo"); the lookup
-                    // below decides between the doubled and single form.
-                    if w.run >= 3 {
-                        w.elongated = true;
-                    } else {
-                        t.buf.push(lc);
-                    }
-                }
-                continue;
-            }
-            let next_is_alnum = chunk[idx + c.len_utf8()..]
-                .chars()
-                .next()
-                .is_some_and(char::is_alphanumeric);
-            if is_apostrophe(c) && w.start.is_some() && next_is_alnum {
-                t.buf.push('\'');
-                w.last = '\'';
-                w.run = 0;
-                continue;
-            }
-            flush_word(&mut t, &mut w, &mut gap, vocab);
-            if is_emoji(c) {
-                let start = t.buf.len();
-                t.buf.push(c);
-                t.push(start, false, true, gap);
-                gap = Gap::None;
-                continue;
-            }
-            let g = match c {
-                '!' | '\u{FF01}' => {
-                    t.exclamations += 1;
-                    Gap::Sentence
-                }
-                '?' | '\u{FF1F}' => {
-                    t.questions += 1;
-                    t.end_question();
-                    Gap::Sentence
-                }
-                '.' | '\u{2026}' | '\u{3002}' => Gap::Sentence,
-                ',' | ';' | ':' | '(' | ')' | '[' | ']' | '\u{2013}' | '\u{2014}' => Gap::Clause,
-                '-' if chunk.bytes().all(|b| b == b'-') => Gap::Clause,
-                _ => Gap::None,
-            };
-            gap = gap.max(g);
-        }
-        flush_word(&mut t, &mut w, &mut gap, vocab);
-    }
-    t
-}
-
-fn flush_word(t: &mut Tokens, w: &mut WordState, gap: &mut Gap, vocab: Option<&Vocab>) {
-    let Some(start) = w.start else {
-        return;
-    };
-    if w.elongated {
-        if let Some(v) = vocab {
-            if !v.words.contains_key(&t.buf[start..]) {
-                let mut single = String::with_capacity(t.buf.len() - start);
-                for c in t.buf[start..].chars() {
-                    if !single.ends_with(c) || !c.is_alphabetic() {
-                        single.push(c);
-                    }
-                }
-                if v.words.contains_key(single.as_str()) {
-                    t.buf.truncate(start);
-                    t.buf.push_str(&single);
-                }
-            }
-        }
-    }
-    let caps = w.letters >= 2 && w.upper == w.letters;
-    if w.lower > 0 {
-        t.has_lowercase_word = true;
-    }
-    // "no one" and "noone" are "nobody" for negation and cue matching alike.
-    let word = &t.buf[start..];
-    let merge_no_one = word == "one"
-        && *gap == Gap::None
-        && t.toks
-            .last()
-            .is_some_and(|p| p.end == start && &t.buf[p.start..p.end] == "no");
-    if merge_no_one || word == "noone" {
-        let begin = if merge_no_one {
-            t.toks.pop().map_or(start, |p| p.start)
-        } else {
-            start
-        };
-        t.buf.truncate(begin);
-        t.buf.push_str("nobody");
-        t.push(begin, caps, false, *gap);
-    } else {
-        t.push(start, caps, false, *gap);
-    }
-    *gap = Gap::None;
-    *w = WordState::default();
-}
-
-/// Whole-chunk emoticons (":-)", ":'(", "<3", "D:") would otherwise be torn
-/// apart as punctuation. Trailing sentence punctuation and repeated mouths
-/// (":)))") are tolerated.
-fn push_emoticon(chunk: &str, vocab: &Vocab, t: &mut Tokens, gap: &mut Gap) -> bool {
-    const MAX: usize = 12;
-    if chunk.len() > MAX || !chunk.is_ascii() || chunk.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return false;
-    }
-    let mut lower = [0u8; MAX];
-    for (d, s) in lower.iter_mut().zip(chunk.bytes()) {
-        *d = s.to_ascii_lowercase();
-    }
-    let full = &lower[..chunk.len()];
-    let core_len = full
-        .iter()
-        .rposition(|b| !matches!(b, b'.' | b',' | b'!' | b'?'))
-        .map_or(0, |p| p + 1);
-    let mut candidates = [full, &full[..core_len], &full[..0]];
-    if core_len >= 3 && full[core_len - 1] == full[core_len - 2] {
-        let mut end = core_len;
-        while end > 2 && full[end - 1] == full[end - 2] {
-            end -= 1;
-        }
-        candidates[2] = &full[..end];
-    }
-    for (k, cand) in candidates.iter().enumerate() {
-        let Ok(s) = std::str::from_utf8(cand) else {
-            continue;
-        };
-        // Plain words go through the normal path so caps and elongation apply.
-        if s.bytes().all(|b| b.is_ascii_alphanumeric())
-            || !vocab.words.get(s).is_some_and(|w| w.valence != 0.0)
-        {
-            continue;
-        }
-        let start = t.buf.len();
-        t.buf.push_str(s);
-        t.push(start, false, true, *gap);
-        *gap = Gap::None;
-        if k > 0 {
-            let tail = &full[core_len..];
-            t.exclamations += tail.iter().filter(|&&b| b == b'!').count();
-            let questions = tail.iter().filter(|&&b| b == b'?').count();
-            t.questions += questions;
-            if questions > 0 {
-                t.end_question();
-            }
-            if !tail.is_empty() {
-                *gap = Gap::Sentence;
-            }
-        }
-        return true;
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1020,7 +738,7 @@ mod tests {
     }
 
     fn words(text: &str) -> Vec<String> {
-        let t = tokenize(text, Some(&VOCAB));
+        let t = tokenize(text, Some(&*VOCAB));
         (0..t.toks.len()).map(|i| t.text(i).to_string()).collect()
     }
 
@@ -1064,7 +782,7 @@ mod tests {
         for &(w, _) in BOOSTERS {
             assert_eq!(VOCAB.words[w].valence, 0.0, "{w}");
         }
-        for &w in NEGATORS {
+        for &w in tokens::negators() {
             assert_eq!(VOCAB.words[w].valence, 0.0, "{w}");
         }
     }
@@ -1339,7 +1057,7 @@ mod tests {
             SentimentLabel::Positive
         );
         assert!(!tokenize("good. ok? good", None).toks[0].in_question);
-        assert!(!tokenize("good. 😊 ok?", Some(&VOCAB)).toks[0].in_question);
+        assert!(!tokenize("good. 😊 ok?", Some(&*VOCAB)).toks[0].in_question);
         assert!(tokenize("good. ok? good", None).toks[1].in_question);
         assert!(!tokenize("good. ok? good", None).toks[2].in_question);
     }
