@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use cqr::io::read::{read_all, ReadSpec};
 use cqr::io::Target;
 use cqr::models::calibration::softmax_t;
-use cqr::models::linear::LinearParams;
 use cqr::models::train::{stratified_split, train, TrainParams};
 use cqr::models::{Classifier, Model};
-use cqr::text::FeatureSpec;
+use cqr::settings::defaults;
 
 #[test]
 fn load_of_save_predicts_identically() {
@@ -21,15 +20,15 @@ fn load_of_save_predicts_identically() {
         seed: 5,
         valid_split: 0.1,
         target_precision: 0.95,
-        features: FeatureSpec::default(),
-        linear: LinearParams::default(),
+        features: defaults::feature_spec(),
+        linear: defaults::linear_params(),
         refit: true,
         encoder: None,
     }
     .validate()
     .unwrap();
     let (tr, va) = stratified_split(&records, 0.1, 5);
-    let trained = train(&params, &tr, &va, ("train", "valid"), &mut |_, _, _| {}).unwrap();
+    let trained = train(&params, &tr, &va, ("train", "valid"), &mut |_| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m");
     let manifest = trained
