@@ -860,27 +860,31 @@ mod train_evaluate_tests {
     #[test]
     fn a_bad_value_names_the_flag_it_came_from() {
         let none = FileConfig::default();
-        assert_eq!(
-            params_error(&["--valid-split", "1.5"], &none),
-            "1.5 (from --valid-split on the command line): must be in (0, 1)"
-        );
-        assert_eq!(
-            params_error(&["--target-precision", "0"], &none),
-            "0 (from --target-precision on the command line): must be in (0, 1]"
-        );
-        assert_eq!(
-            params_error(&["--max-iter", "0"], &none),
-            "0 (from --max-iter on the command line): must be at least 1"
-        );
-        assert_eq!(
-            params_error(&["--min-accuracy", "1.2"], &none),
-            "1.2 (from --min-accuracy on the command line): must be in [0, 1]"
-        );
-        assert_eq!(
-            params_error(&["--components", "linear,gpt"], &none),
-            "linear,gpt (from --components on the command line): unknown component `gpt`; \
-             components are: linear, encoder"
-        );
+        for (args, want) in [
+            (
+                &["--valid-split", "1.5"][..],
+                "1.5 (from --valid-split on the command line): must be in (0, 1)",
+            ),
+            (
+                &["--target-precision", "0"],
+                "0 (from --target-precision on the command line): must be in (0, 1]",
+            ),
+            (
+                &["--max-iter", "0"],
+                "0 (from --max-iter on the command line): must be at least 1",
+            ),
+            (
+                &["--min-accuracy", "1.2"],
+                "1.2 (from --min-accuracy on the command line): must be in [0, 1]",
+            ),
+            (
+                &["--components", "linear,gpt"],
+                "linear,gpt (from --components on the command line): unknown component \
+                 `gpt`; components are: linear, encoder",
+            ),
+        ] {
+            assert_eq!(params_error(args, &none), want);
+        }
         assert!(
             params_error(&["--components", "linear", "--fine-tune"], &none)
                 .contains("--fine-tune tunes the encoder component")

@@ -382,7 +382,7 @@ mod tests {
     use clap::CommandFactory;
 
     use crate::cli::Cli;
-    use crate::settings::opts;
+    use crate::settings::{defaults, opts};
 
     /// Every option the resolver names by flag exists on `train` under that name.
     #[test]
@@ -418,15 +418,20 @@ mod tests {
             .to_string();
         let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
         for shown in [
-            "[env: CQR_SEED] [default: 42]",
-            "[env: CQR_VALID_SPLIT] [default: 0.1]",
-            "[default: 0.95]",
-            "[default: 300]",
-            "[default: logistic]",
-            "[default: 4]",
-            "[default: 1e-4]",
+            format!("[env: CQR_SEED] [default: {}]", defaults::SEED),
+            format!(
+                "[env: CQR_VALID_SPLIT] [default: {}]",
+                defaults::VALID_SPLIT
+            ),
+            format!("[env: CQR_ENCODER] [default: {}]", defaults::ENCODER_DIR),
+            format!("[default: {}]", defaults::TARGET_PRECISION),
+            format!("[default: {}]", defaults::MAX_ITER),
+            format!("[default: {}]", defaults::MIN_DF),
+            format!("[default: {}]", defaults::HEAD),
+            format!("[default: {}]", defaults::EPOCHS),
+            format!("[default: {:e}]", defaults::FINE_TUNE_LR),
         ] {
-            assert!(help.contains(shown), "{shown} missing from:\n{help}");
+            assert!(help.contains(&shown), "{shown} missing from:\n{help}");
         }
     }
 }
