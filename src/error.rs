@@ -154,8 +154,6 @@ impl Error {
         }
     }
 
-    /// True when the error is the reader of our stdout going away (`cqr classify … | head`):
-    /// not a failure, the run ends quietly with status 0.
     /// The MLflow error code of a server reply, e.g. `RESOURCE_ALREADY_EXISTS`.
     pub fn server_code(&self) -> Option<&str> {
         match self {
@@ -164,6 +162,8 @@ impl Error {
         }
     }
 
+    /// True when the error is the reader of our stdout going away (`cqr classify … | head`):
+    /// not a failure, the run ends quietly with status 0.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }

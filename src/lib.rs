@@ -1,6 +1,9 @@
 //! cqr: customer-query understanding from the command line. The binary is a thin shell over
-//! this library: `cli` parses and resolves settings, `io` reads and writes data, `text` turns
-//! queries into features, `models` trains and scores, `eval` measures, `ui` prints.
+//! this library: `cli` holds the clap types and one loop per command, `settings` resolves every
+//! option once, `io` reads and writes data, `text` turns queries into features and masks PII,
+//! `models` trains and scores, `pipeline` turns input records into typed output records (the
+//! one source of the output schema), `analysis` adds sentiment and priority, `eval` measures,
+//! `tracking` records runs in MLflow, `ui` prints.
 
 pub mod analysis;
 pub mod cli;
@@ -9,6 +12,7 @@ pub mod eval;
 pub mod io;
 pub mod metrics;
 pub mod models;
+pub mod pipeline;
 pub mod settings;
 pub mod text;
 pub mod tracking;

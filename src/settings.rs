@@ -43,17 +43,23 @@ impl fmt::Display for Origin {
     }
 }
 
-/// A resolved value and where it came from.
+/// A resolved value, the option it belongs to and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setting<T> {
     pub value: T,
     pub origin: Origin,
+    /// The option's flag, which names it in messages whatever set it.
+    pub flag: &'static str,
 }
 
 impl<T: fmt::Display> Setting<T> {
-    /// A usage error about this value that names where it was set.
+    /// A usage error about this value that names the option and where the value was set, e.g.
+    /// "--top-k must be at least 1; got 0 from `classify.top_k` in cqr.toml line 4".
     pub fn error(&self, why: &str) -> Error {
-        Error::Usage(format!("{} (from {}): {why}", self.value, self.origin))
+        Error::Usage(format!(
+            "{} {why}; got {} from {}",
+            self.flag, self.value, self.origin
+        ))
     }
 
     /// `Err` naming the value's origin unless `ok(value)`.
@@ -94,6 +100,7 @@ pub fn pick<T: FromStr + Clone>(
         return Ok(Setting {
             value: v,
             origin: Origin::Flag(opt.flag),
+            flag: opt.flag,
         });
     }
     if let Some(var) = opt.env {
@@ -109,6 +116,7 @@ pub fn pick<T: FromStr + Clone>(
                 return Ok(Setting {
                     value,
                     origin: Origin::Env(var),
+                    flag: opt.flag,
                 });
             }
         }
@@ -117,11 +125,13 @@ pub fn pick<T: FromStr + Clone>(
         return Ok(Setting {
             value: s.get_ref().clone(),
             origin: config.origin(opt.key, s.span()),
+            flag: opt.flag,
         });
     }
     Ok(Setting {
         value: default,
         origin: Origin::Default,
+        flag: opt.flag,
     })
 }
 
@@ -142,14 +152,17 @@ pub fn pick_plain<T: Clone>(
         (Some(v), _) => Setting {
             value: v,
             origin: Origin::Flag(opt.flag),
+            flag: opt.flag,
         },
         (None, Some(s)) => Setting {
             value: s.get_ref().clone(),
             origin: config.origin(opt.key, s.span()),
+            flag: opt.flag,
         },
         (None, None) => Setting {
             value: default,
             origin: Origin::Default,
+            flag: opt.flag,
         },
     }
 }
@@ -248,8 +261,6 @@ pub mod defaults {
     pub const FINE_TUNE_DROPOUT: f32 = 0.1;
     pub const FINE_TUNE_PATIENCE: usize = 1;
     pub const FINE_TUNE_FREEZE_WORDS: bool = true;
-    /// Records scored together by `classify` and `evaluate`.
-    pub const BATCH_SIZE: usize = 1024;
     /// The label that marks out-of-scope rows in evaluation data.
     pub const OOS_LABEL: &str = "oos";
 
@@ -302,8 +313,8 @@ pub mod defaults {
     }
 }
 
-/// How each `train` and `evaluate` option is set: flag, environment variable, file key. An empty
-/// flag marks an option set only in the file.
+/// How each `train` and `evaluate` option is set: flag, environment variable, file key. An
+/// option set only in the file is named by its key.
 pub mod opts {
     use super::Opt;
 
@@ -317,34 +328,44 @@ pub mod opts {
         Opt::new("--target-precision", None, "train.target_precision");
     pub const MIN_DF: Opt = Opt::new("--min-df", None, "train.min_df");
     pub const MAX_ITER: Opt = Opt::new("--max-iter", None, "train.max_iter");
-    pub const L2_GRID: Opt = Opt::new("", None, "train.l2_grid");
-    pub const WORD_NGRAMS: Opt = Opt::new("", None, "train.word_ngrams");
-    pub const CHAR_NGRAMS: Opt = Opt::new("", None, "train.char_ngrams");
+    pub const L2_GRID: Opt = Opt::new("train.l2_grid", None, "train.l2_grid");
+    pub const WORD_NGRAMS: Opt = Opt::new("train.word_ngrams", None, "train.word_ngrams");
+    pub const CHAR_NGRAMS: Opt = Opt::new("train.char_ngrams", None, "train.char_ngrams");
     pub const REFIT: Opt = Opt::new("--no-refit", None, "train.refit");
     pub const ENCODER: Opt = Opt::new("--encoder", Some("CQR_ENCODER"), "train.encoder");
-    pub const HEAD_ALPHA: Opt = Opt::new("", None, "train.head_alpha");
+    pub const HEAD_ALPHA: Opt = Opt::new("train.head_alpha", None, "train.head_alpha");
     pub const EPOCHS: Opt = Opt::new("--epochs", None, "train.epochs");
     pub const FINE_TUNE_LR: Opt = Opt::new("--learning-rate", None, "train.fine_tune_lr");
-    pub const FINE_TUNE_HEAD_LR: Opt = Opt::new("", None, "train.fine_tune_head_lr");
-    pub const FINE_TUNE_WARM_START: Opt = Opt::new("", None, "train.fine_tune_warm_start");
-    pub const FINE_TUNE_BATCH: Opt = Opt::new("", None, "train.fine_tune_batch");
-    pub const FINE_TUNE_MAX_LEN: Opt = Opt::new("", None, "train.fine_tune_max_len");
-    pub const FINE_TUNE_FREEZE_WORDS: Opt = Opt::new("", None, "train.fine_tune_freeze_words");
+    pub const FINE_TUNE_HEAD_LR: Opt =
+        Opt::new("train.fine_tune_head_lr", None, "train.fine_tune_head_lr");
+    pub const FINE_TUNE_WARM_START: Opt = Opt::new(
+        "train.fine_tune_warm_start",
+        None,
+        "train.fine_tune_warm_start",
+    );
+    pub const FINE_TUNE_BATCH: Opt =
+        Opt::new("train.fine_tune_batch", None, "train.fine_tune_batch");
+    pub const FINE_TUNE_MAX_LEN: Opt =
+        Opt::new("train.fine_tune_max_len", None, "train.fine_tune_max_len");
+    pub const FINE_TUNE_FREEZE_WORDS: Opt = Opt::new(
+        "train.fine_tune_freeze_words",
+        None,
+        "train.fine_tune_freeze_words",
+    );
     /// `evaluate` scores in batches of `classify`'s size.
-    pub const EVAL_BATCH_SIZE: Opt = Opt::new("", None, "classify.batch_size");
+    pub const EVAL_BATCH_SIZE: Opt = Opt::new("classify.batch_size", None, "classify.batch_size");
 }
 
 /// A value set only on the command line (no environment variable, no file key).
 fn from_flag<T>(flag: &'static str, given: Option<T>, default: T) -> Setting<T> {
-    match given {
-        Some(value) => Setting {
-            value,
-            origin: Origin::Flag(flag),
-        },
-        None => Setting {
-            value: default,
-            origin: Origin::Default,
-        },
+    let (value, origin) = match given {
+        Some(value) => (value, Origin::Flag(flag)),
+        None => (default, Origin::Default),
+    };
+    Setting {
+        value,
+        origin,
+        flag,
     }
 }
 
@@ -353,6 +374,7 @@ fn shown<T: fmt::Debug>(s: &Setting<T>) -> Setting<String> {
     Setting {
         value: format!("{:?}", s.value),
         origin: s.origin.clone(),
+        flag: s.flag,
     }
 }
 
@@ -363,6 +385,7 @@ fn share_flag(flag: &'static str, given: Option<f64>) -> Result<Option<Setting<f
             Setting {
                 value,
                 origin: Origin::Flag(flag),
+                flag,
             }
             .check(|v| (0.0..=1.0).contains(v), "must be in [0, 1]")
         })
@@ -690,6 +713,7 @@ fn check_components(
     let list = Setting {
         value: components.value.join(","),
         origin: components.origin.clone(),
+        flag: components.flag,
     };
     if let Some(c) = components
         .value
@@ -697,18 +721,19 @@ fn check_components(
         .find(|c| *c != "linear" && *c != "encoder")
     {
         return Err(list.error(&format!(
-            "unknown component `{c}`; components are: linear, encoder"
+            "names an unknown component `{c}` (the components are linear and encoder)"
         )));
     }
     if !components.value.iter().any(|c| c == "linear") {
         return Err(list.error(
-            "this build ensembles the encoder with the linear component: include `linear`",
+            "must include `linear`: this build ensembles the encoder with the linear component",
         ));
     }
     let with_encoder = components.value.iter().any(|c| c == "encoder");
     if fine_tune && !with_encoder {
-        return Err(list
-            .error("--fine-tune tunes the encoder component: include `encoder` in --components"));
+        return Err(
+            list.error("must include `encoder` for --fine-tune, which tunes the encoder component")
+        );
     }
     if with_encoder && !encoder_present {
         return Err(Error::model(
@@ -747,7 +772,7 @@ impl EvaluateSettings {
             opts::EVAL_BATCH_SIZE,
             None,
             &config.classify.batch_size,
-            defaults::BATCH_SIZE,
+            DEFAULT_BATCH_SIZE,
         )
         .check(|&n| n >= 1, "must be at least 1")?;
         let (input_format, old_report) = args.format.map(FormatArg::split).unwrap_or_default();
@@ -863,31 +888,31 @@ mod train_evaluate_tests {
         for (args, want) in [
             (
                 &["--valid-split", "1.5"][..],
-                "1.5 (from --valid-split on the command line): must be in (0, 1)",
+                "--valid-split must be in (0, 1); got 1.5 from --valid-split on the command line",
             ),
             (
                 &["--target-precision", "0"],
-                "0 (from --target-precision on the command line): must be in (0, 1]",
+                "--target-precision must be in (0, 1]; got 0 from --target-precision on the command line",
             ),
             (
                 &["--max-iter", "0"],
-                "0 (from --max-iter on the command line): must be at least 1",
+                "--max-iter must be at least 1; got 0 from --max-iter on the command line",
             ),
             (
                 &["--min-accuracy", "1.2"],
-                "1.2 (from --min-accuracy on the command line): must be in [0, 1]",
+                "--min-accuracy must be in [0, 1]; got 1.2 from --min-accuracy on the command line",
             ),
             (
                 &["--components", "linear,gpt"],
-                "linear,gpt (from --components on the command line): unknown component \
-                 `gpt`; components are: linear, encoder",
+                "--components names an unknown component `gpt` (the components are linear and \
+                 encoder); got linear,gpt from --components on the command line",
             ),
         ] {
             assert_eq!(params_error(args, &none), want);
         }
         assert!(
             params_error(&["--components", "linear", "--fine-tune"], &none)
-                .contains("--fine-tune tunes the encoder component")
+                .contains("must include `encoder` for --fine-tune")
         );
     }
 
@@ -896,16 +921,16 @@ mod train_evaluate_tests {
         let c = file("# training\n[train]\nseed = 1\n\nmin_df = 0\n");
         assert_eq!(
             params_error(&[], &c),
-            "0 (from `train.min_df` in cqr.toml line 5): must be at least 1"
+            "--min-df must be at least 1; got 0 from `train.min_df` in cqr.toml line 5"
         );
         let c = file("[train]\nword_ngrams = [2, 1]\n");
         assert_eq!(
             params_error(&[], &c),
-            "[2, 1] (from `train.word_ngrams` in cqr.toml line 2): word n-gram lengths must \
-             satisfy 1 <= min <= max <= 3"
+            "train.word_ngrams must satisfy 1 <= min <= max <= 3 (word n-gram lengths); got \
+             [2, 1] from `train.word_ngrams` in cqr.toml line 2"
         );
         let c = file("[train]\nl2_grid = []\n");
-        assert!(params_error(&[], &c).starts_with("[] (from `train.l2_grid` in cqr.toml line 2)"));
+        assert!(params_error(&[], &c).ends_with("; got [] from `train.l2_grid` in cqr.toml line 2"));
     }
 
     #[test]
@@ -925,12 +950,12 @@ mod train_evaluate_tests {
                 &[&base[..], &["--epochs", "0"]].concat(),
                 &FileConfig::default()
             ),
-            "0 (from --epochs on the command line): must be at least 1"
+            "--epochs must be at least 1; got 0 from --epochs on the command line"
         );
         let c = file("[train]\nfine_tune_batch = 0\n");
         assert_eq!(
             params_error(&base, &c),
-            "0 (from `train.fine_tune_batch` in cqr.toml line 2): must be at least 1"
+            "train.fine_tune_batch must be at least 1; got 0 from `train.fine_tune_batch` in cqr.toml line 2"
         );
         let s = TrainSettings::resolve(&train_args(&base), &FileConfig::default()).unwrap();
         let v = s.params().unwrap();
@@ -984,7 +1009,7 @@ mod train_evaluate_tests {
             ["--format json is deprecated for the report; use --json or --output-format json"]
         );
         assert_eq!(s.options.oos_label, defaults::OOS_LABEL);
-        assert_eq!(s.options.batch_size, defaults::BATCH_SIZE);
+        assert_eq!(s.options.batch_size, DEFAULT_BATCH_SIZE);
     }
 
     #[test]
@@ -995,7 +1020,7 @@ mod train_evaluate_tests {
             .to_string();
         assert_eq!(
             err,
-            "2 (from --min-macro-f1 on the command line): must be in [0, 1]"
+            "--min-macro-f1 must be in [0, 1]; got 2 from --min-macro-f1 on the command line"
         );
         let c = file("[classify]\nbatch_size = 0\n");
         let err = EvaluateSettings::resolve(&evaluate_args(&[]), &c)
@@ -1003,7 +1028,7 @@ mod train_evaluate_tests {
             .to_string();
         assert_eq!(
             err,
-            "0 (from `classify.batch_size` in cqr.toml line 2): must be at least 1"
+            "classify.batch_size must be at least 1; got 0 from `classify.batch_size` in cqr.toml line 2"
         );
     }
 }
@@ -1013,6 +1038,136 @@ mod train_evaluate_tests {
 pub struct ClassifyFile {
     pub top_k: Option<Spanned<usize>>,
     pub batch_size: Option<Spanned<usize>>,
+}
+
+pub const DEFAULT_TOP_K: usize = 3;
+pub const DEFAULT_BATCH_SIZE: usize = 1024;
+/// The first batch of a classify run: small, so the first answers come out within about a
+/// second whatever the model; later batches double up to the batch size.
+pub const FIRST_BATCH: usize = 16;
+
+const TOP_K: Opt = Opt::new("--top-k", Some("CQR_TOP_K"), "classify.top_k");
+const BATCH_SIZE: Opt = Opt::new(
+    "--batch-size",
+    Some("CQR_BATCH_SIZE"),
+    "classify.batch_size",
+);
+
+/// `cqr classify`'s settings, resolved and checked before the model is loaded.
+#[derive(Debug, Clone)]
+pub struct ClassifySettings {
+    pub model: String,
+    pub input: crate::io::read::ReadSpec,
+    pub output: crate::io::Target,
+    pub output_format: Option<crate::io::Format>,
+    pub batch_size: usize,
+    /// MC-dropout samples (`None`: the model's default).
+    pub mc_samples: Option<usize>,
+    pub history: Option<String>,
+    pub audit_log: Option<PathBuf>,
+    pub strict: bool,
+    pub score: crate::pipeline::ScoreOptions,
+}
+
+/// The batch size of the batch after one of `size` records: doubled, up to `max`.
+pub fn next_batch_size(size: usize, max: usize) -> usize {
+    size.saturating_mul(2).min(max)
+}
+
+impl ClassifySettings {
+    pub fn resolve(a: &crate::cli::classify::ClassifyArgs, config: &FileConfig) -> Result<Self> {
+        use crate::analysis::Fields;
+        use crate::pipeline::{ContextColumns, QueryResult, ScoreOptions};
+        use crate::text::pii::MaskStyle;
+        let at_least_one = |n: &usize| *n >= 1;
+        let top_k = pick(
+            config,
+            TOP_K,
+            a.top_k,
+            &config.classify.top_k,
+            DEFAULT_TOP_K,
+        )?
+        .check(at_least_one, "must be at least 1")?
+        .value;
+        let batch_size = pick(
+            config,
+            BATCH_SIZE,
+            a.batch_size,
+            &config.classify.batch_size,
+            DEFAULT_BATCH_SIZE,
+        )?
+        .check(at_least_one, "must be at least 1")?
+        .value;
+        let fields = Fields::parse(&a.fields)?;
+        if a.explain && !fields.priority {
+            return Err(Error::Usage(
+                "--explain explains the priority: add `priority` to --fields".into(),
+            ));
+        }
+        let taken = QueryResult::field_names(fields);
+        if let Some(k) = a.keep.iter().find(|k| taken.contains(k)) {
+            return Err(Error::Usage(format!(
+                "--keep {k}: `{k}` is already a field of the output record; rename the column \
+                 or leave its group out of --fields"
+            )));
+        }
+        check_model_argument(&a.model)?;
+        let mut input = a.input.spec(&a.data, a.format, false);
+        input.keep = a.keep.clone();
+        let columns = ContextColumns {
+            tier: a.tier_col.clone(),
+            customer: a.customer_col.clone(),
+            time: a.time_col.clone(),
+        };
+        // Raw lines have no columns; their reader ignores `optional`.
+        input.optional = vec![
+            columns.tier.clone(),
+            columns.customer.clone(),
+            columns.time.clone(),
+        ];
+        Ok(ClassifySettings {
+            model: a.model.clone(),
+            input,
+            output: match &a.output {
+                Some(p) => crate::io::Target::Path(p.clone()),
+                None => crate::io::Target::Std,
+            },
+            output_format: a.output_format,
+            batch_size,
+            mc_samples: a.mc_samples,
+            history: a.history.clone(),
+            audit_log: a.audit_log.clone(),
+            strict: a.strict,
+            score: ScoreOptions {
+                fields,
+                top_k,
+                cascade: a.cascade,
+                output_mask: (!a.input.no_mask).then_some(match a.mask_style {
+                    crate::cli::classify::MaskArg::Full => MaskStyle::Full,
+                    crate::cli::classify::MaskArg::Partial => MaskStyle::Partial,
+                }),
+                keep: a.keep.clone(),
+                columns,
+                audit: a.audit_log.is_some(),
+                explain: a.explain,
+            },
+        })
+    }
+}
+
+/// A data file given where the model goes (`cqr classify data.csv`) is a usage error that says
+/// so, instead of an attempt to load it or, worse, reading stdin as the data.
+fn check_model_argument(model: &str) -> Result<()> {
+    let p = Path::new(model);
+    let data_like = crate::io::Format::from_path(p).is_some();
+    if data_like && !p.is_dir() && !model.contains(":/") {
+        return Err(Error::Usage(format!(
+            "{model} looks like a data file, not a model: give the model first \
+             (cqr classify MODEL [DATA]); a model is a bundle directory, models:/NAME/VERSION, \
+             models:/NAME@ALIAS or runs:/RUN_ID/model"
+        )));
+    }
+    Ok(())
 }
 
 /// 1-based line and column of byte offset `at` in `text`.
@@ -1108,7 +1263,7 @@ mod tests {
         let err = s.check(|&k| k >= 1, "must be at least 1").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "0 (from `classify.top_k` in cqr.toml line 4): must be at least 1"
+            "--top-k must be at least 1; got 0 from `classify.top_k` in cqr.toml line 4"
         );
         let s = pick(&c, opt, Some(2), &c.classify.top_k, 3).unwrap();
         assert_eq!(s.origin, Origin::Flag("--top-k"));

@@ -36,6 +36,7 @@ pub fn init(quiet: bool, verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .try_init();
@@ -74,16 +75,47 @@ pub fn explain(text: &str) {
     let _ = writeln!(err, "{text}");
 }
 
+/// A closing line for the person at the terminal (e.g. how many records in how long): shown
+/// only where progress bars are, so pipelines and cron jobs stay quiet.
+pub fn summary(text: &str) {
+    if ui().progress {
+        eprintln!("{text}");
+    }
+}
+
+/// "1.20 s (8300/s)": a duration and the rate of `n` items over it.
+pub fn rate(n: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    let per_sec = if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let took = if secs < 60.0 {
+        format!("{secs:.2} s")
+    } else {
+        crate::util::human_seconds(secs)
+    };
+    format!("{took} ({per_sec:.0}/s)")
+}
+
 /// The message of a negative verdict (exit 1): always shown, it explains the status.
 pub fn verdict(text: &str) {
     eprintln!("{text}");
 }
 
+/// `error: …` then one `caused by: …` line per cause the lines above do not already say: an
+/// error that shows its source in its own message (`data.csv: No such file or directory (os
+/// error 2)`) also returns it as its `source()`, and that is not news.
 pub fn error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
+    eprint!("{}", error_lines(e));
+}
+
+fn error_lines(e: &anyhow::Error) -> String {
+    let mut said = format!("error: {e}\n");
     for cause in e.chain().skip(1) {
-        eprintln!("caused by: {cause}");
+        let text = cause.to_string();
+        if !said.contains(&text) {
+            said.push_str(&format!("caused by: {text}\n"));
+        }
     }
+    said
 }
 
 /// True when an error is only the reader of stdout going away (`| head`).
@@ -109,8 +141,10 @@ pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
                 .progress_chars("=> "),
         ),
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-            ProgressStyle::with_template("{spinner} {msg} {human_pos} {per_sec} {elapsed}")
-                .expect("a valid template"),
+            ProgressStyle::with_template(
+                "{spinner} {msg} {human_pos} records ({per_sec}) {elapsed}",
+            )
+            .expect("a valid template"),
         ),
     };
     pb.set_message(what.to_string());
@@ -126,4 +160,21 @@ pub fn spinner(what: &str) -> ProgressBar {
         ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a valid template"),
     );
     pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_shows_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(crate::Error::io("data.csv", io));
+        assert_eq!(error_lines(&e), "error: data.csv: gone\n");
+        let e = e.context("reading the training data");
+        assert_eq!(
+            error_lines(&e),
+            "error: reading the training data\ncaused by: data.csv: gone\n"
+        );
+    }
 }

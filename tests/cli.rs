@@ -528,9 +528,11 @@ fn corrupt_or_newer_bundles_are_refused() {
         .write_stdin("{\"text\":\"hi\"}\n")
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(
-            "bundle format 99 was written by a newer cqr",
-        ));
+        .stderr(predicate::str::contains(format!(
+            "format version 99 is newer than this cqr ({}) reads (up to {})",
+            env!("CARGO_PKG_VERSION"),
+            cqr::models::bundle::FORMAT_VERSION
+        )));
 }
 
 #[test]

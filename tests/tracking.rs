@@ -3,8 +3,11 @@
 //! references from a cold cache; chunking; NaN; a server that is down, then `runs push`; basic
 //! auth; and the local store read back by MLflow itself.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
+use std::sync::{Arc, Mutex};
 
 mod common;
 
@@ -305,11 +308,136 @@ fn train_registers_and_models_refs_work_from_a_cold_cache() {
         .args(["models", "promote", "intents", "2", "--alias", "champion"])
         .assert()
         .success();
+    let versions = server.get("/api/2.0/mlflow/model-versions/search?filter=name%3D%27intents%27");
+    let run_of = |version: &str| {
+        versions["model_versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["version"] == version)
+            .map(|v| v["run_id"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(run_of("1"), rid);
     cqr(w, &server.uri)
         .args(["models", "list", "intents"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("champion"));
+        .stdout(format!(
+            "version   run                               status      aliases\n\
+             2         {}  READY       champion\n\
+             1         {}  READY       \n",
+            run_of("2"),
+            run_of("1")
+        ));
+    cqr(w, &server.uri)
+        .args(["models", "list"])
+        .assert()
+        .success()
+        .stdout(
+            "model                           latest    aliases\n\
+             intents                         2         champion→2\n",
+        );
+}
+
+/// A server on 127.0.0.1 that answers every request with `reply(request line)`, for replies a
+/// real 3.17.2 server does not give on demand (a changed schema, many pages). Returns its URI
+/// and the request lines it saw.
+fn fake_server(
+    reply: impl Fn(&str) -> String + Send + 'static,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut header = String::new();
+            while reader.read_line(&mut header).unwrap_or(0) > 2 {
+                header.clear();
+            }
+            let body = reply(&request);
+            log.lock().unwrap().push(request.trim().to_string());
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        }
+    });
+    (uri, seen)
+}
+
+fn fixture(name: &str) -> Value {
+    let p = root().join(format!("tests/fixtures/mlflow/{name}.json"));
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+#[test]
+fn a_reply_missing_a_required_field_names_the_endpoint_and_the_field() {
+    let mut version = fixture("registered-models_alias");
+    version["model_version"]
+        .as_object_mut()
+        .unwrap()
+        .remove("version");
+    let body = version.to_string();
+    let (uri, _) = fake_server(move |_| body.clone());
+    let work = tempfile::tempdir().unwrap();
+    let out = cqr(work.path(), &uri)
+        .args(["models", "promote", "intents", "1", "--alias", "champion"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: GET {uri}/api/2.0/mlflow/model-versions/get?name=intents&version=1 answered \
+             200: the reply does not have the shape cqr expects: missing field `version`"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn registry_searches_follow_every_page() {
+    let page_1 = fixture("model-versions_search");
+    let token = page_1["next_page_token"].as_str().unwrap().to_string();
+    let mut version_1 = fixture("registered-models_alias")["model_version"].clone();
+    version_1.as_object_mut().unwrap().remove("aliases");
+    let page_2 = json!({ "model_versions": [version_1] });
+    let model = fixture("registered-models_get");
+    let (uri, seen) = fake_server(move |request| {
+        if request.contains("registered-models/get") {
+            model.to_string()
+        } else if request.contains("page_token=") {
+            page_2.to_string()
+        } else {
+            page_1.to_string()
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    cqr(work.path(), &uri)
+        .args(["models", "list", "intents"])
+        .assert()
+        .success()
+        .stdout(
+            "version   run                               status      aliases\n\
+             2         f477a7ed552845c996fc3a3ece5e8cf3  READY       \n\
+             1         f477a7ed552845c996fc3a3ece5e8cf3  READY       champion\n",
+        );
+    let seen = seen.lock().unwrap();
+    let encoded = token.replace('=', "%3D");
+    assert!(
+        seen.iter()
+            .any(|r| r.contains(&format!("page_token={encoded}"))),
+        "{seen:?}"
+    );
 }
 
 #[test]

@@ -59,12 +59,16 @@ fn train_refused(args: &[&str], env: &[(&str, &str)], config: Option<&str>) -> S
 fn a_bad_setting_names_the_flag_the_variable_or_the_file_line() {
     let err = train_refused(&["--valid-split", "1.5"], &[], None);
     assert!(
-        err.contains("1.5 (from --valid-split on the command line): must be in (0, 1)"),
+        err.contains(
+            "--valid-split must be in (0, 1); got 1.5 from --valid-split on the command line"
+        ),
         "{err}"
     );
     let err = train_refused(&[], &[("CQR_VALID_SPLIT", "0")], None);
     assert!(
-        err.contains("0 (from CQR_VALID_SPLIT in the environment): must be in (0, 1)"),
+        err.contains(
+            "--valid-split must be in (0, 1); got 0 from CQR_VALID_SPLIT in the environment"
+        ),
         "{err}"
     );
     let err = train_refused(&[], &[("CQR_SEED", "seven")], None);
@@ -78,7 +82,7 @@ fn a_bad_setting_names_the_flag_the_variable_or_the_file_line() {
         Some("[train]\nseed = 3\n\ntarget_precision = 1.5\n"),
     );
     assert!(
-        err.contains("1.5 (from `train.target_precision` in cqr.toml line 4): must be in (0, 1]"),
+        err.contains("--target-precision must be in (0, 1]; got 1.5 from `train.target_precision` in cqr.toml line 4"),
         "{err}"
     );
     // The command line beats the file, so the file's bad value is never used.
@@ -203,8 +207,9 @@ fn evaluate_format_names_the_input_format() {
     assert_eq!(out.status.code(), Some(2), "a CSV file read as JSONL fails");
     let out = evaluate(&["--min-accuracy", "1.5"], &tickets_test());
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("1.5 (from --min-accuracy on the command line): must be in [0, 1]"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(
+        "--min-accuracy must be in [0, 1]; got 1.5 from --min-accuracy on the command line"
+    ));
 }
 
 #[test]

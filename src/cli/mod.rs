@@ -41,6 +41,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -104,6 +105,35 @@ pub enum Command {
     /// The model registry on the tracking server: list models and versions, move aliases.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) to stdout: `cqr man > cqr.1; man ./cqr.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Writes the completion script for `shell` to stdout.
+fn completions(args: &CompletionsArgs) -> anyhow::Result<Outcome> {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "cqr", &mut buf);
+    crate::ui::print(&String::from_utf8_lossy(&buf))?;
+    Ok(Outcome::Success)
+}
+
+/// Writes the man page to stdout.
+fn man_page() -> anyhow::Result<Outcome> {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+    crate::ui::print(&String::from_utf8_lossy(&buf))?;
+    Ok(Outcome::Success)
 }
 
 /// How input data is read: shared by every command that takes DATA.
@@ -128,20 +158,19 @@ pub struct InputArgs {
 /// Masks the PII in every record's text (unless `--no-mask`), so models are trained and
 /// evaluated on the same masked text that classify feeds them.
 pub fn mask_records(input: &InputArgs, records: &mut [crate::io::read::Record]) {
-    use rayon::prelude::*;
-    if input.no_mask {
-        return;
-    }
-    records.par_iter_mut().for_each(|r| {
-        let (masked, found) =
-            crate::text::pii::mask_text(&r.text, crate::text::pii::MaskStyle::Full);
-        if !found.is_empty() {
-            r.text = masked;
-        }
-    });
+    crate::pipeline::mask_for_model(input.masking(), records);
 }
 
 impl InputArgs {
+    /// The masking scheme training text gets (and the manifest records).
+    pub fn masking(&self) -> crate::text::pii::Masking {
+        if self.no_mask {
+            crate::text::pii::Masking::Off
+        } else {
+            crate::text::pii::Masking::Full
+        }
+    }
+
     pub fn spec(&self, data: &str, format: Option<Format>, need_label: bool) -> ReadSpec {
         ReadSpec {
             target: Target::parse(data),
@@ -175,5 +204,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Classify(a) => classify::run(a, &config, &tracking),
         Command::Runs(c) => runs::run(c, &tracking),
         Command::Models(c) => models::run(c, &tracking),
+        Command::Completions(a) => completions(&a),
+        Command::Man => man_page(),
     }
 }

@@ -40,29 +40,18 @@ pub fn run(cmd: ModelsCommand, tracking: &TrackingSettings) -> anyhow::Result<Ou
         ModelsCommand::List(ListArgs { name: None }) => {
             ui::print(&format!("{:<30}  {:<8}  aliases", "model", "latest"))?;
             for m in client.search_registered_models()? {
-                let latest = m["latest_versions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v["version"].as_str().and_then(|s| s.parse::<u64>().ok()))
-                    .max()
+                let latest = m
+                    .latest_version()
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "-".into());
-                let aliases: Vec<String> = m["aliases"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|a| {
-                        format!(
-                            "{}→{}",
-                            a["alias"].as_str().unwrap_or("?"),
-                            a["version"].as_str().unwrap_or("?")
-                        )
-                    })
+                let aliases: Vec<String> = m
+                    .aliases
+                    .iter()
+                    .map(|a| format!("{}→{}", a.alias, a.version))
                     .collect();
                 ui::print(&format!(
                     "{:<30}  {:<8}  {}",
-                    m["name"].as_str().unwrap_or("?"),
+                    m.name,
                     latest,
                     aliases.join(", ")
                 ))?;
@@ -77,34 +66,19 @@ pub fn run(cmd: ModelsCommand, tracking: &TrackingSettings) -> anyhow::Result<Ou
                 ))
                 .into());
             }
-            versions.sort_by_key(|v| {
-                std::cmp::Reverse(
-                    v["version"]
-                        .as_str()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .unwrap_or(0),
-                )
-            });
-            let aliases = client.registered_model(&name)?["aliases"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            versions.sort_by_key(|v| std::cmp::Reverse(v.number()));
+            let model = client.registered_model(&name)?;
             ui::print(&format!(
                 "{:<8}  {:<32}  {:<10}  aliases",
                 "version", "run", "status"
             ))?;
             for v in versions {
-                let version = v["version"].as_str().unwrap_or("?");
-                let names: Vec<&str> = aliases
-                    .iter()
-                    .filter(|a| a["version"].as_str() == Some(version))
-                    .filter_map(|a| a["alias"].as_str())
-                    .collect();
+                let names: Vec<&str> = model.aliases_of(&v.version).collect();
                 ui::print(&format!(
                     "{:<8}  {:<32}  {:<10}  {}",
-                    version,
-                    v["run_id"].as_str().unwrap_or("-"),
-                    v["status"].as_str().unwrap_or("?"),
+                    v.version,
+                    v.run().unwrap_or("-"),
+                    v.status.as_str(),
                     names.join(", ")
                 ))?;
             }

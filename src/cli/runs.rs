@@ -2,6 +2,7 @@
 //! has not received yet.
 
 use clap::{Args, Subcommand};
+use serde::Serialize;
 
 use super::Outcome;
 use crate::error::Error;
@@ -29,6 +30,21 @@ pub struct PushArgs {
     pub run_ids: Vec<String>,
 }
 
+/// One run of `cqr runs list --json`.
+#[derive(Serialize)]
+struct RunLine<'a> {
+    run_id: &'a str,
+    experiment: &'a str,
+    name: &'a str,
+    status: &'a str,
+    start_time: u64,
+    synced: bool,
+    remote_run_id: Option<&'a str>,
+    tracking_uri: Option<&'a str>,
+    registered_version: Option<&'a str>,
+    last_error: Option<&'a str>,
+}
+
 pub fn run(cmd: RunsCommand, tracking: &TrackingSettings) -> anyhow::Result<Outcome> {
     let store = tracking.store();
     match cmd {
@@ -51,12 +67,21 @@ pub fn run(cmd: RunsCommand, tracking: &TrackingSettings) -> anyhow::Result<Outc
                     _ => "local only".to_string(),
                 };
                 if a.json {
-                    ui::print(&serde_json::json!({
-                        "run_id": r.run_id, "experiment": r.experiment_name, "name": m.run_name,
-                        "status": m.status.as_str(), "start_time": m.start_time, "synced": s.synced,
-                        "remote_run_id": s.remote_run_id, "tracking_uri": s.tracking_uri,
-                        "registered_version": s.registered_version, "last_error": s.last_error,
-                    }).to_string())?;
+                    let line = RunLine {
+                        run_id: &r.run_id,
+                        experiment: &r.experiment_name,
+                        name: &m.run_name,
+                        status: m.status.as_str(),
+                        start_time: m.start_time,
+                        synced: s.synced,
+                        remote_run_id: s.remote_run_id.as_deref(),
+                        tracking_uri: s.tracking_uri.as_deref(),
+                        registered_version: s.registered_version.as_deref(),
+                        last_error: s.last_error.as_deref(),
+                    };
+                    ui::print(
+                        &serde_json::to_string(&line).expect("a run line always serialises"),
+                    )?;
                 } else {
                     ui::print(&format!(
                         "{:<32}  {:<10}  {:<22}  {:<8}  {:<20}  {sync}",

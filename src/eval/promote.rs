@@ -93,7 +93,7 @@ pub fn compare(
     let holder = match client.alias_version(name, alias)? {
         None => None,
         Some(v) => {
-            let version = v["version"].as_str().unwrap_or("?").to_string();
+            let version = v.version;
             let model = refs::load_model(&format!("models:/{name}/{version}"), tracking)?;
             let accuracy = accuracy_on(&model, valid)?;
             run.log_metric("promote.champion_valid_accuracy", accuracy, 0)?;

@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 
@@ -30,13 +30,13 @@ impl AuditLog {
     }
 
     /// Appends one line per entry, all whole.
-    pub fn append(&mut self, entries: &[Value]) -> Result<()> {
+    pub fn append<T: Serialize>(&mut self, entries: &[T]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         let mut buf = Vec::with_capacity(entries.len() * 512);
         for e in entries {
-            serde_json::to_writer(&mut buf, e).expect("JSON values always serialise");
+            serde_json::to_writer(&mut buf, e).expect("audit entries always serialise");
             buf.push(b'\n');
         }
         let err = |e| Error::io(&self.path, e);
@@ -50,6 +50,7 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn concurrent_writers_never_interleave_lines() {

@@ -55,6 +55,9 @@ pub struct Record {
     pub text: String,
     pub label: Option<String>,
     pub keep: Vec<(String, Value)>,
+    /// Why the record cannot be scored (its text is empty), when the reader was asked to pass
+    /// such records on instead of failing.
+    pub skip: Option<String>,
 }
 
 impl Record {
@@ -379,6 +382,7 @@ fn csv_records(
                             .iter()
                             .map(|(k, i)| (k.clone(), Value::String(rec[*i].to_string())))
                             .collect(),
+                        skip: None,
                     })
                 })();
                 done = result.is_err();
@@ -532,6 +536,7 @@ impl<R: BufRead> JsonlRecords<R> {
                 text,
                 label,
                 keep,
+                skip: None,
             }));
         }
     }
@@ -575,6 +580,7 @@ impl<R: BufRead> LineRecords<R> {
             text: text.to_string(),
             label: None,
             keep: Vec::new(),
+            skip: None,
         }))
     }
 }
@@ -725,6 +731,7 @@ fn parquet_records(path: &std::path::Path, spec: &ReadSpec) -> Result<Records> {
                         text: t.to_string(),
                         label: lab,
                         keep,
+                        skip: None,
                     })
                 })();
                 let stop = rec.is_err();

@@ -43,6 +43,9 @@ pub struct Manifest {
     /// is at least this; the rest go through the whole ensemble. Chosen on validation.
     #[serde(default)]
     pub cascade_threshold: Option<f32>,
+    /// How training text was masked; classify masks the model's input the same way.
+    #[serde(default)]
+    pub masking: crate::text::pii::Masking,
     /// sha256 over the component files' names and checksums: identifies the model's behaviour.
     pub checksum: String,
     pub training: TrainingInfo,
@@ -519,18 +522,22 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
     })?;
     let found = raw.get("format_version").and_then(|v| v.as_u64());
     match found {
-        Some(v) if v as u32 > FORMAT_VERSION => {
+        Some(v) if v > u64::from(FORMAT_VERSION) => {
             return Err(Error::model(
-                dir,
+                &mpath,
                 format!(
-                    "bundle format {v} was written by a newer cqr ({}); this cqr {} reads formats up to \
-                     {FORMAT_VERSION}: upgrade cqr",
-                    raw.get("cqr_version").and_then(|v| v.as_str()).unwrap_or("unknown version"),
-                    env!("CARGO_PKG_VERSION")
-                ),
+                "format version {v} is newer than this cqr ({}) reads (up to {FORMAT_VERSION}); \
+                     upgrade cqr",
+                env!("CARGO_PKG_VERSION")
+            ),
             ))
         }
-        None => return Err(Error::model(&mpath, "no `format_version`: not a cqr manifest")),
+        None => {
+            return Err(Error::model(
+                &mpath,
+                "no `format_version`: not a cqr manifest",
+            ))
+        }
         _ => {}
     }
     let manifest: Manifest = serde_json::from_value(raw)

@@ -1074,6 +1074,7 @@ impl Trained {
             abstain: self.threshold.clone(),
             ensemble_temperature: self.ensemble_temperature,
             cascade_threshold: self.cascade_threshold,
+            masking: crate::text::pii::Masking::Full,
             checksum: String::new(),
             training: TrainingInfo {
                 seed,
@@ -1227,6 +1228,7 @@ mod tests {
             text: text.into(),
             label: Some(label.into()),
             keep: vec![],
+            skip: None,
         }
     }
 

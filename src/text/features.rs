@@ -54,13 +54,13 @@ impl FeatureSpec {
         if !ok(self.word_ngrams, 3) {
             return Some((
                 FeatureParam::WordNgrams,
-                "word n-gram lengths must satisfy 1 <= min <= max <= 3",
+                "must satisfy 1 <= min <= max <= 3 (word n-gram lengths)",
             ));
         }
         if !ok(self.char_ngrams, 8) {
             return Some((
                 FeatureParam::CharNgrams,
-                "character n-gram lengths must satisfy 1 <= min <= max <= 8",
+                "must satisfy 1 <= min <= max <= 8 (character n-gram lengths)",
             ));
         }
         if self.min_df == 0 {

@@ -141,6 +141,19 @@ pub enum MaskStyle {
     Partial,
 }
 
+/// How a model's text was masked before training, recorded in its manifest: the model is
+/// always scored on text masked the same way, whatever the output style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Masking {
+    /// Every finding replaced by its bare token (`[CARD]`): the default, and what bundles made
+    /// before the scheme was recorded used.
+    #[default]
+    Full,
+    /// Trained with `--no-mask`: the model sees the text as given.
+    Off,
+}
+
 /// Finds PII in `text`. Findings are sorted by start and never overlap.
 pub fn detect(text: &str) -> Vec<Finding> {
     let bytes = text.as_bytes();

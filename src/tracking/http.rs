@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -80,6 +81,15 @@ impl Default for HttpSettings {
                 .unwrap_or(false),
         }
     }
+}
+
+/// MLflow's error reply, e.g. `{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "…"}`.
+#[derive(Deserialize)]
+struct ErrorReply {
+    #[serde(default)]
+    error_code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 /// A response that reached us: status and body.
@@ -205,50 +215,58 @@ impl HttpClient {
             Failure::Transport(message) => Error::Unreachable { endpoint, message },
             Failure::Status(r) => {
                 let text = String::from_utf8_lossy(&r.body);
-                let message = match r.status {
-                    401 => "not authenticated: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD \
+                let reply = serde_json::from_slice::<ErrorReply>(&r.body).ok();
+                let message = match (r.status, &reply) {
+                    (401, _) => "not authenticated: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD \
                             (or MLFLOW_TRACKING_TOKEN) to valid credentials"
                         .to_string(),
-                    403 => "permission denied: these credentials may not do this on the server".to_string(),
-                    _ => match serde_json::from_slice::<Value>(&r.body) {
-                        Ok(v) => format!(
-                            "{}: {}",
-                            v.get("error_code").and_then(|c| c.as_str()).unwrap_or("error"),
-                            v.get("message").and_then(|m| m.as_str()).unwrap_or(text.trim())
-                        ),
-                        Err(_) => summarize(&text),
-                    },
+                    (403, _) => "permission denied: these credentials may not do this on the server".to_string(),
+                    (_, Some(e)) => format!(
+                        "{}: {}",
+                        e.error_code.as_deref().unwrap_or("error"),
+                        e.message.as_deref().unwrap_or(text.trim())
+                    ),
+                    (_, None) => summarize(&text),
                 };
                 Error::Server {
                     endpoint,
                     status: r.status,
-                    code: serde_json::from_slice::<Value>(&r.body).ok().and_then(|v| {
-                        v.get("error_code")
-                            .and_then(|c| c.as_str())
-                            .map(String::from)
-                    }),
+                    code: reply.and_then(|e| e.error_code),
                     message,
                 }
             }
         }
     }
 
-    /// A JSON request; `Ok(Value::Null)` for an empty body.
-    pub fn json(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON values serialise"));
+    /// A JSON request whose reply is read as `R` (an empty reply reads as `{}`). A reply that
+    /// lacks a field `R` requires, or has one of the wrong type, is an error naming the endpoint
+    /// and the field: the server speaks another version of the API.
+    pub fn json<B, R>(&self, method: &str, path: &str, body: Option<&B>) -> Result<R>
+    where
+        B: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("request bodies always serialise"));
         let reply = self.send(
             method,
             path,
             bytes.as_deref().map(|b| (b, "application/json")),
         )?;
-        if reply.body.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&reply.body).map_err(|e| Error::Server {
+        let text: &[u8] = if reply.body.is_empty() {
+            b"{}"
+        } else {
+            &reply.body
+        };
+        serde_json::from_slice(text).map_err(|e| Error::Server {
             endpoint: format!("{method} {}{path}", self.base),
             status: reply.status,
             code: None,
-            message: format!("the reply is not JSON: {e}"),
+            message: match e.classify() {
+                serde_json::error::Category::Data => {
+                    format!("the reply does not have the shape cqr expects: {e}")
+                }
+                _ => format!("the reply is not JSON: {e}"),
+            },
         })
     }
 }

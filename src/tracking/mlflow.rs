@@ -3,15 +3,25 @@
 //! Values are validated before they are sent: the server silently stores 0.0 for a bare NaN and
 //! truncates long values without an error.
 
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::http::{encode_query, encode_segment, Auth, HttpClient, HttpSettings};
 use super::store::{validate_key, Metric, MAX_PARAM_CHARS};
+use super::wire::{
+    CreateExperiment, CreateExperimentResponse, CreateModelVersion, CreateRegisteredModel,
+    CreateRun, DatasetInput, DatasetSpec, GetExperimentResponse, Ignored, KeyValue,
+    ListArtifactsResponse, LogBatch, LogInputs, MetricPoint, ModelVersion, ModelVersionResponse,
+    RegisteredModel, RegisteredModelResponse, Run, RunResponse, SearchModelVersionsResponse,
+    SearchRegisteredModelsResponse, SetAlias, UpdateRun,
+};
 use crate::error::{Error, Result};
 
 pub const MAX_METRICS_PER_BATCH: usize = 1000;
 pub const MAX_PARAMS_PER_BATCH: usize = 100;
 pub const MAX_TAGS_PER_BATCH: usize = 100;
+/// Page size for registry searches (the server's cap for registered models).
+const SEARCH_PAGE: usize = 1000;
 
 const API: &str = "/api/2.0/mlflow";
 const ARTIFACTS: &str = "/api/2.0/mlflow-artifacts/artifacts";
@@ -19,42 +29,6 @@ const ARTIFACTS: &str = "/api/2.0/mlflow-artifacts/artifacts";
 #[derive(Clone)]
 pub struct MlflowClient {
     http: HttpClient,
-}
-
-/// A run as the server reports it.
-#[derive(Debug, Clone)]
-pub struct RemoteRun {
-    pub run_id: String,
-    pub experiment_id: String,
-    pub artifact_uri: String,
-}
-
-/// A metric value as MLflow wants it: finite numbers as numbers, the rest as strings.
-pub fn metric_value(v: f64) -> Value {
-    if v.is_nan() {
-        Value::from("NaN")
-    } else if v == f64::INFINITY {
-        Value::from("Infinity")
-    } else if v == f64::NEG_INFINITY {
-        Value::from("-Infinity")
-    } else {
-        Value::from(v)
-    }
-}
-
-fn kv(items: &[(String, String)]) -> Vec<Value> {
-    items
-        .iter()
-        .map(|(k, v)| json!({"key": k, "value": v}))
-        .collect()
-}
-
-fn str_field(v: &Value, path: &[&str]) -> Option<String> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_str().map(String::from)
 }
 
 impl MlflowClient {
@@ -72,9 +46,14 @@ impl MlflowClient {
         self.http.base()
     }
 
-    fn call(&self, method: &str, endpoint: &str, body: Option<Value>) -> Result<Value> {
+    fn get<R: DeserializeOwned>(&self, endpoint: &str) -> Result<R> {
         self.http
-            .json(method, &format!("{API}/{endpoint}"), body.as_ref())
+            .json::<(), R>("GET", &format!("{API}/{endpoint}"), None)
+    }
+
+    fn post<B: Serialize, R: DeserializeOwned>(&self, endpoint: &str, body: &B) -> Result<R> {
+        self.http
+            .json("POST", &format!("{API}/{endpoint}"), Some(body))
     }
 
     /// A link to the run in the MLflow UI.
@@ -85,15 +64,12 @@ impl MlflowClient {
     /// Gets or creates an experiment by name, safe against a concurrent creator.
     pub fn experiment_id(&self, name: &str) -> Result<String> {
         let get = || -> Result<Option<String>> {
-            match self.call(
-                "GET",
-                &format!(
-                    "experiments/get-by-name?experiment_name={}",
-                    encode_query(name)
-                ),
-                None,
-            ) {
-                Ok(v) => Ok(str_field(&v, &["experiment", "experiment_id"])),
+            let endpoint = format!(
+                "experiments/get-by-name?experiment_name={}",
+                encode_query(name)
+            );
+            match self.get::<GetExperimentResponse>(&endpoint) {
+                Ok(r) => Ok(Some(r.experiment.experiment_id)),
                 Err(e) if e.server_code() == Some("RESOURCE_DOES_NOT_EXIST") => Ok(None),
                 Err(e) => Err(e),
             }
@@ -101,9 +77,10 @@ impl MlflowClient {
         if let Some(id) = get()? {
             return Ok(id);
         }
-        match self.call("POST", "experiments/create", Some(json!({"name": name}))) {
-            Ok(v) => str_field(&v, &["experiment_id"])
-                .ok_or_else(|| Error::Tracking("experiments/create returned no id".into())),
+        match self
+            .post::<_, CreateExperimentResponse>("experiments/create", &CreateExperiment { name })
+        {
+            Ok(r) => Ok(r.experiment_id),
             Err(e) if e.server_code() == Some("RESOURCE_ALREADY_EXISTS") => {
                 get()?.ok_or_else(|| {
                     Error::Tracking(format!("experiment `{name}` exists but cannot be read"))
@@ -120,28 +97,20 @@ impl MlflowClient {
         user: &str,
         start_ms: u64,
         tags: &[(String, String)],
-    ) -> Result<RemoteRun> {
-        let v = self.call(
-            "POST",
-            "runs/create",
-            Some(json!({
-                "experiment_id": experiment_id,
-                "run_name": run_name,
-                "user_id": user,
-                "start_time": start_ms,
-                "tags": kv(tags),
-            })),
-        )?;
-        parse_run(&v["run"])
+    ) -> Result<Run> {
+        let body = CreateRun {
+            experiment_id,
+            run_name,
+            user_id: user,
+            start_time: start_ms,
+            tags: KeyValue::list(tags),
+        };
+        Ok(self.post::<_, RunResponse>("runs/create", &body)?.run)
     }
 
-    pub fn get_run(&self, run_id: &str) -> Result<(RemoteRun, Value)> {
-        let v = self.call(
-            "GET",
-            &format!("runs/get?run_id={}", encode_query(run_id)),
-            None,
-        )?;
-        Ok((parse_run(&v["run"])?, v["run"].clone()))
+    pub fn get_run(&self, run_id: &str) -> Result<Run> {
+        let endpoint = format!("runs/get?run_id={}", encode_query(run_id));
+        Ok(self.get::<RunResponse>(&endpoint)?.run)
     }
 
     /// Logs params, tags and metrics in as many calls as the server's limits need.
@@ -166,19 +135,21 @@ impl MlflowClient {
         for m in metrics {
             validate_key(&m.key)?;
         }
-        for chunk in params.chunks(MAX_PARAMS_PER_BATCH) {
-            self.call(
-                "POST",
-                "runs/log-batch",
-                Some(json!({"run_id": run_id, "params": kv(chunk)})),
-            )?;
+        let batch = |params: &[KeyValue], tags: &[KeyValue]| -> Result<()> {
+            let body = LogBatch {
+                run_id,
+                params,
+                tags,
+                metrics: &[],
+            };
+            self.post::<_, Ignored>("runs/log-batch", &body)?;
+            Ok(())
+        };
+        for chunk in KeyValue::list(params).chunks(MAX_PARAMS_PER_BATCH) {
+            batch(chunk, &[])?;
         }
-        for chunk in tags.chunks(MAX_TAGS_PER_BATCH) {
-            self.call(
-                "POST",
-                "runs/log-batch",
-                Some(json!({"run_id": run_id, "tags": kv(chunk)})),
-            )?;
+        for chunk in KeyValue::list(tags).chunks(MAX_TAGS_PER_BATCH) {
+            batch(&[], chunk)?;
         }
         for chunk in metrics.chunks(MAX_METRICS_PER_BATCH) {
             self.log_metrics(run_id, chunk)?;
@@ -187,16 +158,23 @@ impl MlflowClient {
     }
 
     pub fn log_metrics(&self, run_id: &str, metrics: &[Metric]) -> Result<()> {
-        let items: Vec<Value> = metrics
+        let points: Vec<MetricPoint<'_>> = metrics
             .iter()
-            .map(|m| json!({"key": m.key, "value": metric_value(m.value), "timestamp": m.timestamp, "step": m.step}))
+            .map(|m| MetricPoint {
+                key: &m.key,
+                value: m.value.into(),
+                timestamp: m.timestamp,
+                step: m.step,
+            })
             .collect();
-        for chunk in items.chunks(MAX_METRICS_PER_BATCH) {
-            self.call(
-                "POST",
-                "runs/log-batch",
-                Some(json!({"run_id": run_id, "metrics": chunk})),
-            )?;
+        for chunk in points.chunks(MAX_METRICS_PER_BATCH) {
+            let body = LogBatch {
+                run_id,
+                params: &[],
+                tags: &[],
+                metrics: chunk,
+            };
+            self.post::<_, Ignored>("runs/log-batch", &body)?;
         }
         Ok(())
     }
@@ -211,24 +189,32 @@ impl MlflowClient {
     ) -> Result<()> {
         // The server caps digests at 36 characters.
         let digest: String = digest.chars().take(36).collect();
-        self.call(
-            "POST",
-            "runs/log-inputs",
-            Some(json!({"run_id": run_id, "datasets": [{
-                "tags": [{"key": "mlflow.data.context", "value": context}],
-                "dataset": {"name": name, "digest": digest, "source_type": "local",
-                            "source": json!({"uri": source}).to_string()}
-            }]})),
-        )?;
+        let body = LogInputs {
+            run_id,
+            datasets: [DatasetInput {
+                tags: [KeyValue {
+                    key: "mlflow.data.context".into(),
+                    value: context.into(),
+                }],
+                dataset: DatasetSpec {
+                    name,
+                    digest: &digest,
+                    source_type: "local",
+                    source: serde_json::json!({ "uri": source }).to_string(),
+                },
+            }],
+        };
+        self.post::<_, Ignored>("runs/log-inputs", &body)?;
         Ok(())
     }
 
     pub fn finish_run(&self, run_id: &str, status: &str, end_ms: u64) -> Result<()> {
-        self.call(
-            "POST",
-            "runs/update",
-            Some(json!({"run_id": run_id, "status": status, "end_time": end_ms})),
-        )?;
+        let body = UpdateRun {
+            run_id,
+            status,
+            end_time: end_ms,
+        };
+        self.post::<_, Ignored>("runs/update", &body)?;
         Ok(())
     }
 
@@ -267,29 +253,20 @@ impl MlflowClient {
         Ok(self.http.send("GET", &url, None)?.body)
     }
 
-    /// Every artifact file under `path` of a run (recursing: the server lists one level).
-    pub fn list_artifacts(&self, run_id: &str, path: &str) -> Result<Vec<(String, u64)>> {
-        let v = self.call(
-            "GET",
-            &format!(
-                "artifacts/list?run_id={}&path={}",
-                encode_query(run_id),
-                encode_query(path)
-            ),
-            None,
-        )?;
+    /// Every artifact file under `path` of a run with its size, when the server knows it
+    /// (recursing: the server lists one level).
+    pub fn list_artifacts(&self, run_id: &str, path: &str) -> Result<Vec<(String, Option<u64>)>> {
+        let listing: ListArtifactsResponse = self.get(&format!(
+            "artifacts/list?run_id={}&path={}",
+            encode_query(run_id),
+            encode_query(path)
+        ))?;
         let mut out = Vec::new();
-        for f in v
-            .get("files")
-            .and_then(|f| f.as_array())
-            .cloned()
-            .unwrap_or_default()
-        {
-            let p = f["path"].as_str().unwrap_or_default().to_string();
-            if f["is_dir"].as_bool().unwrap_or(false) {
-                out.extend(self.list_artifacts(run_id, &p)?);
+        for f in listing.files {
+            if f.is_dir {
+                out.extend(self.list_artifacts(run_id, &f.path)?);
             } else {
-                out.push((p, f["file_size"].as_u64().unwrap_or(0)));
+                out.push((f.path, f.file_size));
             }
         }
         Ok(out)
@@ -298,31 +275,29 @@ impl MlflowClient {
     // ------------------------------------------------------------------------------ registry
 
     pub fn create_registered_model(&self, name: &str) -> Result<()> {
-        match self.call(
-            "POST",
-            "registered-models/create",
-            Some(json!({"name": name})),
-        ) {
+        match self.post::<_, Ignored>("registered-models/create", &CreateRegisteredModel { name }) {
             Ok(_) => Ok(()),
             Err(e) if e.server_code() == Some("RESOURCE_ALREADY_EXISTS") => Ok(()),
             Err(e) => Err(e),
         }
     }
 
-    /// Registers `runs:/<run>/model` as a new version; returns the version.
+    /// Registers `runs:/<run>/model` as a new version.
     pub fn create_model_version(
         &self,
         name: &str,
         run_id: &str,
         tags: &[(String, String)],
-    ) -> Result<String> {
-        let v = self.call(
-            "POST",
-            "model-versions/create",
-            Some(json!({"name": name, "source": format!("runs:/{run_id}/model"), "run_id": run_id, "tags": kv(tags)})),
-        )?;
-        str_field(&v, &["model_version", "version"])
-            .ok_or_else(|| Error::Tracking("model-versions/create returned no version".into()))
+    ) -> Result<ModelVersion> {
+        let body = CreateModelVersion {
+            name,
+            source: format!("runs:/{run_id}/model"),
+            run_id,
+            tags: KeyValue::list(tags),
+        };
+        Ok(self
+            .post::<_, ModelVersionResponse>("model-versions/create", &body)?
+            .model_version)
     }
 
     pub fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
@@ -335,26 +310,28 @@ impl MlflowClient {
                 "alias `{alias}`: use only letters, digits, `_` and `-`"
             )));
         }
-        self.call(
-            "POST",
+        self.post::<_, Ignored>(
             "registered-models/alias",
-            Some(json!({"name": name, "alias": alias, "version": version})),
+            &SetAlias {
+                name,
+                alias,
+                version,
+            },
         )?;
         Ok(())
     }
 
     /// The version an alias points at, or `None` when the alias (or model) does not exist.
-    pub fn alias_version(&self, name: &str, alias: &str) -> Result<Option<Value>> {
-        match self.call(
-            "GET",
-            &format!(
-                "registered-models/alias?name={}&alias={}",
-                encode_query(name),
-                encode_query(alias)
-            ),
-            None,
-        ) {
-            Ok(v) => Ok(Some(v["model_version"].clone())),
+    pub fn alias_version(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>> {
+        let endpoint = format!(
+            "registered-models/alias?name={}&alias={}",
+            encode_query(name),
+            encode_query(alias)
+        );
+        match self.get::<ModelVersionResponse>(&endpoint) {
+            Ok(r) => Ok(Some(r.model_version)),
+            // 3.17.2 answers a missing alias with 400 INVALID_PARAMETER_VALUE, a missing model
+            // with 404.
             Err(e)
                 if matches!(
                     e.server_code(),
@@ -367,83 +344,66 @@ impl MlflowClient {
         }
     }
 
-    pub fn model_version(&self, name: &str, version: &str) -> Result<Value> {
-        let v = self.call(
-            "GET",
-            &format!(
-                "model-versions/get?name={}&version={}",
-                encode_query(name),
-                encode_query(version)
-            ),
-            None,
-        )?;
-        Ok(v["model_version"].clone())
+    pub fn model_version(&self, name: &str, version: &str) -> Result<ModelVersion> {
+        let endpoint = format!(
+            "model-versions/get?name={}&version={}",
+            encode_query(name),
+            encode_query(version)
+        );
+        Ok(self.get::<ModelVersionResponse>(&endpoint)?.model_version)
     }
 
-    /// Registered models, or the versions of one.
-    pub fn search_registered_models(&self) -> Result<Vec<Value>> {
-        let v = self.call("GET", "registered-models/search?max_results=1000", None)?;
-        Ok(v.get("registered_models")
-            .and_then(|m| m.as_array())
-            .cloned()
-            .unwrap_or_default())
+    /// Every registered model, following the search's pages.
+    pub fn search_registered_models(&self) -> Result<Vec<RegisteredModel>> {
+        self.pages(
+            "registered-models/search?",
+            |r: SearchRegisteredModelsResponse| (r.registered_models, r.next_page_token),
+        )
     }
 
-    /// The registered model, with `aliases: [{alias, version}]` (versions search omits them).
-    pub fn registered_model(&self, name: &str) -> Result<Value> {
-        let v = self.call(
-            "GET",
-            &format!("registered-models/get?name={}", encode_query(name)),
-            None,
-        )?;
-        Ok(v["registered_model"].clone())
+    /// The registered model, with `aliases` (which a versions search leaves out).
+    pub fn registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        let endpoint = format!("registered-models/get?name={}", encode_query(name));
+        Ok(self
+            .get::<RegisteredModelResponse>(&endpoint)?
+            .registered_model)
     }
 
-    pub fn search_model_versions(&self, name: &str) -> Result<Vec<Value>> {
+    /// Every version of a registered model, following the search's pages.
+    pub fn search_model_versions(&self, name: &str) -> Result<Vec<ModelVersion>> {
         let filter = format!("name='{}'", name.replace('\'', "\\'"));
-        let v = self.call(
-            "GET",
-            &format!(
-                "model-versions/search?filter={}&max_results=1000",
-                encode_query(&filter)
-            ),
-            None,
-        )?;
-        Ok(v.get("model_versions")
-            .and_then(|m| m.as_array())
-            .cloned()
-            .unwrap_or_default())
+        self.pages(
+            &format!("model-versions/search?filter={}&", encode_query(&filter)),
+            |r: SearchModelVersionsResponse| (r.model_versions, r.next_page_token),
+        )
     }
-}
 
-fn parse_run(run: &Value) -> Result<RemoteRun> {
-    let info = &run["info"];
-    match (
-        str_field(info, &["run_id"]),
-        str_field(info, &["experiment_id"]),
-        str_field(info, &["artifact_uri"]),
-    ) {
-        (Some(run_id), Some(experiment_id), Some(artifact_uri)) => Ok(RemoteRun {
-            run_id,
-            experiment_id,
-            artifact_uri,
-        }),
-        _ => Err(Error::Tracking(
-            "the server's run has no run_id, experiment_id or artifact_uri".into(),
-        )),
+    /// Collects a search's items page by page; `query` ends in `?` or `&`.
+    fn pages<R: DeserializeOwned, T>(
+        &self,
+        query: &str,
+        items: impl Fn(R) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut endpoint = format!("{query}max_results={SEARCH_PAGE}");
+            if let Some(t) = &token {
+                endpoint.push_str(&format!("&page_token={}", encode_query(t)));
+            }
+            let (page, next) = items(self.get(&endpoint)?);
+            out.extend(page);
+            match next.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn special_floats_are_strings() {
-        assert_eq!(metric_value(f64::NAN), Value::from("NaN"));
-        assert_eq!(metric_value(f64::NEG_INFINITY), Value::from("-Infinity"));
-        assert_eq!(metric_value(0.5), Value::from(0.5));
-    }
 
     #[test]
     fn artifact_urls_follow_the_proxy_layout() {

@@ -8,6 +8,7 @@ pub mod http;
 pub mod mlflow;
 pub mod refs;
 pub mod store;
+pub mod wire;
 
 use std::path::PathBuf;
 
@@ -160,9 +161,9 @@ fn push_steps(run: &LocalRun, client: &MlflowClient, s: &mut SyncState) -> Resul
         let exp = client.experiment_id(&run.experiment_name)?;
         let tags = run.tags();
         let remote = client.create_run(&exp, &meta.run_name, &meta.user, meta.start_time, &tags)?;
-        s.remote_experiment_id = Some(remote.experiment_id);
-        s.remote_run_id = Some(remote.run_id);
-        s.remote_artifact_uri = Some(remote.artifact_uri);
+        s.remote_experiment_id = Some(remote.info.experiment_id);
+        s.remote_run_id = Some(remote.info.run_id);
+        s.remote_artifact_uri = Some(remote.info.artifact_uri);
         s.tags_sent = true;
         run.write_sync(s)?;
     }
@@ -216,7 +217,7 @@ fn push_steps(run: &LocalRun, client: &MlflowClient, s: &mut SyncState) -> Resul
             client.create_registered_model(&reg.name)?;
             let tags = vec![("cqr.local_run_id".to_string(), run.run_id.clone())];
             let v = client.create_model_version(&reg.name, &rid, &tags)?;
-            s.registered_version = Some(v);
+            s.registered_version = Some(v.version);
             run.write_sync(s)?;
         }
         if let (Some(alias), false, true) = (&reg.alias, s.alias_set, reg.move_alias) {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::mlflow::MlflowClient;
+use super::wire::ModelVersion;
 use super::TrackingSettings;
 use crate::error::{Error, Result};
 use crate::io::atomic::TempDir;
@@ -108,8 +109,9 @@ pub fn resolve(
     let (run_id, path, registry) = match &r {
         ModelRef::Run { run_id, path } => (run_id.clone(), path.clone(), None),
         ModelRef::Version { name, version } => {
-            let (run, path) = source_of(&client.model_version(name, version)?, reference)?;
-            (run, path, Some((name.clone(), version.clone())))
+            let v = client.model_version(name, version)?;
+            let (run, path) = source_of(&v, reference)?;
+            (run, path, Some((name.clone(), v.version)))
         }
         ModelRef::Alias { name, alias } => {
             let v = client.alias_version(name, alias)?.ok_or_else(|| {
@@ -118,9 +120,8 @@ pub fn resolve(
                     client.uri()
                 ))
             })?;
-            let version = v["version"].as_str().unwrap_or_default().to_string();
             let (run, path) = source_of(&v, reference)?;
-            (run, path, Some((name.clone(), version)))
+            (run, path, Some((name.clone(), v.version)))
         }
         ModelRef::Dir(_) => unreachable!("handled above"),
     };
@@ -141,17 +142,16 @@ pub fn resolve(
     Ok((dest, registry))
 }
 
-/// The run and artifact path of a registered version (source `runs:/<run>/<path>`).
-fn source_of(version: &serde_json::Value, reference: &str) -> Result<(String, String)> {
-    let source = version["source"].as_str().unwrap_or_default();
-    match ModelRef::parse(source) {
-        Ok(ModelRef::Run { run_id, path }) => Ok((run_id, path)),
-        _ => match version["run_id"].as_str() {
-            Some(run) if !run.is_empty() => Ok((run.to_string(), "model".to_string())),
-            _ => Err(Error::Tracking(format!(
-                "{reference}: the version's source `{source}` is not a run artifact cqr can fetch"
-            ))),
-        },
+/// The run and artifact path of a registered version (source `runs:/<run>/<path>`, or any
+/// source of a version registered from a run, whose bundle is then under `model`).
+fn source_of(version: &ModelVersion, reference: &str) -> Result<(String, String)> {
+    match (ModelRef::parse(&version.source), version.run()) {
+        (Ok(ModelRef::Run { run_id, path }), _) => Ok((run_id, path)),
+        (_, Some(run)) => Ok((run.to_string(), "model".to_string())),
+        _ => Err(Error::Tracking(format!(
+            "{reference}: the version's source `{}` is not a run artifact cqr can fetch",
+            version.source
+        ))),
     }
 }
 
@@ -162,7 +162,7 @@ fn download(
     dest: &Path,
     reference: &str,
 ) -> Result<()> {
-    let (run, _) = client.get_run(run_id)?;
+    let run = client.get_run(run_id)?;
     let files = client.list_artifacts(run_id, path)?;
     if files.is_empty() {
         return Err(Error::Tracking(format!(
@@ -178,8 +178,8 @@ fn download(
             .strip_prefix(path)
             .unwrap_or(file)
             .trim_start_matches('/');
-        let bytes = client.download_artifact(&run.artifact_uri, file)?;
-        if bytes.len() as u64 != *size && *size > 0 {
+        let bytes = client.download_artifact(&run.info.artifact_uri, file)?;
+        if let Some(size) = size.filter(|&s| s != bytes.len() as u64) {
             return Err(Error::Tracking(format!(
                 "{reference}: `{file}` arrived with {} bytes, the server lists {size}",
                 bytes.len()

@@ -46,13 +46,29 @@ pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     out
 }
 
-/// The default encoder, fetched by scripts/fetch-model.sh (cached between runs).
-pub fn encoder_dir() -> PathBuf {
-    let st = std::process::Command::new(root().join("scripts/fetch-model.sh"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "scripts/fetch-model.sh failed");
-    root().join("models/all-MiniLM-L6-v2")
+/// The default encoder, when scripts/fetch-model.sh has fetched it into models/. Without it the
+/// calling test is skipped with a line on stderr saying which and why — unless
+/// `CQR_REQUIRE_ENCODER` is set (scripts/test.sh sets it after fetching), where a missing
+/// encoder fails the test instead of hiding it.
+pub fn encoder_dir(test: &str) -> Option<PathBuf> {
+    let dir = root().join("models/all-MiniLM-L6-v2");
+    if dir.join("model.safetensors").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CQR_REQUIRE_ENCODER").is_none(),
+        "{test}: CQR_REQUIRE_ENCODER is set but {} has no model.safetensors",
+        dir.display()
+    );
+    // Straight to stderr: the test harness captures eprintln! of passing tests.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: the encoder is not fetched ({} is missing; scripts/fetch-model.sh \
+         fetches it, scripts/test.sh runs every test)",
+        dir.display()
+    );
+    None
 }
 
 /// One JSON value per output line.

@@ -1,0 +1,366 @@
+//! The query pipeline: input records in, typed [`QueryResult`]s out. For each record it finds the
+//! PII, masks the text the way the model was trained (whatever the output style), scores the
+//! intent, decides abstention, scores sentiment, counts repeat contacts, assesses priority, and
+//! builds the output record, its audit line and its `--explain` text. `classify` drives it today;
+//! `respond` and `serve` call the same [`QueryScorer`]. It reads and writes no files and prints
+//! nothing: the caller owns input, output and the terminal.
+
+pub mod record;
+
+use rayon::prelude::*;
+use serde_json::Value;
+
+use crate::analysis::priority::{explain, PriorityConfig, PriorityEngine, PriorityInput};
+use crate::analysis::sentiment::{Sentiment, SentimentModel};
+use crate::analysis::{parse_timestamp, ContactLog, Fields};
+use crate::error::{Error, Result};
+use crate::io::read::Record;
+use crate::models::{Decision, Model, ModelRef};
+use crate::text::pii::{self, Finding, MaskStyle, Masking};
+use crate::util::{now_rfc3339, sha256_hex};
+use record::{intent_label, IntentGroup, PiiSpan};
+pub use record::{AuditEntry, Kept, QueryResult};
+
+/// Below this many records a batch is processed on the calling thread: waking the thread pool
+/// costs more than the work (batch sizes 2–7 were ten times slower than 1 through the pool).
+const PARALLEL_MIN: usize = 64;
+
+/// Input columns that carry context for priority and repeat contacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextColumns {
+    pub tier: String,
+    pub customer: String,
+    pub time: String,
+}
+
+/// What the scorer computes and writes: resolved once from the command's settings.
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    pub fields: Fields,
+    pub top_k: usize,
+    /// Answer with the linear component alone when it is confident.
+    pub cascade: bool,
+    /// How PII is masked in what is written (kept columns, audit text); `None` keeps it.
+    pub output_mask: Option<MaskStyle>,
+    /// Input columns copied into each output record.
+    pub keep: Vec<String>,
+    pub columns: ContextColumns,
+    /// Build an audit line per record.
+    pub audit: bool,
+    /// Build the priority breakdown per record.
+    pub explain: bool,
+}
+
+/// One scored record: the output, its audit line and its priority breakdown, as asked for.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub result: QueryResult,
+    pub audit: Option<AuditEntry>,
+    pub explain: Option<String>,
+}
+
+/// Scores batches of records with one model and one set of options.
+pub struct QueryScorer {
+    model: Option<Model>,
+    model_ref: Option<ModelRef>,
+    /// How the model's training text was masked; the model always sees text masked this way.
+    masking: Masking,
+    opts: ScoreOptions,
+    sentiment: SentimentModel,
+    engine: PriorityEngine,
+    contacts: ContactLog,
+}
+
+/// A record after masking, before the model.
+struct Prepared {
+    rec: Record,
+    /// The text as the model was trained on it: also what sentiment and priority read, so the
+    /// output style never changes an answer.
+    model_text: String,
+    findings: Vec<Finding>,
+    tier: Option<String>,
+    customer: Option<String>,
+    at: Option<i64>,
+}
+
+impl QueryScorer {
+    /// `model` is needed when the intent (or priority) is asked for.
+    pub fn new(
+        model: Option<Model>,
+        opts: ScoreOptions,
+        priority: PriorityConfig,
+    ) -> Result<QueryScorer> {
+        if opts.fields.intent && model.is_none() {
+            return Err(Error::Usage("the intent needs a model".into()));
+        }
+        let engine = PriorityEngine::new(priority)
+            .map_err(|e| Error::Usage(format!("[priority] in the config: {e}")))?;
+        let contacts = ContactLog::new(engine.repeat_window_secs());
+        let model = model.filter(|_| opts.fields.intent);
+        Ok(QueryScorer {
+            model_ref: model.as_ref().map(Model::model_ref),
+            masking: model
+                .as_ref()
+                .map(|m| m.manifest.masking)
+                .unwrap_or_default(),
+            model,
+            opts,
+            sentiment: SentimentModel::new(),
+            engine,
+            contacts,
+        })
+    }
+
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
+    }
+
+    /// Records earlier contacts (customer and time columns) so repeat contacts in the input
+    /// count them. Records without both columns are skipped; a time that does not parse is an
+    /// error naming its place in `source`. Returns how many contacts were recorded.
+    pub fn add_history(
+        &mut self,
+        records: impl Iterator<Item = Result<Record>>,
+        source: &str,
+    ) -> Result<usize> {
+        let cols = &self.opts.columns;
+        let mut n = 0;
+        for rec in records {
+            let rec = rec?;
+            let get = |k: &str| {
+                rec.keep
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .and_then(|(_, v)| v.as_str())
+            };
+            let (Some(c), Some(t)) = (get(&cols.customer), get(&cols.time)) else {
+                continue;
+            };
+            let at = parse_timestamp(t).ok_or_else(|| {
+                Error::input(
+                    rec.location(source).field(&cols.time),
+                    format!("`{t}` is not an RFC 3339 time"),
+                )
+            })?;
+            self.contacts.add(c, at);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Scores one batch, in input order. Repeat contacts count earlier records of the same
+    /// run, so batches must come in input order too.
+    pub fn score(&mut self, batch: Vec<Record>) -> Result<Vec<Scored>> {
+        let prepared: Vec<Prepared> = map(batch, |r| self.prepare(r));
+        let decisions = self.decide(&prepared)?;
+        // Repeat contacts depend on input order, so they are counted before the parallel part.
+        let prior: Vec<u32> = prepared
+            .iter()
+            .map(|p| match (&p.customer, p.at) {
+                (Some(c), Some(t)) => self.contacts.count_and_add(c, t),
+                _ => 0,
+            })
+            .collect();
+        let work: Vec<_> = prepared.into_iter().zip(decisions).zip(prior).collect();
+        Ok(map(work, |((p, d), prior)| {
+            self.finish(p, d.as_ref(), prior)
+        }))
+    }
+
+    /// The model's decisions for the records it can score (`None` for skipped ones, and for
+    /// all when the intent was not asked for).
+    fn decide(&self, prepared: &[Prepared]) -> Result<Vec<Option<Decision>>> {
+        let mut out = vec![None; prepared.len()];
+        let Some(m) = &self.model else {
+            return Ok(out);
+        };
+        let (idx, texts): (Vec<usize>, Vec<&str>) = prepared
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.rec.skip.is_none())
+            .map(|(i, p)| (i, p.model_text.as_str()))
+            .unzip();
+        if texts.is_empty() {
+            return Ok(out);
+        }
+        let preds = if self.opts.cascade {
+            m.predict_cascade(&texts)?.0
+        } else {
+            m.predict(&texts)?
+        };
+        for (i, p) in idx.into_iter().zip(preds) {
+            out[i] = Some(m.decide(&p, self.opts.top_k));
+        }
+        Ok(out)
+    }
+
+    fn prepare(&self, mut rec: Record) -> Prepared {
+        let o = &self.opts;
+        let findings = if rec.skip.is_none() && (o.fields.pii || self.masks_anything()) {
+            pii::detect(&rec.text)
+        } else {
+            Vec::new()
+        };
+        let model_text = match self.masking {
+            Masking::Full if !findings.is_empty() => {
+                pii::mask(&rec.text, &findings, MaskStyle::Full)
+            }
+            _ => rec.text.clone(),
+        };
+        let (mut tier, mut customer, mut at) = (None, None, None);
+        let cols = &o.columns;
+        rec.keep.retain_mut(|(k, v)| {
+            let s = v.as_str().map(str::to_string);
+            if *k == cols.tier {
+                tier = s.clone();
+            }
+            if *k == cols.customer {
+                customer = s.clone();
+            }
+            if *k == cols.time {
+                at = s.as_deref().and_then(parse_timestamp);
+            }
+            if !o.keep.contains(k) {
+                return false;
+            }
+            if let (Some(style), Some(text)) = (o.output_mask, s) {
+                *v = Value::from(pii::mask_text(&text, style).0);
+            }
+            true
+        });
+        Prepared {
+            rec,
+            model_text,
+            findings,
+            tier,
+            customer,
+            at,
+        }
+    }
+
+    fn masks_anything(&self) -> bool {
+        self.opts.output_mask.is_some() || self.masking == Masking::Full
+    }
+
+    /// The output record, its audit line and its explanation.
+    fn finish(&self, p: Prepared, d: Option<&Decision>, prior: u32) -> Scored {
+        let o = &self.opts;
+        if let Some(why) = p.rec.skip.clone() {
+            return self.skipped(p, why);
+        }
+        // Priority reads the sentiment even when its group is not printed; score it once.
+        let sentiment =
+            (o.fields.sentiment || o.fields.priority).then(|| self.sentiment.score(&p.model_text));
+        let priority = match (o.fields.priority, d, &sentiment) {
+            (true, Some(d), Some(s)) => Some(self.assess(&p, d, s, prior)),
+            _ => None,
+        };
+        let labels = self.model.as_ref().map(|m| m.labels()).unwrap_or(&[]);
+        let audit = o.audit.then(|| AuditEntry {
+            timestamp: now_rfc3339(),
+            id: p.rec.id.clone(),
+            model: self.model_ref.clone(),
+            input_sha256: sha256_hex(p.rec.text.as_bytes()),
+            text: self.output_text(&p),
+            intent: d.map(|d| intent_label(d, labels).unwrap_or("unknown").to_string()),
+            confidence: d.map(|d| record::round6(d.confidence)),
+            abstained: d.map(|d| d.abstained),
+            priority: priority.as_ref().map(|p| p.level.as_str()),
+            escalate: priority.as_ref().map(|p| p.escalate),
+            reasons: priority
+                .as_ref()
+                .map(|p| p.reasons.iter().map(|r| r.detail.clone()).collect()),
+        });
+        let explain = priority.as_ref().filter(|_| o.explain).map(explain);
+        let result = QueryResult {
+            id: p.rec.id,
+            kept: Kept(p.rec.keep),
+            skipped: None,
+            intent: d.map(|d| IntentGroup::new(d, labels)),
+            sentiment: sentiment
+                .as_ref()
+                .filter(|_| o.fields.sentiment)
+                .map(Into::into),
+            priority: priority.as_ref().map(Into::into),
+            pii: o.fields.pii.then(|| PiiSpan::all(&p.rec.text, &p.findings)),
+            model: self.model_ref.clone(),
+        };
+        Scored {
+            result,
+            audit,
+            explain,
+        }
+    }
+
+    fn assess(
+        &self,
+        p: &Prepared,
+        d: &Decision,
+        s: &Sentiment,
+        prior: u32,
+    ) -> crate::analysis::priority::Priority {
+        let labels = self.model.as_ref().map(|m| m.labels()).unwrap_or(&[]);
+        let c = labels.len().max(2) as f32;
+        self.engine.assess(&PriorityInput {
+            intent: intent_label(d, labels),
+            confidence: d.confidence,
+            abstained: d.abstained,
+            uncertainty: (d.entropy / c.ln()).clamp(0.0, 1.0),
+            sentiment: Some(s.score),
+            sentiment_cues: &s.cues,
+            tier: p.tier.as_deref(),
+            text: &p.model_text,
+            prior_contacts: prior,
+        })
+    }
+
+    /// The text as written to the audit trail: masked in the output style, or kept.
+    fn output_text(&self, p: &Prepared) -> String {
+        match self.opts.output_mask {
+            Some(style) if !p.findings.is_empty() => pii::mask(&p.rec.text, &p.findings, style),
+            _ => p.rec.text.clone(),
+        }
+    }
+
+    /// A record that could not be scored: its id, kept columns and the reason.
+    fn skipped(&self, p: Prepared, why: String) -> Scored {
+        Scored {
+            result: QueryResult {
+                id: p.rec.id,
+                kept: Kept(p.rec.keep),
+                skipped: Some(why),
+                intent: None,
+                sentiment: None,
+                priority: None,
+                pii: None,
+                model: self.model_ref.clone(),
+            },
+            audit: None,
+            explain: None,
+        }
+    }
+}
+
+/// Maps a batch on the thread pool when it is large enough to pay for it and the pool has more
+/// than one thread, else in place.
+fn map<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
+    if items.len() < PARALLEL_MIN || rayon::current_num_threads() < 2 {
+        items.into_iter().map(f).collect()
+    } else {
+        items.into_par_iter().with_min_len(16).map(f).collect()
+    }
+}
+
+/// Masks each record's text the way `masking` says, for training and evaluation: the same
+/// masking the scorer applies before the model.
+pub fn mask_for_model(masking: Masking, records: &mut [Record]) {
+    if masking == Masking::Off {
+        return;
+    }
+    records.par_iter_mut().for_each(|r| {
+        let (masked, found) = pii::mask_text(&r.text, MaskStyle::Full);
+        if !found.is_empty() {
+            r.text = masked;
+        }
+    });
+}

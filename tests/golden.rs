@@ -1,0 +1,106 @@
+//! The output contract: `classify` on the sample data gives exactly the records recorded in
+//! tests/fixtures/golden/ (made by cqr before the query pipeline moved into the library), and an
+//! output option (`--mask-style`) never changes an answer.
+
+mod common;
+
+use common::{cqr_in, jsonl, root, run_ok, tickets, tickets_test, without_model};
+use serde_json::Value;
+
+fn train_linear(work: &std::path::Path) -> std::path::PathBuf {
+    let model = work.join("m");
+    run_ok(
+        cqr_in(work)
+            .args(["train", "--components", "linear", "--seed", "42", "-o"])
+            .arg(&model)
+            .arg(tickets()),
+    );
+    model
+}
+
+#[test]
+fn classify_output_on_the_sample_data_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train_linear(dir.path());
+    let out = run_ok(
+        cqr_in(dir.path())
+            .arg("classify")
+            .arg(&model)
+            .arg(tickets_test())
+            .args(["--keep", "customer_tier,channel"]),
+    );
+    let got = without_model(&jsonl(&out.stdout));
+    let golden_path = root().join("tests/fixtures/golden/tickets_test.linear.jsonl");
+    let want = jsonl(&std::fs::read(&golden_path).unwrap());
+    assert_eq!(got.len(), want.len(), "rows in = rows out");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            g,
+            w,
+            "record {} differs from {}",
+            i + 1,
+            golden_path.display()
+        );
+    }
+    // Field order is part of the contract too (CSV and Parquet columns follow it).
+    let line = String::from_utf8_lossy(&out.stdout);
+    let first: Vec<&str> = line.lines().next().unwrap().split("\":").take(4).collect();
+    assert!(first[0].starts_with("{\"id"), "{first:?}");
+}
+
+/// Cards and IBANs that the partial style shows in part (`[CARD ****1111]`) while the model was
+/// trained on `[CARD]`.
+const CARD_QUERIES: &str = r#"{"id": 1, "text": "someone used my card 4111 1111 1111 1111 without asking, block it"}
+{"id": 2, "text": "please refund the charge on 5500-0000-0000-0004, it was a double charge"}
+{"id": 3, "text": "transfer to GB82 WEST 1234 5698 7654 32 never arrived"}
+{"id": 4, "text": "my card 378282246310005 was declined at the shop and I was charged twice"}
+"#;
+
+#[test]
+fn the_mask_style_changes_what_is_written_never_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train_linear(dir.path());
+    let input = dir.path().join("cards.jsonl");
+    std::fs::write(&input, CARD_QUERIES).unwrap();
+    let audit = |style: &str| dir.path().join(format!("audit-{style}.jsonl"));
+    let run = |style: &str| {
+        let out = run_ok(
+            cqr_in(dir.path())
+                .arg("classify")
+                .arg(&model)
+                .arg(&input)
+                .args(["--keep", "text", "--mask-style", style, "--audit-log"])
+                .arg(audit(style)),
+        );
+        jsonl(&out.stdout)
+    };
+    let (full, partial) = (run("full"), run("partial"));
+    assert_eq!(full.len(), 4);
+    for (f, p) in full.iter().zip(&partial) {
+        for field in [
+            "intent",
+            "confidence",
+            "top_k",
+            "uncertainty",
+            "sentiment",
+            "priority",
+            "pii",
+        ] {
+            assert_eq!(f[field], p[field], "{field} of record {}", f["id"]);
+        }
+    }
+    let texts = |recs: &[Value]| -> Vec<String> {
+        recs.iter()
+            .map(|r| r["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(texts(&full)[0].contains("[CARD]"), "{:?}", texts(&full));
+    assert!(
+        texts(&partial)[0].contains("[CARD ****1111]"),
+        "{:?}",
+        texts(&partial)
+    );
+    let audit_text = std::fs::read_to_string(audit("partial")).unwrap();
+    assert!(audit_text.contains("****1111"), "{audit_text}");
+    assert!(!audit_text.contains("4111 1111"), "{audit_text}");
+}
