@@ -10,6 +10,7 @@ pub mod cli;
 pub mod error;
 pub mod eval;
 pub mod io;
+pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod settings;

@@ -207,6 +207,832 @@ pub struct TrainFile {
     pub fine_tune_freeze_words: Option<Spanned<bool>>,
 }
 
+// ---- train and evaluate ----
+
+use serde::Serialize;
+
+use crate::cli::evaluate::{EvaluateArgs, FormatArg};
+use crate::cli::train::TrainArgs;
+use crate::eval::report::ReportFormat;
+use crate::eval::EvalOptions;
+use crate::io::Format;
+use crate::models::finetune::{FineTuneParam, FineTuneParams};
+use crate::models::linear::LinearParams;
+use crate::models::train::{
+    EncoderParams, HeadKind, Invalid, Param, TrainParams, ValidTrainParams,
+};
+use crate::text::features::{FeatureParam, FeatureSpec};
+
+/// Every built-in default of `train` and `evaluate`, defined once: the resolvers fall back to
+/// these, the help texts print them, and the library's parameter sets are built from them.
+pub mod defaults {
+    use crate::models::encoder;
+    use crate::models::finetune::FineTuneParams;
+    use crate::models::linear::LinearParams;
+    use crate::models::train::HeadKind;
+    use crate::text::FeatureSpec;
+
+    pub const SEED: u64 = 42;
+    pub const VALID_SPLIT: f64 = 0.1;
+    pub const TARGET_PRECISION: f64 = 0.95;
+    pub const MIN_DF: u32 = 2;
+    pub const WORD_NGRAMS: [usize; 2] = [1, 2];
+    pub const CHAR_NGRAMS: [usize; 2] = [2, 5];
+    pub const SUBLINEAR_TF: bool = true;
+    /// L2 strengths of the linear model's regularisation path (on the mean loss).
+    pub const L2_GRID: [f32; 7] = [1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6];
+    /// L-BFGS iterations per L2 strength.
+    pub const MAX_ITER: usize = 300;
+    pub const REFIT: bool = true;
+    pub const ENCODER_DIR: &str = encoder::DEFAULT_DIR;
+    pub const HEAD: HeadKind = HeadKind::Logistic;
+    /// L2 strength of the encoder's logistic head, and its solver's iterations.
+    pub const HEAD_ALPHA: f32 = 0.1;
+    pub const HEAD_MAX_ITER: u64 = 300;
+    pub const EPOCHS: usize = 4;
+    pub const FINE_TUNE_LR: f64 = 1e-4;
+    pub const FINE_TUNE_HEAD_LR: f64 = 2e-3;
+    pub const FINE_TUNE_WARM_START: bool = true;
+    pub const FINE_TUNE_WARMUP: f64 = 0.1;
+    pub const FINE_TUNE_BATCH: usize = 32;
+    pub const FINE_TUNE_MAX_LEN: usize = 64;
+    pub const FINE_TUNE_WEIGHT_DECAY: f64 = 0.01;
+    pub const FINE_TUNE_CLIP: f64 = 1.0;
+    pub const FINE_TUNE_DROPOUT: f32 = 0.1;
+    pub const FINE_TUNE_PATIENCE: usize = 1;
+    pub const FINE_TUNE_FREEZE_WORDS: bool = true;
+    /// The label that marks out-of-scope rows in evaluation data.
+    pub const OOS_LABEL: &str = "oos";
+
+    /// The featuriser's settings with every default.
+    pub fn feature_spec() -> FeatureSpec {
+        FeatureSpec {
+            word_ngrams: WORD_NGRAMS,
+            char_ngrams: CHAR_NGRAMS,
+            min_df: MIN_DF,
+            max_features: None,
+            sublinear_tf: SUBLINEAR_TF,
+        }
+    }
+
+    /// The linear solver's settings with every default.
+    pub fn linear_params() -> LinearParams {
+        LinearParams {
+            l2_grid: L2_GRID.to_vec(),
+            max_iter: MAX_ITER,
+        }
+    }
+
+    /// Fine-tuning settings with every default.
+    pub fn fine_tune_params() -> FineTuneParams {
+        FineTuneParams {
+            epochs: EPOCHS,
+            lr: FINE_TUNE_LR,
+            head_lr: FINE_TUNE_HEAD_LR,
+            warm_start: FINE_TUNE_WARM_START,
+            warmup: FINE_TUNE_WARMUP,
+            batch: FINE_TUNE_BATCH,
+            max_len: FINE_TUNE_MAX_LEN,
+            weight_decay: FINE_TUNE_WEIGHT_DECAY,
+            clip: FINE_TUNE_CLIP,
+            dropout: FINE_TUNE_DROPOUT,
+            patience: FINE_TUNE_PATIENCE,
+            freeze_words: FINE_TUNE_FREEZE_WORDS,
+            seed: SEED,
+        }
+    }
+
+    /// A help text ending in clap's `[default: …]`.
+    pub fn help(text: &str, default: impl std::fmt::Display) -> String {
+        format!("{text} [default: {default}]")
+    }
+
+    /// A help text naming the environment variable and the default, as clap shows them.
+    pub fn help_env(text: &str, var: &str, default: impl std::fmt::Display) -> String {
+        format!("{text} [env: {var}] [default: {default}]")
+    }
+}
+
+/// How each `train` and `evaluate` option is set: flag, environment variable, file key. An
+/// option set only in the file is named by its key.
+pub mod opts {
+    use super::Opt;
+
+    pub const SEED: Opt = Opt::new("--seed", Some("CQR_SEED"), "train.seed");
+    pub const VALID_SPLIT: Opt = Opt::new(
+        "--valid-split",
+        Some("CQR_VALID_SPLIT"),
+        "train.valid_split",
+    );
+    pub const TARGET_PRECISION: Opt =
+        Opt::new("--target-precision", None, "train.target_precision");
+    pub const MIN_DF: Opt = Opt::new("--min-df", None, "train.min_df");
+    pub const MAX_ITER: Opt = Opt::new("--max-iter", None, "train.max_iter");
+    pub const L2_GRID: Opt = Opt::new("train.l2_grid", None, "train.l2_grid");
+    pub const WORD_NGRAMS: Opt = Opt::new("train.word_ngrams", None, "train.word_ngrams");
+    pub const CHAR_NGRAMS: Opt = Opt::new("train.char_ngrams", None, "train.char_ngrams");
+    pub const REFIT: Opt = Opt::new("--no-refit", None, "train.refit");
+    pub const ENCODER: Opt = Opt::new("--encoder", Some("CQR_ENCODER"), "train.encoder");
+    pub const HEAD_ALPHA: Opt = Opt::new("train.head_alpha", None, "train.head_alpha");
+    pub const EPOCHS: Opt = Opt::new("--epochs", None, "train.epochs");
+    pub const FINE_TUNE_LR: Opt = Opt::new("--learning-rate", None, "train.fine_tune_lr");
+    pub const FINE_TUNE_HEAD_LR: Opt =
+        Opt::new("train.fine_tune_head_lr", None, "train.fine_tune_head_lr");
+    pub const FINE_TUNE_WARM_START: Opt = Opt::new(
+        "train.fine_tune_warm_start",
+        None,
+        "train.fine_tune_warm_start",
+    );
+    pub const FINE_TUNE_BATCH: Opt =
+        Opt::new("train.fine_tune_batch", None, "train.fine_tune_batch");
+    pub const FINE_TUNE_MAX_LEN: Opt =
+        Opt::new("train.fine_tune_max_len", None, "train.fine_tune_max_len");
+    pub const FINE_TUNE_FREEZE_WORDS: Opt = Opt::new(
+        "train.fine_tune_freeze_words",
+        None,
+        "train.fine_tune_freeze_words",
+    );
+    /// `evaluate` scores in batches of `classify`'s size.
+    pub const EVAL_BATCH_SIZE: Opt = Opt::new("classify.batch_size", None, "classify.batch_size");
+}
+
+/// A value set only on the command line (no environment variable, no file key).
+fn from_flag<T>(flag: &'static str, given: Option<T>, default: T) -> Setting<T> {
+    let (value, origin) = match given {
+        Some(value) => (value, Origin::Flag(flag)),
+        None => (default, Origin::Default),
+    };
+    Setting {
+        value,
+        origin,
+        flag,
+    }
+}
+
+/// A setting whose value has no `Display` (a list, a pair), shown as Rust writes it.
+fn shown<T: fmt::Debug>(s: &Setting<T>) -> Setting<String> {
+    Setting {
+        value: format!("{:?}", s.value),
+        origin: s.origin.clone(),
+        flag: s.flag,
+    }
+}
+
+/// A `[0, 1]` share given on the command line only (`--min-accuracy` and the like).
+fn share_flag(flag: &'static str, given: Option<f64>) -> Result<Option<Setting<f64>>> {
+    given
+        .map(|value| {
+            Setting {
+                value,
+                origin: Origin::Flag(flag),
+                flag,
+            }
+            .check(|v| (0.0..=1.0).contains(v), "must be in [0, 1]")
+        })
+        .transpose()
+}
+
+/// `cqr train`'s settings, each resolved once with where it came from.
+#[derive(Debug, Clone)]
+pub struct TrainSettings {
+    pub seed: Setting<u64>,
+    pub valid_split: Setting<f64>,
+    pub target_precision: Setting<f64>,
+    /// The `--min-accuracy` gate, in [0, 1].
+    pub min_accuracy: Option<Setting<f64>>,
+    /// `linear`, optionally `encoder`.
+    pub components: Setting<Vec<String>>,
+    pub encoder: Setting<PathBuf>,
+    pub head: Setting<HeadKind>,
+    pub fine_tune: bool,
+    pub min_df: Setting<u32>,
+    pub word_ngrams: Setting<[usize; 2]>,
+    pub char_ngrams: Setting<[usize; 2]>,
+    pub l2_grid: Setting<Vec<f32>>,
+    pub max_iter: Setting<usize>,
+    pub refit: Setting<bool>,
+    pub head_alpha: Setting<f32>,
+    pub epochs: Setting<usize>,
+    pub learning_rate: Setting<f64>,
+    pub head_learning_rate: Setting<f64>,
+    pub warm_start: Setting<bool>,
+    pub fine_tune_batch: Setting<usize>,
+    pub fine_tune_max_len: Setting<usize>,
+    pub freeze_words: Setting<bool>,
+    /// The model's name in the bundle (default: the output directory's name).
+    pub name: String,
+    /// Things the user should know about how the settings were chosen.
+    pub notes: Vec<String>,
+}
+
+impl TrainSettings {
+    /// Resolves every `train` option (CLI > `CQR_*` env > `cqr.toml` > [`defaults`]) and checks
+    /// the rules between them (components, `--fine-tune`, the gate's range). The parameters'
+    /// own ranges are checked by [`TrainSettings::params`].
+    pub fn resolve(args: &TrainArgs, config: &FileConfig) -> Result<TrainSettings> {
+        let f = &config.train;
+        let encoder = pick(
+            config,
+            opts::ENCODER,
+            args.encoder.clone(),
+            &None,
+            PathBuf::from(defaults::ENCODER_DIR),
+        )?;
+        let encoder_present = encoder.value.join("model.safetensors").is_file();
+        let mut notes = Vec::new();
+        let default_components = if encoder_present {
+            vec!["linear".to_string(), "encoder".to_string()]
+        } else {
+            if args.components.is_none() {
+                notes.push(format!(
+                    "no encoder in {}: training the linear component only (scripts/fetch-model.sh fetches all-MiniLM-L6-v2)",
+                    encoder.value.display()
+                ));
+            }
+            vec!["linear".to_string()]
+        };
+        let components = from_flag("--components", args.components.clone(), default_components);
+        check_components(&components, args.fine_tune, &encoder, encoder_present)?;
+        let name = match &args.name {
+            Some(n) => n.clone(),
+            None => args
+                .output
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| "model".into()),
+        };
+        Ok(TrainSettings {
+            seed: pick(config, opts::SEED, args.seed, &f.seed, defaults::SEED)?,
+            valid_split: pick(
+                config,
+                opts::VALID_SPLIT,
+                args.valid_split,
+                &f.valid_split,
+                defaults::VALID_SPLIT,
+            )?,
+            target_precision: pick(
+                config,
+                opts::TARGET_PRECISION,
+                args.target_precision,
+                &f.target_precision,
+                defaults::TARGET_PRECISION,
+            )?,
+            min_accuracy: share_flag("--min-accuracy", args.min_accuracy)?,
+            components,
+            encoder,
+            head: from_flag("--head", args.head, defaults::HEAD),
+            fine_tune: args.fine_tune,
+            min_df: pick(
+                config,
+                opts::MIN_DF,
+                args.min_df,
+                &f.min_df,
+                defaults::MIN_DF,
+            )?,
+            word_ngrams: pick_plain(
+                config,
+                opts::WORD_NGRAMS,
+                None,
+                &f.word_ngrams,
+                defaults::WORD_NGRAMS,
+            ),
+            char_ngrams: pick_plain(
+                config,
+                opts::CHAR_NGRAMS,
+                None,
+                &f.char_ngrams,
+                defaults::CHAR_NGRAMS,
+            ),
+            l2_grid: pick_plain(
+                config,
+                opts::L2_GRID,
+                None,
+                &f.l2_grid,
+                defaults::L2_GRID.to_vec(),
+            ),
+            max_iter: pick(
+                config,
+                opts::MAX_ITER,
+                args.max_iter,
+                &f.max_iter,
+                defaults::MAX_ITER,
+            )?,
+            refit: pick(
+                config,
+                opts::REFIT,
+                args.no_refit.then_some(false),
+                &f.refit,
+                defaults::REFIT,
+            )?,
+            head_alpha: pick(
+                config,
+                opts::HEAD_ALPHA,
+                None,
+                &f.head_alpha,
+                defaults::HEAD_ALPHA,
+            )?,
+            epochs: pick(
+                config,
+                opts::EPOCHS,
+                args.epochs,
+                &f.epochs,
+                defaults::EPOCHS,
+            )?,
+            learning_rate: pick(
+                config,
+                opts::FINE_TUNE_LR,
+                args.learning_rate,
+                &f.fine_tune_lr,
+                defaults::FINE_TUNE_LR,
+            )?,
+            head_learning_rate: pick(
+                config,
+                opts::FINE_TUNE_HEAD_LR,
+                None,
+                &f.fine_tune_head_lr,
+                defaults::FINE_TUNE_HEAD_LR,
+            )?,
+            warm_start: pick(
+                config,
+                opts::FINE_TUNE_WARM_START,
+                None,
+                &f.fine_tune_warm_start,
+                defaults::FINE_TUNE_WARM_START,
+            )?,
+            fine_tune_batch: pick(
+                config,
+                opts::FINE_TUNE_BATCH,
+                None,
+                &f.fine_tune_batch,
+                defaults::FINE_TUNE_BATCH,
+            )?,
+            fine_tune_max_len: pick(
+                config,
+                opts::FINE_TUNE_MAX_LEN,
+                None,
+                &f.fine_tune_max_len,
+                defaults::FINE_TUNE_MAX_LEN,
+            )?,
+            freeze_words: pick(
+                config,
+                opts::FINE_TUNE_FREEZE_WORDS,
+                None,
+                &f.fine_tune_freeze_words,
+                defaults::FINE_TUNE_FREEZE_WORDS,
+            )?,
+            name,
+            notes,
+        })
+    }
+
+    /// The training parameters, validated before any work; a value that breaks a rule is
+    /// reported with the flag, variable or file line it came from.
+    pub fn params(&self) -> Result<ValidTrainParams> {
+        let with_encoder = self.components.value.iter().any(|c| c == "encoder");
+        let params = TrainParams {
+            seed: self.seed.value,
+            valid_split: self.valid_split.value,
+            target_precision: self.target_precision.value,
+            features: FeatureSpec {
+                min_df: self.min_df.value,
+                word_ngrams: self.word_ngrams.value,
+                char_ngrams: self.char_ngrams.value,
+                ..defaults::feature_spec()
+            },
+            linear: LinearParams {
+                l2_grid: self.l2_grid.value.clone(),
+                max_iter: self.max_iter.value,
+            },
+            refit: self.refit.value,
+            encoder: with_encoder.then(|| EncoderParams {
+                dir: self.encoder.value.clone(),
+                max_len: crate::models::encoder::DEFAULT_MAX_LEN,
+                alpha: self.head_alpha.value,
+                max_iter: defaults::HEAD_MAX_ITER,
+                head: self.head.value,
+                fine_tune: self.fine_tune.then(|| FineTuneParams {
+                    epochs: self.epochs.value,
+                    lr: self.learning_rate.value,
+                    head_lr: self.head_learning_rate.value,
+                    warm_start: self.warm_start.value,
+                    batch: self.fine_tune_batch.value,
+                    max_len: self.fine_tune_max_len.value,
+                    freeze_words: self.freeze_words.value,
+                    seed: self.seed.value,
+                    ..defaults::fine_tune_params()
+                }),
+            }),
+        };
+        match params.broken_rule() {
+            Some(bad) => Err(self.blame(bad)),
+            None => params.validate(),
+        }
+    }
+
+    /// The error for a broken rule, naming where the offending value was set.
+    fn blame(&self, bad: Invalid) -> Error {
+        let why = bad.why;
+        match bad.param {
+            Param::ValidSplit => self.valid_split.error(why),
+            Param::TargetPrecision => self.target_precision.error(why),
+            Param::MaxIter => self.max_iter.error(why),
+            Param::L2Grid => shown(&self.l2_grid).error(why),
+            Param::HeadAlpha => self.head_alpha.error(why),
+            Param::Features(FeatureParam::MinDf) => self.min_df.error(why),
+            Param::Features(FeatureParam::WordNgrams) => shown(&self.word_ngrams).error(why),
+            Param::Features(FeatureParam::CharNgrams) => shown(&self.char_ngrams).error(why),
+            Param::FineTune(FineTuneParam::Epochs) => self.epochs.error(why),
+            Param::FineTune(FineTuneParam::Lr) => self.learning_rate.error(why),
+            Param::FineTune(FineTuneParam::HeadLr) => self.head_learning_rate.error(why),
+            Param::FineTune(FineTuneParam::Batch) => self.fine_tune_batch.error(why),
+            Param::FineTune(FineTuneParam::MaxLen) => self.fine_tune_max_len.error(why),
+            // Not settable: only a wrong built-in default can break these.
+            Param::FineTune(p @ (FineTuneParam::Warmup | FineTuneParam::Dropout)) => {
+                Error::Usage(format!("the built-in fine-tune {p}: {why}"))
+            }
+        }
+    }
+}
+
+/// The resolved `train` settings as a run records them: its MLflow params (flattened) and the
+/// bundle manifest's `training.args`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainRecord {
+    pub data: String,
+    pub valid: Option<String>,
+    pub valid_split: f64,
+    pub seed: u64,
+    pub target_precision: f64,
+    pub min_accuracy: Option<f64>,
+    pub components: Vec<String>,
+    pub encoder: Option<String>,
+    pub features: FeatureSpec,
+    pub linear: LinearParams,
+    pub refit: bool,
+    pub text_col: String,
+    pub label_col: Option<String>,
+    pub register: Option<String>,
+    pub alias: Option<String>,
+    pub promote_if_better: bool,
+}
+
+impl TrainSettings {
+    /// What the run records of these settings, the validated `params` and the arguments
+    /// passed through, for the data named `data`.
+    pub fn record(&self, params: &ValidTrainParams, args: &TrainArgs, data: String) -> TrainRecord {
+        let p = params.params();
+        TrainRecord {
+            data,
+            valid: args.valid.clone(),
+            valid_split: p.valid_split,
+            seed: p.seed,
+            target_precision: p.target_precision,
+            min_accuracy: self.min_accuracy.as_ref().map(|s| s.value),
+            components: self.components.value.clone(),
+            encoder: p.encoder.as_ref().map(|e| e.dir.display().to_string()),
+            features: p.features.clone(),
+            linear: p.linear.clone(),
+            refit: p.refit,
+            text_col: args.input.text_col.clone(),
+            label_col: args.input.label_col.clone(),
+            register: args.register.clone(),
+            alias: args.alias.clone(),
+            promote_if_better: args.promote_if_better,
+        }
+    }
+}
+
+/// `--components` must name known components, include `linear` (the ensemble is built around
+/// it), include `encoder` for `--fine-tune`, and find the encoder's weights when it is included.
+fn check_components(
+    components: &Setting<Vec<String>>,
+    fine_tune: bool,
+    encoder: &Setting<PathBuf>,
+    encoder_present: bool,
+) -> Result<()> {
+    let list = Setting {
+        value: components.value.join(","),
+        origin: components.origin.clone(),
+        flag: components.flag,
+    };
+    if let Some(c) = components
+        .value
+        .iter()
+        .find(|c| *c != "linear" && *c != "encoder")
+    {
+        return Err(list.error(&format!(
+            "names an unknown component `{c}` (the components are linear and encoder)"
+        )));
+    }
+    if !components.value.iter().any(|c| c == "linear") {
+        return Err(list.error(
+            "must include `linear`: this build ensembles the encoder with the linear component",
+        ));
+    }
+    let with_encoder = components.value.iter().any(|c| c == "encoder");
+    if fine_tune && !with_encoder {
+        return Err(
+            list.error("must include `encoder` for --fine-tune, which tunes the encoder component")
+        );
+    }
+    if with_encoder && !encoder_present {
+        return Err(Error::model(
+            &encoder.value,
+            format!(
+                "no model.safetensors (encoder from {}): fetch the default encoder with \
+                 `scripts/fetch-model.sh` or point --encoder at a sentence-transformers folder",
+                encoder.origin
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `cqr evaluate`'s settings, each resolved once.
+#[derive(Debug, Clone)]
+pub struct EvaluateSettings {
+    /// The data's format (`--format`; default: from the extension).
+    pub input_format: Option<Format>,
+    /// How the report is printed on stdout.
+    pub report: ReportFormat,
+    pub min_accuracy: Option<Setting<f64>>,
+    pub min_macro_f1: Option<Setting<f64>>,
+    pub batch_size: Setting<usize>,
+    pub options: EvalOptions,
+    /// MC-dropout samples per query (`None`: the model's own default).
+    pub mc_samples: Option<usize>,
+    /// Deprecated spellings the user should stop using.
+    pub warnings: Vec<String>,
+}
+
+impl EvaluateSettings {
+    pub fn resolve(args: &EvaluateArgs, config: &FileConfig) -> Result<EvaluateSettings> {
+        let batch_size = pick_plain(
+            config,
+            opts::EVAL_BATCH_SIZE,
+            None,
+            &config.classify.batch_size,
+            DEFAULT_BATCH_SIZE,
+        )
+        .check(|&n| n >= 1, "must be at least 1")?;
+        let (input_format, old_report) = args.format.map(FormatArg::split).unwrap_or_default();
+        let mut warnings = Vec::new();
+        if let Some(old) = old_report {
+            let new = match old {
+                ReportFormat::Json => "--json or --output-format json",
+                ReportFormat::Text => "--output-format text",
+            };
+            warnings.push(format!(
+                "--format {old} is deprecated for the report; use {new}"
+            ));
+        }
+        let report = if args.json {
+            ReportFormat::Json
+        } else {
+            args.output_format
+                .or(old_report)
+                .unwrap_or(ReportFormat::Text)
+        };
+        Ok(EvaluateSettings {
+            input_format,
+            report,
+            min_accuracy: share_flag("--min-accuracy", args.min_accuracy)?,
+            min_macro_f1: share_flag("--min-macro-f1", args.min_macro_f1)?,
+            options: EvalOptions {
+                batch_size: batch_size.value,
+                cascade: args.cascade,
+                oos_label: args
+                    .oos_label
+                    .clone()
+                    .unwrap_or_else(|| defaults::OOS_LABEL.to_string()),
+            },
+            mc_samples: args.mc_samples,
+            batch_size,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod train_evaluate_tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn train_args(extra: &[&str]) -> TrainArgs {
+        let argv = ["cqr", "train", "data.csv", "-o", "out/m"];
+        match Cli::parse_from(argv.iter().chain(extra)).command {
+            Command::Train(a) => a,
+            _ => unreachable!("a train command line"),
+        }
+    }
+
+    fn evaluate_args(extra: &[&str]) -> EvaluateArgs {
+        let argv = ["cqr", "evaluate", "m", "data.csv"];
+        match Cli::parse_from(argv.iter().chain(extra)).command {
+            Command::Evaluate(a) => a,
+            _ => unreachable!("an evaluate command line"),
+        }
+    }
+
+    fn file(text: &str) -> FileConfig {
+        FileConfig::parse(Path::new("cqr.toml"), text.into()).unwrap()
+    }
+
+    fn params_error(extra: &[&str], config: &FileConfig) -> String {
+        TrainSettings::resolve(&train_args(extra), config)
+            .and_then(|s| s.params())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn nothing_given_means_the_defaults() {
+        let s = TrainSettings::resolve(
+            &train_args(&["--components", "linear"]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(s.name, "m");
+        let v = s.params().unwrap();
+        let p = v.params();
+        assert_eq!(p.features, defaults::feature_spec());
+        assert_eq!(p.linear, defaults::linear_params());
+        assert_eq!(
+            (p.seed, p.valid_split, p.target_precision, p.refit),
+            (
+                defaults::SEED,
+                defaults::VALID_SPLIT,
+                defaults::TARGET_PRECISION,
+                defaults::REFIT
+            )
+        );
+        assert!(p.encoder.is_none());
+        assert_eq!(s.seed.origin, Origin::Default);
+    }
+
+    #[test]
+    fn the_command_line_beats_the_file() {
+        let c = file("[train]\nseed = 5\nmin_df = 3\nrefit = true\n");
+        let s = TrainSettings::resolve(&train_args(&["--seed", "9", "--no-refit"]), &c).unwrap();
+        assert_eq!((s.seed.value, s.min_df.value, s.refit.value), (9, 3, false));
+        assert_eq!(s.seed.origin, Origin::Flag("--seed"));
+        assert_eq!(s.refit.origin, Origin::Flag("--no-refit"));
+        assert!(matches!(s.min_df.origin, Origin::File { line: 3, .. }));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_flag_it_came_from() {
+        let none = FileConfig::default();
+        for (args, want) in [
+            (
+                &["--valid-split", "1.5"][..],
+                "--valid-split must be in (0, 1); got 1.5 from --valid-split on the command line",
+            ),
+            (
+                &["--target-precision", "0"],
+                "--target-precision must be in (0, 1]; got 0 from --target-precision on the command line",
+            ),
+            (
+                &["--max-iter", "0"],
+                "--max-iter must be at least 1; got 0 from --max-iter on the command line",
+            ),
+            (
+                &["--min-accuracy", "1.2"],
+                "--min-accuracy must be in [0, 1]; got 1.2 from --min-accuracy on the command line",
+            ),
+            (
+                &["--components", "linear,gpt"],
+                "--components names an unknown component `gpt` (the components are linear and \
+                 encoder); got linear,gpt from --components on the command line",
+            ),
+        ] {
+            assert_eq!(params_error(args, &none), want);
+        }
+        assert!(
+            params_error(&["--components", "linear", "--fine-tune"], &none)
+                .contains("must include `encoder` for --fine-tune")
+        );
+    }
+
+    #[test]
+    fn a_bad_file_value_names_its_line() {
+        let c = file("# training\n[train]\nseed = 1\n\nmin_df = 0\n");
+        assert_eq!(
+            params_error(&[], &c),
+            "--min-df must be at least 1; got 0 from `train.min_df` in cqr.toml line 5"
+        );
+        let c = file("[train]\nword_ngrams = [2, 1]\n");
+        assert_eq!(
+            params_error(&[], &c),
+            "train.word_ngrams must satisfy 1 <= min <= max <= 3 (word n-gram lengths); got \
+             [2, 1] from `train.word_ngrams` in cqr.toml line 2"
+        );
+        let c = file("[train]\nl2_grid = []\n");
+        assert!(params_error(&[], &c).ends_with("; got [] from `train.l2_grid` in cqr.toml line 2"));
+    }
+
+    #[test]
+    fn fine_tune_values_are_checked_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), b"not read here").unwrap();
+        let enc = dir.path().to_str().unwrap();
+        let base = [
+            "--encoder",
+            enc,
+            "--components",
+            "linear,encoder",
+            "--fine-tune",
+        ];
+        assert_eq!(
+            params_error(
+                &[&base[..], &["--epochs", "0"]].concat(),
+                &FileConfig::default()
+            ),
+            "--epochs must be at least 1; got 0 from --epochs on the command line"
+        );
+        let c = file("[train]\nfine_tune_batch = 0\n");
+        assert_eq!(
+            params_error(&base, &c),
+            "train.fine_tune_batch must be at least 1; got 0 from `train.fine_tune_batch` in cqr.toml line 2"
+        );
+        let s = TrainSettings::resolve(&train_args(&base), &FileConfig::default()).unwrap();
+        let v = s.params().unwrap();
+        let ft = v
+            .params()
+            .encoder
+            .as_ref()
+            .unwrap()
+            .fine_tune
+            .clone()
+            .unwrap();
+        assert_eq!(ft, defaults::fine_tune_params());
+    }
+
+    #[test]
+    fn a_missing_encoder_is_refused_naming_where_its_folder_came_from() {
+        let err = params_error(
+            &[
+                "--encoder",
+                "/nonexistent/enc",
+                "--components",
+                "linear,encoder",
+            ],
+            &FileConfig::default(),
+        );
+        assert!(
+            err.contains("/nonexistent/enc")
+                && err.contains("no model.safetensors")
+                && err.contains("--encoder on the command line"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn evaluate_format_is_the_input_format_and_the_old_spelling_warns() {
+        let none = FileConfig::default();
+        let s = EvaluateSettings::resolve(&evaluate_args(&["--format", "csv"]), &none).unwrap();
+        assert_eq!(
+            (s.input_format, s.report, s.warnings.len()),
+            (Some(Format::Csv), ReportFormat::Text, 0)
+        );
+        for new in [&["--json"][..], &["--output-format", "json"]] {
+            let s = EvaluateSettings::resolve(&evaluate_args(new), &none).unwrap();
+            assert_eq!((s.input_format, s.report), (None, ReportFormat::Json));
+            assert!(s.warnings.is_empty());
+        }
+        let s = EvaluateSettings::resolve(&evaluate_args(&["--format", "json"]), &none).unwrap();
+        assert_eq!((s.input_format, s.report), (None, ReportFormat::Json));
+        assert_eq!(
+            s.warnings,
+            ["--format json is deprecated for the report; use --json or --output-format json"]
+        );
+        assert_eq!(s.options.oos_label, defaults::OOS_LABEL);
+        assert_eq!(s.options.batch_size, DEFAULT_BATCH_SIZE);
+    }
+
+    #[test]
+    fn evaluate_checks_its_gates_and_batch_size_where_they_were_set() {
+        let none = FileConfig::default();
+        let err = EvaluateSettings::resolve(&evaluate_args(&["--min-macro-f1", "2"]), &none)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--min-macro-f1 must be in [0, 1]; got 2 from --min-macro-f1 on the command line"
+        );
+        let c = file("[classify]\nbatch_size = 0\n");
+        let err = EvaluateSettings::resolve(&evaluate_args(&[]), &c)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "classify.batch_size must be at least 1; got 0 from `classify.batch_size` in cqr.toml line 2"
+        );
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyFile {

@@ -152,6 +152,16 @@ pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     pb
 }
 
+/// A spinner for work whose message carries its own counts and units (`L-BFGS iteration
+/// 12/300`), with the elapsed time; hidden unless stderr is a terminal.
+pub fn spinner(what: &str) -> ProgressBar {
+    let pb = progress(None, what);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a valid template"),
+    );
+    pb
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

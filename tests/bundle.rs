@@ -14,11 +14,10 @@ use cqr::models::bundle::{
     TrainingInfo, FORMAT_VERSION, MANIFEST,
 };
 use cqr::models::calibration::{softmax_t, ThresholdChoice};
-use cqr::models::linear::LinearParams;
 use cqr::models::train::{stratified_split, train, TrainParams};
 use cqr::models::{Classifier, Model};
+use cqr::settings::defaults;
 use cqr::text::pii::Masking;
-use cqr::text::FeatureSpec;
 use cqr::util::sha256_hex;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -33,19 +32,19 @@ fn load_of_save_predicts_identically() {
         seed: 5,
         valid_split: 0.1,
         target_precision: 0.95,
-        features: FeatureSpec::default(),
-        linear: LinearParams::default(),
+        features: defaults::feature_spec(),
+        linear: defaults::linear_params(),
         refit: true,
         encoder: None,
     }
     .validate()
     .unwrap();
     let (tr, va) = stratified_split(&records, 0.1, 5);
-    let trained = train(&params, &tr, &va, ("train", "valid"), &mut |_, _, _| {}).unwrap();
+    let trained = train(&params, &tr, &va, ("train", "valid"), &mut |_| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m");
     let manifest = trained
-        .save(&path, "m", false, 5, serde_json::json!({}))
+        .save(&path, "m", false, 5, serde_json::json!({}), Masking::Full)
         .unwrap();
     let loaded = Model::load(&path).unwrap();
     assert_eq!(loaded.manifest, manifest);

@@ -67,7 +67,7 @@ fn assert_entries(dir: &Path, n: usize, why: &str) {
 fn train_evaluate_classify_round_trip_beats_the_floor() {
     let out = run_ok(
         cqr()
-            .args(["evaluate", "--format", "json"])
+            .args(["evaluate", "--json"])
             .arg(model())
             .arg(tickets_test()),
     );
@@ -564,12 +564,7 @@ fn out_of_scope_rows_are_measured_apart() {
     let oos = std::fs::read_to_string(root().join("tests/fixtures/out_of_scope.csv")).unwrap();
     combined.extend(oos.lines().skip(1).map(|l| format!("{l}\n")));
     let data = write(dir.path(), "with_oos.csv", combined.as_bytes());
-    let out = run_ok(
-        cqr()
-            .args(["evaluate", "--format", "json"])
-            .arg(model())
-            .arg(&data),
-    );
+    let out = run_ok(cqr().args(["evaluate", "--json"]).arg(model()).arg(&data));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["n"], 480, "the other metrics cover in-scope rows");
     assert!(r["unknown_labels"].as_object().unwrap().is_empty());

@@ -138,7 +138,7 @@ fn ensemble_trains_round_trips_and_reports_disagreement() {
     );
 
     let out = cqr_in(w)
-        .args(["evaluate", "a", "--format", "json"])
+        .args(["evaluate", "a", "--json"])
         .arg(tickets_test())
         .output()
         .unwrap();

@@ -101,7 +101,7 @@ fn a_few_steps_lower_the_loss_and_change_every_trainable_tensor() {
         batch: 4,
         dropout: 0.0,
         warm_start: true,
-        ..FineTuneParams::default()
+        ..cqr::settings::defaults::fine_tune_params()
     };
     let mut steps = 0;
     let ft = fine_tune(

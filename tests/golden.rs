@@ -64,19 +64,23 @@ fn the_mask_style_changes_what_is_written_never_the_answer() {
     std::fs::write(&input, CARD_QUERIES).unwrap();
     let audit = |style: &str| dir.path().join(format!("audit-{style}.jsonl"));
     let run = |style: &str| {
-        let out = run_ok(
-            cqr_in(dir.path())
-                .arg("classify")
-                .arg(&model)
-                .arg(&input)
-                .args(["--keep", "text", "--mask-style", style, "--audit-log"])
-                .arg(audit(style)),
-        );
+        let mut c = cqr_in(dir.path());
+        c.arg("classify")
+            .arg(&model)
+            .arg(&input)
+            .arg("--keep")
+            .arg("text");
+        if style == "none" {
+            c.arg("--no-mask");
+        } else {
+            c.args(["--mask-style", style]);
+        }
+        let out = run_ok(c.arg("--audit-log").arg(audit(style)));
         jsonl(&out.stdout)
     };
-    let (full, partial) = (run("full"), run("partial"));
+    let (full, partial, none) = (run("full"), run("partial"), run("none"));
     assert_eq!(full.len(), 4);
-    for (f, p) in full.iter().zip(&partial) {
+    for (f, p) in full.iter().zip(&partial).chain(full.iter().zip(&none)) {
         for field in [
             "intent",
             "confidence",
@@ -103,4 +107,47 @@ fn the_mask_style_changes_what_is_written_never_the_answer() {
     let audit_text = std::fs::read_to_string(audit("partial")).unwrap();
     assert!(audit_text.contains("****1111"), "{audit_text}");
     assert!(!audit_text.contains("4111 1111"), "{audit_text}");
+    let manifest = std::fs::read_to_string(model.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"masking\": \"full\""),
+        "the scheme is recorded"
+    );
+}
+
+#[test]
+fn a_model_trained_without_masking_records_it_and_is_scored_unmasked() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("raw");
+    run_ok(
+        cqr_in(dir.path())
+            .args([
+                "train",
+                "--components",
+                "linear",
+                "--seed",
+                "1",
+                "--no-mask",
+                "-o",
+            ])
+            .arg(&model)
+            .arg(tickets()),
+    );
+    let manifest = std::fs::read_to_string(model.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"masking\": \"off\""), "{manifest}");
+    let input = dir.path().join("cards.jsonl");
+    std::fs::write(&input, CARD_QUERIES).unwrap();
+    let answers = |style: &str| {
+        let out = run_ok(
+            cqr_in(dir.path())
+                .arg("classify")
+                .arg(&model)
+                .arg(&input)
+                .args(["--fields", "intent", "--mask-style", style]),
+        );
+        jsonl(&out.stdout)
+    };
+    assert_eq!(
+        without_model(&answers("full")),
+        without_model(&answers("partial"))
+    );
 }

@@ -1,27 +1,51 @@
-//! `cqr evaluate MODEL DATA`: score labelled data, print a summary or JSON, optionally write the
-//! report with plots, and apply the `--min-*` gates.
+//! `cqr evaluate MODEL DATA`: arguments → [`EvaluateSettings`] → score and measure the labelled
+//! data → print the report (text or JSON) → optionally write it with plots → the `--min-*` gates.
 
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
 use super::{InputArgs, Outcome};
-use crate::error::Error;
 use crate::eval::evaluate;
-use crate::eval::metrics::EvalReport;
-use crate::eval::report::{pct, write_report};
+use crate::eval::report::{write_report, ReportFormat};
+use crate::eval::EvalReport;
 use crate::io::read::read_all;
 use crate::io::Format;
 use crate::models::Model;
-use crate::settings::{file_value, FileConfig};
+use crate::settings::defaults::{self, help};
+use crate::settings::{EvaluateSettings, FileConfig};
 use crate::tracking::store::{LocalRun, RunStatus};
 use crate::tracking::{refs, ActiveRun, TrackingSettings};
 use crate::ui;
 
+/// `--format`: the data's format, as on every command. `json` and `text` are the report formats
+/// `--format` used to choose here; they still work, with a deprecation warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
-    Text,
+pub enum FormatArg {
+    Csv,
+    /// One JSON object per line (also `.ndjson`).
+    Jsonl,
+    Parquet,
+    /// One raw query per line.
+    Lines,
+    #[value(hide = true)]
     Json,
+    #[value(hide = true)]
+    Text,
+}
+
+impl FormatArg {
+    /// The input format, or the report format of the deprecated spelling.
+    pub fn split(self) -> (Option<Format>, Option<ReportFormat>) {
+        match self {
+            FormatArg::Csv => (Some(Format::Csv), None),
+            FormatArg::Jsonl => (Some(Format::Jsonl), None),
+            FormatArg::Parquet => (Some(Format::Parquet), None),
+            FormatArg::Lines => (Some(Format::Lines), None),
+            FormatArg::Json => (None, Some(ReportFormat::Json)),
+            FormatArg::Text => (None, Some(ReportFormat::Text)),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -30,12 +54,15 @@ pub struct EvaluateArgs {
     pub model: String,
     /// Labelled data (CSV, JSONL or Parquet; `-` for stdin).
     pub data: String,
-    /// How to print the result on stdout.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: ReportFormat,
     /// Input format (default: from the extension; stdin is JSONL).
+    #[arg(long, value_enum, value_name = "FORMAT", alias = "input-format")]
+    pub format: Option<FormatArg>,
+    /// How to print the report on stdout [default: text].
     #[arg(long, value_enum, value_name = "FORMAT")]
-    pub input_format: Option<Format>,
+    pub output_format: Option<ReportFormat>,
+    /// Print the report as JSON (short for --output-format json).
+    #[arg(long, conflicts_with = "output_format")]
+    pub json: bool,
     /// Also write report.md, metrics.json and PNG plots here.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
@@ -47,9 +74,11 @@ pub struct EvaluateArgs {
     /// 0 turns it off].
     #[arg(long, value_name = "T")]
     pub mc_samples: Option<usize>,
-    /// The label that marks out-of-scope rows in the data.
-    #[arg(long, default_value = "oos", value_name = "LABEL")]
-    pub oos_label: String,
+    #[arg(long, value_name = "LABEL", help = help(
+        "The label that marks out-of-scope rows in the data",
+        defaults::OOS_LABEL,
+    ))]
+    pub oos_label: Option<String>,
     /// Gate: exit 1 when accuracy is below this.
     #[arg(long, value_name = "ACC")]
     pub min_accuracy: Option<f64>,
@@ -65,48 +94,25 @@ pub fn run(
     config: &FileConfig,
     tracking: &TrackingSettings,
 ) -> anyhow::Result<Outcome> {
-    for (flag, v) in [
-        ("--min-accuracy", args.min_accuracy),
-        ("--min-macro-f1", args.min_macro_f1),
-    ] {
-        if let Some(v) = v {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(Error::Usage(format!("{flag} must be in [0, 1]; got {v}")).into());
-            }
-        }
+    let settings = EvaluateSettings::resolve(&args, config)?;
+    for warning in &settings.warnings {
+        ui::warn(warning);
     }
     let mut model = refs::load_model(&args.model, tracking)?;
-    model.set_mc_samples(args.mc_samples);
-    let spec = args.input.spec(&args.data, args.input_format, true);
+    model.set_mc_samples(settings.mc_samples);
+    let spec = args.input.spec(&args.data, settings.input_format, true);
     let mut records = read_all(&spec)?;
-    super::mask_records(&args.input, &mut records);
-    let batch = file_value(&config.classify.batch_size).unwrap_or(1024);
-    let report = evaluate(
-        &model,
-        &records,
-        &spec.target.name(),
-        batch,
-        args.cascade,
-        &args.oos_label,
-    )?;
+    // Scored like classify scores: masked the way the model was trained, whatever --no-mask says.
+    crate::pipeline::mask_for_model(model.manifest.masking, &mut records);
+    let data_name = spec.target.name();
+    let report = evaluate(&model, &records, &data_name, &settings.options)?;
     let run = ActiveRun::start(
         tracking,
         &format!("evaluate {}", model.manifest.name),
         "evaluate",
     )?;
-    log_evaluation(
-        &run.local,
-        &args.model,
-        &model,
-        &spec.target.name(),
-        &report,
-    )?;
-    match args.format {
-        ReportFormat::Json => {
-            ui::print(&serde_json::to_string(&report).expect("a report serialises"))?
-        }
-        ReportFormat::Text => ui::print(&summary(&report))?,
-    }
+    log_evaluation(&run.local, &args.model, &model, &data_name, &report)?;
+    ui::print(&settings.report.render(&report))?;
     if let Some(dir) = &args.report_dir {
         let files = write_report(dir, &report)?;
         ui::note(&format!(
@@ -115,36 +121,13 @@ pub fn run(
             files.join(", ")
         ));
     }
-    if !report.unknown_labels.is_empty() {
-        ui::warn(&format!(
-            "{} labels in the data are unknown to the model and count as errors: {}",
-            report.unknown_labels.len(),
-            report
-                .unknown_labels
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+    if let Some(warning) = report.unknown_labels_warning() {
+        ui::warn(&warning);
     }
-    let mut failed = Vec::new();
-    if let Some(min) = args.min_accuracy {
-        if report.accuracy.is_nan() || report.accuracy < min {
-            failed.push(format!(
-                "accuracy {} is below --min-accuracy {}",
-                pct(report.accuracy),
-                pct(min)
-            ));
-        }
-    }
-    if let Some(min) = args.min_macro_f1 {
-        if report.macro_f1.is_nan() || report.macro_f1 < min {
-            failed.push(format!(
-                "macro-F1 {:.4} is below --min-macro-f1 {min}",
-                report.macro_f1
-            ));
-        }
-    }
+    let failed = report.failed_gates(
+        settings.min_accuracy.map(|s| s.value),
+        settings.min_macro_f1.map(|s| s.value),
+    );
     if !failed.is_empty() {
         run.local.set_tag("cqr.gate", "failed")?;
     }
@@ -177,79 +160,10 @@ fn log_evaluation(
     if let Ok(refs::ModelRef::Version { name, version }) = refs::ModelRef::parse(reference) {
         run.set_tag("cqr.registry.model", &format!("{name}/{version}"))?;
     }
-    for (k, v) in [
-        ("accuracy", r.accuracy),
-        ("macro_f1", r.macro_f1),
-        ("ece", r.ece),
-        ("abstain_rate", r.abstain_rate),
-        ("accuracy_answered", r.accuracy_answered),
-        ("latency_ms_p50", r.latency_ms.p50),
-        ("latency_ms_p95", r.latency_ms.p95),
-        ("throughput_qps", r.throughput_qps),
-        ("n", r.n as f64),
-    ] {
+    for (k, v) in r.run_metrics() {
         run.log_metric(k, v, 0)?;
     }
     let dir = run.dir.join("artifacts").join("report");
     write_report(&dir, r)?;
     Ok(())
-}
-
-fn summary(r: &EvalReport) -> String {
-    let get = |k: &str| r.model_field(k);
-    let mut s = format!(
-        "model      {} {} ({})\ndata       {}: {} queries\naccuracy   {}   macro-F1 {:.4}   ECE {:.4}\nabstain    below {:.4}: {} abstained, accuracy when answering {}\nlatency    p50 {:.3} ms, p95 {:.3} ms per query; {:.0} queries/s in batches\n",
-        get("name"),
-        get("version"),
-        &get("checksum")[..12.min(get("checksum").len())],
-        r.data,
-        r.n,
-        pct(r.accuracy),
-        r.macro_f1,
-        r.ece,
-        r.threshold,
-        pct(r.abstain_rate),
-        pct(r.accuracy_answered),
-        r.latency_ms.p50,
-        r.latency_ms.p95,
-        r.throughput_qps,
-    );
-    if let Some(o) = &r.out_of_scope {
-        s.push_str(&format!(
-            "out-of-scope {} rows (`{}`): recall {} and precision {} at the threshold; AUROC {}\n",
-            o.n_out_of_scope,
-            o.label,
-            pct(o.recall_at_threshold),
-            pct(o.precision_at_threshold),
-            o.auroc
-                .iter()
-                .map(|(k, v)| format!("{k} {v:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    if let Some(f) = r.cascade_encoder_fraction {
-        s.push_str(&format!(
-            "cascade    {} of queries went through the encoder\n",
-            pct(f)
-        ));
-    }
-    if !r.confusions.is_empty() {
-        s.push_str("confusions (truth → predicted)\n");
-        for c in r.confusions.iter().take(5) {
-            s.push_str(&format!(
-                "  {:>4}  {} → {}\n",
-                c.count, c.truth, c.predicted
-            ));
-        }
-    }
-    let mut worst: Vec<_> = r.per_intent.iter().filter(|(_, v)| v.support > 0).collect();
-    worst.sort_by(|a, b| a.1.f1.total_cmp(&b.1.f1));
-    if !worst.is_empty() {
-        s.push_str("weakest intents (F1)\n");
-        for (k, v) in worst.iter().take(3) {
-            s.push_str(&format!("  {:.3}  {k} (support {})\n", v.f1, v.support));
-        }
-    }
-    s
 }

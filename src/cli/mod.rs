@@ -148,17 +148,12 @@ pub struct InputArgs {
     /// Column holding the record id (default: `id` when present, else the row number).
     #[arg(long, value_name = "NAME")]
     pub id_col: Option<String>,
-    /// Keep PII in the text: by default e-mails, phone and card numbers, IBANs, ... are
+    /// Keep PII in what cqr writes: by default e-mails, phone and card numbers, IBANs, ... are
     /// replaced by [EMAIL], [PHONE], [CARD], ... before the text reaches a model, an output,
-    /// a log or the run store.
+    /// a log or the run store. With `train` the model is trained on unmasked text (recorded in
+    /// its manifest); classify and evaluate always score text masked as the model was trained.
     #[arg(long)]
     pub no_mask: bool,
-}
-
-/// Masks the PII in every record's text (unless `--no-mask`), so models are trained and
-/// evaluated on the same masked text that classify feeds them.
-pub fn mask_records(input: &InputArgs, records: &mut [crate::io::read::Record]) {
-    crate::pipeline::mask_for_model(input.masking(), records);
 }
 
 impl InputArgs {

@@ -1,29 +1,25 @@
-//! `cqr train DATA -o models/NAME`: resolve settings, read the data, train, apply the
-//! `--min-accuracy` gate, write the bundle, print a summary.
+//! `cqr train DATA -o models/NAME`: arguments → [`TrainSettings`] → validated parameters → read
+//! the data → train → the `--min-accuracy` gate → write the bundle → register → print the
+//! summary. Training, its summary and promotion live in the library.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{InputArgs, Outcome};
 use crate::error::Error;
-use crate::eval::report::pct;
-use crate::io::read::Record;
-use crate::io::read::{read_all, ReadSpec};
+use crate::eval::promote;
+use crate::io::read::{read_all, ReadSpec, Record};
 use crate::io::write::flatten;
 use crate::io::{Format, Target};
+use crate::metrics::pct;
 use crate::models::bundle::check_destination;
-use crate::models::encoder;
-use crate::models::finetune::FineTuneParams;
-use crate::models::linear::LinearParams;
-use crate::models::train::{
-    fingerprint, stratified_split, train, EncoderParams, HeadKind, TrainParams, ValidTrainParams,
-};
-use crate::settings::{file_value, FileConfig};
-use crate::text::FeatureSpec;
+use crate::models::train::{fingerprint, stratified_split, train, HeadKind, Step, Trained};
+use crate::settings::defaults::{self, help, help_env};
+use crate::settings::{FileConfig, TrainSettings};
 use crate::tracking::store::{Dataset, LocalRun, Registration, RunStatus};
-use crate::tracking::{refs, ActiveRun, RunOutcome, TrackingSettings};
+use crate::tracking::{ActiveRun, RunOutcome, TrackingSettings};
 use crate::ui;
 
 #[derive(Debug, Args)]
@@ -39,14 +35,22 @@ pub struct TrainArgs {
     /// Validation data; without it, --valid-split of the training data is held out.
     #[arg(long, value_name = "DATA")]
     pub valid: Option<String>,
-    /// Share of each label held out for validation when --valid is not given [default: 0.1].
-    #[arg(long, env = "CQR_VALID_SPLIT", value_name = "SHARE")]
+    #[arg(long, value_name = "SHARE", help = help_env(
+        "Share of each label held out for validation when --valid is not given",
+        "CQR_VALID_SPLIT",
+        defaults::VALID_SPLIT,
+    ))]
     pub valid_split: Option<f64>,
-    /// Seed for the validation split; the same seed and data give identical predictions [default: 42].
-    #[arg(long, env = "CQR_SEED")]
+    #[arg(long, help = help_env(
+        "Seed for the validation split; the same seed and data give identical predictions",
+        "CQR_SEED",
+        defaults::SEED,
+    ))]
     pub seed: Option<u64>,
-    /// Abstain below the lowest confidence that keeps this precision on validation [default: 0.95].
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", help = help(
+        "Abstain below the lowest confidence that keeps this precision on validation",
+        defaults::TARGET_PRECISION,
+    ))]
     pub target_precision: Option<f64>,
     /// Gate: exit 1 and write nothing when validation accuracy is below this.
     #[arg(long, value_name = "ACC")]
@@ -55,27 +59,40 @@ pub struct TrainArgs {
     /// encoder is present, else linear].
     #[arg(long, value_delimiter = ',')]
     pub components: Option<Vec<String>>,
-    /// The encoder component's head: logistic, or mlp (dropout; enables MC dropout).
-    #[arg(long, value_enum, default_value = "logistic")]
-    pub head: HeadKind,
+    #[arg(long, value_enum, help = help(
+        "The encoder component's head: logistic, or mlp (dropout; enables MC dropout)",
+        defaults::HEAD,
+    ))]
+    pub head: Option<HeadKind>,
     /// Fine-tune the encoder itself on the training data before fitting its head (minutes per
     /// epoch on a laptop-class CPU; the bundle then carries the fine-tuned weights).
     #[arg(long)]
     pub fine_tune: bool,
-    /// Fine-tuning epochs (early stopping on validation may end sooner) [default: 4].
-    #[arg(long, value_name = "N", requires = "fine_tune")]
+    #[arg(long, value_name = "N", requires = "fine_tune", help = help(
+        "Fine-tuning epochs (early stopping on validation may end sooner)",
+        defaults::EPOCHS,
+    ))]
     pub epochs: Option<usize>,
-    /// Peak fine-tuning learning rate, after warm-up [default: 1e-4].
-    #[arg(long, value_name = "LR", requires = "fine_tune")]
+    #[arg(long, value_name = "LR", requires = "fine_tune", help = help(
+        "Peak fine-tuning learning rate, after warm-up",
+        format!("{:e}", defaults::FINE_TUNE_LR),
+    ))]
     pub learning_rate: Option<f64>,
-    /// Sentence-transformers folder for the encoder component.
-    #[arg(long, env = "CQR_ENCODER", value_name = "DIR", default_value = encoder::DEFAULT_DIR)]
-    pub encoder: PathBuf,
-    /// Ignore n-grams seen in fewer training texts than this [default: 2].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "DIR", help = help_env(
+        "Sentence-transformers folder for the encoder component",
+        "CQR_ENCODER",
+        defaults::ENCODER_DIR,
+    ))]
+    pub encoder: Option<PathBuf>,
+    #[arg(long, value_name = "N", help = help(
+        "Ignore n-grams seen in fewer training texts than this",
+        defaults::MIN_DF,
+    ))]
     pub min_df: Option<u32>,
-    /// Solver iterations per regularisation strength [default: 300].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = help(
+        "Solver iterations per regularisation strength",
+        defaults::MAX_ITER,
+    ))]
     pub max_iter: Option<usize>,
     /// Keep the model fitted on the training split only, instead of refitting on training +
     /// validation with the chosen regularisation.
@@ -100,127 +117,27 @@ pub struct TrainArgs {
     pub input: InputArgs,
 }
 
+/// The rows to train and validate on, each with the name of where they came from.
+struct Split<'a> {
+    train: (String, Vec<&'a Record>),
+    valid: (String, Vec<&'a Record>),
+}
+
 pub fn run(
     args: TrainArgs,
     config: &FileConfig,
     tracking: &TrackingSettings,
 ) -> anyhow::Result<Outcome> {
-    let file = &config.train;
-    let encoder_present = args.encoder.join("model.safetensors").is_file();
-    let components = match &args.components {
-        Some(c) => c.clone(),
-        None if encoder_present => vec!["linear".to_string(), "encoder".to_string()],
-        None => {
-            ui::note(&format!(
-                "no encoder in {}: training the linear component only (scripts/fetch-model.sh fetches all-MiniLM-L6-v2)",
-                args.encoder.display()
-            ));
-            vec!["linear".to_string()]
-        }
-    };
-    for c in &components {
-        if c != "linear" && c != "encoder" {
-            return Err(Error::Usage(format!(
-                "unknown component `{c}`; components are: linear, encoder"
-            ))
-            .into());
-        }
+    let settings = TrainSettings::resolve(&args, config)?;
+    for note in &settings.notes {
+        ui::note(note);
     }
-    if !components.iter().any(|c| c == "linear") {
-        return Err(Error::Usage(
-            "this build ensembles the encoder with the linear component: include `linear`".into(),
-        )
-        .into());
-    }
-    let with_encoder = components.iter().any(|c| c == "encoder");
-    if args.fine_tune && !with_encoder {
-        return Err(Error::Usage(
-            "--fine-tune tunes the encoder component: include `encoder` in --components".into(),
-        )
-        .into());
-    }
-    if with_encoder && !encoder_present {
-        return Err(Error::model(
-            &args.encoder,
-            "no model.safetensors: fetch the default encoder with `scripts/fetch-model.sh` or point --encoder at a sentence-transformers folder",
-        )
-        .into());
-    }
-    if let Some(m) = args.min_accuracy {
-        if !(0.0..=1.0).contains(&m) {
-            return Err(Error::Usage(format!("--min-accuracy must be in [0, 1]; got {m}")).into());
-        }
-    }
-    let defaults = LinearParams::default();
-    let params = TrainParams {
-        seed: args.seed.or(file_value(&file.seed)).unwrap_or(42),
-        valid_split: args
-            .valid_split
-            .or(file_value(&file.valid_split))
-            .unwrap_or(0.1),
-        target_precision: args
-            .target_precision
-            .or(file_value(&file.target_precision))
-            .unwrap_or(0.95),
-        features: FeatureSpec {
-            min_df: args
-                .min_df
-                .or(file_value(&file.min_df))
-                .unwrap_or(FeatureSpec::default().min_df),
-            word_ngrams: file_value(&file.word_ngrams)
-                .unwrap_or(FeatureSpec::default().word_ngrams),
-            char_ngrams: file_value(&file.char_ngrams)
-                .unwrap_or(FeatureSpec::default().char_ngrams),
-            ..FeatureSpec::default()
-        },
-        refit: !args.no_refit && file_value(&file.refit).unwrap_or(true),
-        encoder: with_encoder.then(|| EncoderParams {
-            dir: args.encoder.clone(),
-            max_len: encoder::DEFAULT_MAX_LEN,
-            alpha: file_value(&file.head_alpha).unwrap_or(0.1),
-            max_iter: 300,
-            head: args.head,
-            fine_tune: args.fine_tune.then(|| {
-                let d = FineTuneParams::default();
-                FineTuneParams {
-                    epochs: args.epochs.or(file_value(&file.epochs)).unwrap_or(d.epochs),
-                    lr: args
-                        .learning_rate
-                        .or(file_value(&file.fine_tune_lr))
-                        .unwrap_or(d.lr),
-                    head_lr: file_value(&file.fine_tune_head_lr).unwrap_or(d.head_lr),
-                    warm_start: file_value(&file.fine_tune_warm_start).unwrap_or(d.warm_start),
-                    batch: file_value(&file.fine_tune_batch).unwrap_or(d.batch),
-                    max_len: file_value(&file.fine_tune_max_len).unwrap_or(d.max_len),
-                    freeze_words: file_value(&file.fine_tune_freeze_words)
-                        .unwrap_or(d.freeze_words),
-                    seed: args.seed.or(file_value(&file.seed)).unwrap_or(42),
-                    ..d
-                }
-            }),
-        }),
-        linear: LinearParams {
-            l2_grid: file_value(&file.l2_grid).unwrap_or(defaults.l2_grid),
-            max_iter: args
-                .max_iter
-                .or(file_value(&file.max_iter))
-                .unwrap_or(defaults.max_iter),
-        },
-    }
-    .validate()?;
+    let params = settings.params()?;
     check_destination(&args.output, args.force)?;
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => args
-            .output
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "model".into()),
-    };
 
     let spec: ReadSpec = args.input.spec(&args.data, args.format, true);
     let mut records = read_all(&spec)?;
-    super::mask_records(&args.input, &mut records);
+    crate::pipeline::mask_for_model(args.input.masking(), &mut records);
     let valid_records = match &args.valid {
         Some(v) => {
             if v == "-" && args.data == "-" {
@@ -230,69 +147,44 @@ pub fn run(
                 .into());
             }
             let mut v = read_all(&args.input.spec(v, args.format, true))?;
-            super::mask_records(&args.input, &mut v);
+            crate::pipeline::mask_for_model(args.input.masking(), &mut v);
             Some(v)
         }
         None => None,
     };
     let p = params.params();
-    let (train_set, valid_set, valid_name): (Vec<&Record>, Vec<&Record>, String) =
-        match &valid_records {
-            Some(v) => (
-                records.iter().collect(),
-                v.iter().collect(),
+    let data_name = spec.target.name();
+    let split = match &valid_records {
+        Some(v) => Split {
+            train: (data_name.clone(), records.iter().collect()),
+            valid: (
                 Target::parse(args.valid.as_deref().unwrap_or("-")).name(),
+                v.iter().collect(),
             ),
-            None => {
-                let (t, v) = stratified_split(&records, p.valid_split, p.seed);
-                (
-                    t,
-                    v,
-                    format!(
-                        "{} (held-out {:.0}%)",
-                        spec.target.name(),
-                        p.valid_split * 100.0
-                    ),
-                )
+        },
+        None => {
+            let (t, v) = stratified_split(&records, p.valid_split, p.seed);
+            let held_out = format!("{data_name} (held-out {:.0}%)", p.valid_split * 100.0);
+            Split {
+                train: (data_name.clone(), t),
+                valid: (held_out, v),
             }
-        };
-    let resolved = json!({
-        "data": spec.target.name(),
-        "valid": args.valid,
-        "valid_split": p.valid_split,
-        "seed": p.seed,
-        "target_precision": p.target_precision,
-        "min_accuracy": args.min_accuracy,
-        "components": components,
-        "encoder": with_encoder.then(|| args.encoder.display().to_string()),
-        "features": p.features,
-        "linear": p.linear,
-        "refit": p.refit,
-        "text_col": args.input.text_col,
-        "label_col": args.input.label_col,
-        "register": args.register,
-        "alias": args.alias,
-        "promote_if_better": args.promote_if_better,
-    });
-    let run = ActiveRun::start(tracking, &format!("train {name}"), "train")?;
-    let logged = log_start(
-        &run.local,
-        &resolved,
-        (&spec.target.name(), &train_set),
-        (&valid_name, &valid_set),
-    );
-    let result = logged.map_err(anyhow::Error::from).and_then(|_| {
-        train_and_save(
-            &args,
-            &params,
-            &name,
-            &resolved,
-            &run.local,
-            (&spec.target.name(), &train_set),
-            (&valid_name, &valid_set),
-            tracking,
-        )
-    });
+        }
+    };
+    let recorded = serde_json::to_value(settings.record(&params, &args, data_name))
+        .expect("settings serialise");
+    let run = ActiveRun::start(tracking, &format!("train {}", settings.name), "train")?;
+    let job = Job {
+        args: &args,
+        settings: &settings,
+        recorded: &recorded,
+        run: &run.local,
+        split: &split,
+        tracking,
+    };
+    let result = log_start(&run.local, &recorded, &split)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| train_and_save(&job, &params));
     match result {
         Ok(TrainEnd::Written(summary, register)) => {
             let outcome = run.end(RunStatus::Finished, register)?;
@@ -322,16 +214,11 @@ enum TrainEnd {
 }
 
 /// Params (the resolved settings, flattened) and the datasets, before training starts.
-fn log_start(
-    run: &LocalRun,
-    resolved: &Value,
-    train: (&str, &[&Record]),
-    valid: (&str, &[&Record]),
-) -> crate::Result<()> {
-    for (k, v) in flatten_params(resolved) {
+fn log_start(run: &LocalRun, recorded: &Value, split: &Split<'_>) -> crate::Result<()> {
+    for (k, v) in flatten_params(recorded) {
         run.log_param(&k, &v)?;
     }
-    for ((source, rows), context) in [(train, "training"), (valid, "validation")] {
+    for ((source, rows), context) in [(&split.train, "training"), (&split.valid, "validation")] {
         let fp = fingerprint(source, rows);
         run.log_input(&Dataset {
             name: source.to_string(),
@@ -355,201 +242,122 @@ fn flatten_params(v: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One training run's inputs once its settings are resolved and its data read.
+struct Job<'a> {
+    args: &'a TrainArgs,
+    settings: &'a TrainSettings,
+    recorded: &'a Value,
+    run: &'a LocalRun,
+    split: &'a Split<'a>,
+    tracking: &'a TrackingSettings,
+}
+
 fn train_and_save(
-    args: &TrainArgs,
-    params: &ValidTrainParams,
-    name: &str,
-    resolved: &Value,
-    run: &LocalRun,
-    train_data: (&str, &[&Record]),
-    valid_data: (&str, &[&Record]),
-    tracking: &TrackingSettings,
+    job: &Job<'_>,
+    params: &crate::models::train::ValidTrainParams,
 ) -> anyhow::Result<TrainEnd> {
-    let p = params.params();
-    let bar = ui::progress(None, "training");
-    let mut step = 0i64;
-    let mut log_error = None;
-    let mut on_progress = |stage: &str, it: usize, loss: f64| {
-        // Fine-tuning reports the running loss per step under its own metric, beside the
-        // solver's iterations.
-        let fine_tune = stage.starts_with("fine-tune");
-        let what = if fine_tune { "" } else { " iteration" };
-        bar.set_message(format!("{stage}{what} {it} loss {loss:.5}"));
-        bar.inc(1);
-        if it > 0 && loss.is_finite() {
-            let logged = if fine_tune {
-                run.log_metric("fine_tune_loss", loss, it as i64)
-            } else {
-                step += 1;
-                run.log_metric("train_loss", loss, step)
-            };
-            if let Err(e) = logged {
-                log_error.get_or_insert(e);
-            }
-        }
-    };
-    let trained = train(
-        params,
-        train_data.1,
-        valid_data.1,
-        (train_data.0, valid_data.0),
-        &mut on_progress,
-    )?;
-    bar.finish_and_clear();
-    if let Some(e) = log_error {
-        return Err(e.into());
-    }
+    let (args, run, split) = (job.args, job.run, job.split);
+    let trained = train_with_progress(job, params)?;
     for (i, pp) in trained.path.iter().enumerate() {
         run.log_metric("l2_path.l2", pp.l2 as f64, i as i64)?;
         run.log_metric("l2_path.valid_accuracy", pp.valid_accuracy, i as i64)?;
         run.log_metric("l2_path.valid_nll", pp.valid_nll, i as i64)?;
         run.log_metric("l2_path.iterations", pp.iterations as f64, i as i64)?;
     }
-    for (k, v) in &trained.metrics {
-        run.log_metric(k, *v, 0)?;
+    for (k, v) in trained.run_metrics() {
+        run.log_metric(k, v, 0)?;
     }
-    run.log_metric("temperature", trained.temperature.temperature as f64, 0)?;
-    run.log_metric("abstain_threshold", trained.threshold.threshold as f64, 0)?;
-    run.log_metric("train_seconds", trained.seconds, 0)?;
-    if trained.dropped_valid > 0 {
-        ui::warn(&format!(
-            "{} validation rows carry labels never seen in training and were left out of calibration",
-            trained.dropped_valid
-        ));
+    for warning in trained.warnings() {
+        ui::warn(&warning);
     }
-    if !trained.threshold.target_met {
-        ui::warn(&format!(
-            "no confidence threshold reaches validation precision {}; the threshold {:.4} gives the best \
-             precision ({}); consider a lower --target-precision",
-            p.target_precision,
-            trained.threshold.threshold,
-            pct(trained.threshold.precision)
-        ));
-    }
-    let acc = trained.metrics["valid_accuracy"];
-    if let Some(min) = args.min_accuracy {
-        if acc < min {
+    let acc = trained.metrics.valid_accuracy;
+    if let Some(min) = &job.settings.min_accuracy {
+        if acc < min.value {
             return Ok(TrainEnd::Gated(format!(
                 "gate failed: validation accuracy {} is below --min-accuracy {}; no model was written",
                 pct(acc),
-                pct(min)
+                pct(min.value)
             )));
         }
     }
-    let manifest = trained.save(&args.output, name, args.force, p.seed, resolved.clone())?;
+    let seed = params.params().seed;
+    let manifest = trained.save(
+        &args.output,
+        &job.settings.name,
+        args.force,
+        seed,
+        job.recorded.clone(),
+        args.input.masking(),
+    )?;
     run.add_artifact("model", &args.output)?;
     run.set_tag("cqr.model.checksum", &manifest.checksum)?;
-
     let register = match &args.register {
         None => None,
-        Some(reg_name) => {
+        Some(name) => {
             let move_alias = match (&args.alias, args.promote_if_better) {
                 (Some(alias), true) => {
-                    promote_decision(run, tracking, reg_name, alias, acc, valid_data.1)?
+                    let p =
+                        promote::compare(run, job.tracking, (name, alias), acc, &split.valid.1)?;
+                    if p.holder.is_some() {
+                        ui::note(&p.verdict());
+                    }
+                    p.promote()
                 }
                 _ => true,
             };
             Some(Registration {
-                name: reg_name.clone(),
+                name: name.clone(),
                 alias: args.alias.clone(),
                 move_alias,
             })
         }
     };
-    let m = &trained.metrics;
-    let chosen = trained.path.iter().find(|pp| pp.l2 == trained.linear.l2);
-    let summary = format!(
-        "trained {name} → {}\n  data        {} rows for training, {} for validation, {} intents\n  features    {} n-grams (word {}–{}, char {}–{}, min_df {})\n  linear      L2 {:.0e} chosen on validation ({} iterations){}\n  calibration temperature {:.3} (validation NLL {:.4} → {:.4}, ECE {:.4} → {:.4})\n  abstain     below confidence {:.4} (validation precision {} at coverage {})\n{}  validation  accuracy {}, macro-F1 {:.4}\n  time        {:.1} s\n  checksum    {}",
-        args.output.display(),
-        trained.train_data.rows,
-        trained.valid_data.rows,
-        trained.labels.len(),
-        m["n_features"],
-        p.features.word_ngrams[0],
-        p.features.word_ngrams[1],
-        p.features.char_ngrams[0],
-        p.features.char_ngrams[1],
-        p.features.min_df,
-        trained.linear.l2,
-        chosen.map(|c| c.iterations).unwrap_or(0),
-        if p.refit { ", then refit on all rows" } else { "" },
-        trained.temperature.temperature,
-        trained.temperature.nll_before,
-        trained.temperature.nll_after,
-        m["valid_ece_uncalibrated"],
-        m["valid_ece"],
-        trained.threshold.threshold,
-        pct(trained.threshold.precision),
-        pct(trained.threshold.coverage),
-        ensemble_line(&trained.metrics),
-        pct(acc),
-        m["valid_macro_f1"],
-        trained.seconds,
-        manifest.checksum,
-    );
-    Ok(TrainEnd::Written(summary, register))
+    Ok(TrainEnd::Written(
+        trained.summary(&manifest, &args.output),
+        register,
+    ))
 }
 
-/// The ensemble's line of the summary (empty without an encoder).
-fn ensemble_line(m: &std::collections::BTreeMap<String, f64>) -> String {
-    match (m.get("ensemble_weight_encoder"), m.get("valid_accuracy_encoder")) {
-        (Some(w), Some(enc)) => format!(
-            "  ensemble    encoder weight {w:.2}, temperature {:.3}; validation accuracy linear {}, encoder {}\n",
-            m.get("ensemble_temperature").copied().unwrap_or(1.0),
-            pct(m["valid_accuracy_linear"]),
-            pct(*enc)
-        ),
-        _ => String::new(),
-    }
-}
-
-/// `--promote-if-better`: scores the current alias holder on the same validation rows; the alias
-/// moves only when the new model's (held-out) validation accuracy is strictly higher. Both
-/// scores are logged.
-fn promote_decision(
-    run: &LocalRun,
-    tracking: &TrackingSettings,
-    name: &str,
-    alias: &str,
-    candidate: f64,
-    valid: &[&Record],
-) -> anyhow::Result<bool> {
-    let client = tracking.server().ok_or_else(|| {
-        Error::Usage(
-            "--promote-if-better compares with the registry: set MLFLOW_TRACKING_URI".into(),
-        )
-    })?;
-    run.log_metric("promote.candidate_valid_accuracy", candidate, 0)?;
-    let Some(holder) = client.alias_version(name, alias)? else {
-        run.set_tag("cqr.promote", &format!("no current {alias}: promoting"))?;
-        return Ok(true);
-    };
-    let version = holder.version;
-    let champion = refs::load_model(&format!("models:/{name}/{version}"), tracking)?;
-    let texts: Vec<&str> = valid.iter().map(|r| r.text.as_str()).collect();
-    let right = champion
-        .predict(&texts)?
-        .iter()
-        .zip(valid)
-        .filter(|(p, r)| Some(&champion.labels()[champion.decide(p, 1).best]) == r.label.as_ref())
-        .count();
-    let champion_acc = right as f64 / valid.len().max(1) as f64;
-    run.log_metric("promote.champion_valid_accuracy", champion_acc, 0)?;
-    let better = candidate > champion_acc;
-    let verdict = format!(
-        "candidate {} vs {alias} (version {version}) {} on the same validation rows: {}",
-        pct(candidate),
-        pct(champion_acc),
-        if better {
-            "promoting"
-        } else {
-            "keeping the current holder"
+/// Trains with a spinner that says what is being done, logging each solver iteration's loss
+/// (`train_loss`) and each fine-tune step's (`fine_tune_loss`) to the run.
+fn train_with_progress(
+    job: &Job<'_>,
+    params: &crate::models::train::ValidTrainParams,
+) -> anyhow::Result<Trained> {
+    let bar = ui::spinner("training");
+    let mut solver_steps = 0i64;
+    let mut log_error = None;
+    let mut on_step = |step: Step<'_>| {
+        bar.set_message(step.to_string());
+        let logged = match (step, step.loss()) {
+            (Step::Linear { iteration, .. } | Step::Refit { iteration, .. }, Some(loss))
+                if iteration > 0 =>
+            {
+                solver_steps += 1;
+                job.run.log_metric("train_loss", loss, solver_steps)
+            }
+            (Step::FineTune { progress, .. }, Some(loss)) if progress.step > 0 => job
+                .run
+                .log_metric("fine_tune_loss", loss, progress.step as i64),
+            _ => Ok(()),
+        };
+        if let Err(e) = logged {
+            log_error.get_or_insert(e);
         }
-    );
-    run.set_tag("cqr.promote", &verdict)?;
-    ui::note(&verdict);
-    Ok(better)
+    };
+    let split = job.split;
+    let trained = train(
+        params,
+        &split.train.1,
+        &split.valid.1,
+        (&split.train.0, &split.valid.0),
+        &mut on_step,
+    )?;
+    bar.finish_and_clear();
+    match log_error {
+        Some(e) => Err(e.into()),
+        None => Ok(trained),
+    }
 }
 
 /// Tells where the run went: local store always, the server's link when it got there.
@@ -567,5 +375,64 @@ pub fn report_run(o: &RunOutcome) {
             o.local_dir.display()
         )),
         (None, None) => ui::note(&format!("run {} recorded in {}", o.local_run_id, o.local_dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use crate::cli::Cli;
+    use crate::settings::{defaults, opts};
+
+    /// Every option the resolver names by flag exists on `train` under that name.
+    #[test]
+    fn resolver_flags_exist_on_the_command_line() {
+        let cmd = Cli::command();
+        let train = cmd.find_subcommand("train").expect("train exists");
+        let longs: Vec<String> = train
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        for opt in [
+            opts::SEED,
+            opts::VALID_SPLIT,
+            opts::TARGET_PRECISION,
+            opts::MIN_DF,
+            opts::MAX_ITER,
+            opts::REFIT,
+            opts::ENCODER,
+            opts::EPOCHS,
+            opts::FINE_TUNE_LR,
+        ] {
+            assert!(longs.contains(&opt.flag.to_string()), "{}", opt.flag);
+        }
+    }
+
+    #[test]
+    fn help_shows_the_defaults_the_resolver_uses() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("train")
+            .expect("train exists")
+            .render_long_help()
+            .to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for shown in [
+            format!("[env: CQR_SEED] [default: {}]", defaults::SEED),
+            format!(
+                "[env: CQR_VALID_SPLIT] [default: {}]",
+                defaults::VALID_SPLIT
+            ),
+            format!("[env: CQR_ENCODER] [default: {}]", defaults::ENCODER_DIR),
+            format!("[default: {}]", defaults::TARGET_PRECISION),
+            format!("[default: {}]", defaults::MAX_ITER),
+            format!("[default: {}]", defaults::MIN_DF),
+            format!("[default: {}]", defaults::HEAD),
+            format!("[default: {}]", defaults::EPOCHS),
+            format!("[default: {:e}]", defaults::FINE_TUNE_LR),
+        ] {
+            assert!(help.contains(&shown), "{shown} missing from:\n{help}");
+        }
     }
 }

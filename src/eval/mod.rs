@@ -1,16 +1,93 @@
-//! Evaluation: scores a model on labelled records and measures it (`metrics`), then writes the
-//! report and plots (`report`). Reads no files itself; the caller hands it records.
+//! Evaluation: scores a model on labelled records and measures it with the pure functions of
+//! [`crate::metrics`] into an [`EvalReport`]; `report` turns that into text, markdown, JSON and
+//! plots, `promote` compares a new model with a registry alias holder. Reads no data files itself;
+//! the caller hands it records.
 
-pub mod metrics;
+mod plots;
+pub mod promote;
 pub mod report;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use metrics::{EvalReport, Latency, Scored};
+use serde::{Deserialize, Serialize};
 
 use crate::io::read::Record;
+use crate::metrics::{self, Confusion, CoveragePoint, IntentScore, ReliabilityBin, Scored};
 use crate::models::{Decision, Model};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub mean: f64,
+    pub queries: usize,
+}
+
+/// Everything `cqr evaluate` reports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalReport {
+    pub model: serde_json::Value,
+    pub data: String,
+    pub n: usize,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub ece: f64,
+    pub threshold: f64,
+    pub abstain_rate: f64,
+    pub accuracy_answered: f64,
+    /// Labels in the data that the model has never seen (always counted as errors).
+    pub unknown_labels: BTreeMap<String, usize>,
+    pub per_intent: BTreeMap<String, IntentScore>,
+    pub confusions: Vec<Confusion>,
+    pub reliability: Vec<ReliabilityBin>,
+    pub coverage_curve: Vec<CoveragePoint>,
+    pub latency_ms: Latency,
+    pub throughput_qps: f64,
+    /// When the data holds out-of-scope rows (`--oos-label`): how well abstention and the
+    /// uncertainty scores separate them. The other metrics then cover in-scope rows only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_scope: Option<OosReport>,
+    /// With `--cascade`: the share of queries that went through the encoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade_encoder_fraction: Option<f64>,
+    /// With several components: each one's own accuracy and ECE on the same rows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, ComponentScore>,
+}
+
+/// One component's figures when it answers alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ComponentScore {
+    pub accuracy: f64,
+    pub ece: f64,
+}
+
+impl EvalReport {
+    /// A field of the evaluated model's reference (`name`, `version`, `checksum`), or `?`.
+    pub fn model_field(&self, key: &str) -> String {
+        self.model
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    }
+}
+
+/// Out-of-scope detection figures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OosReport {
+    pub label: String,
+    pub n_out_of_scope: usize,
+    pub n_in_scope: usize,
+    pub in_scope_accuracy: f64,
+    /// Share of out-of-scope rows the model abstained on, at its stored threshold.
+    pub recall_at_threshold: f64,
+    /// Share of abstentions that were out of scope.
+    pub precision_at_threshold: f64,
+    /// AUROC of each score for telling out-of-scope (positive) from in-scope rows.
+    pub auroc: BTreeMap<String, f64>,
+}
 
 /// Each component's (class, probability) for one query.
 type Parts = Vec<(usize, f32)>;
@@ -18,15 +95,29 @@ type Parts = Vec<(usize, f32)>;
 /// How many queries are timed one at a time for the latency figures.
 const LATENCY_SAMPLE: usize = 2000;
 
+/// How an evaluation scores the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// Records scored together.
+    pub batch_size: usize,
+    /// Score with the cascade (linear first, the encoder only when it is unsure).
+    pub cascade: bool,
+    /// The label that marks out-of-scope rows.
+    pub oos_label: String,
+}
+
 /// Scores `records` (which must carry labels) and computes every metric.
 pub fn evaluate(
     model: &Model,
     records: &[Record],
     data_name: &str,
-    batch_size: usize,
-    cascade: bool,
-    oos_label: &str,
+    options: &EvalOptions,
 ) -> crate::Result<EvalReport> {
+    let (batch_size, cascade, oos_label) = (
+        options.batch_size,
+        options.cascade,
+        options.oos_label.as_str(),
+    );
     let labels = model.labels();
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let elapsed_n = texts.len().max(1);
@@ -151,7 +242,7 @@ fn component_scores(
     model: &Model,
     records: &[&Record],
     parts: &[Parts],
-) -> BTreeMap<String, metrics::ComponentScore> {
+) -> BTreeMap<String, ComponentScore> {
     let k = model.components.len();
     let mut out = BTreeMap::new();
     if k < 2 || parts.is_empty() || parts.iter().any(|p| p.len() != k) {
@@ -169,7 +260,7 @@ fn component_scores(
         let (_, ece) = metrics::reliability(&conf, &correct, metrics::ECE_BINS);
         out.insert(
             comp.classifier.kind().to_string(),
-            metrics::ComponentScore { accuracy, ece },
+            ComponentScore { accuracy, ece },
         );
     }
     out
@@ -181,7 +272,7 @@ fn oos_report(
     decisions: &[Decision],
     label: &str,
     is_oos: &dyn Fn(&Record) -> bool,
-) -> metrics::OosReport {
+) -> OosReport {
     let positive: Vec<bool> = records.iter().map(is_oos).collect();
     let n_oos = positive.iter().filter(|p| **p).count();
     let labels = model.labels();
@@ -237,7 +328,7 @@ fn oos_report(
             metrics::auroc(&score(&|d| d.disagreement.unwrap_or(0.0) as f64), &positive),
         );
     }
-    metrics::OosReport {
+    OosReport {
         label: label.to_string(),
         n_out_of_scope: n_oos,
         n_in_scope: records.len() - n_oos,

@@ -1,50 +1,116 @@
-//! The evaluation report on disk: `metrics.json`, a readable `report.md`, and PNG plots
-//! (confusion heatmap of the most-confused intents, reliability diagram, coverage–accuracy
-//! curve) drawn with plotters and an embedded DejaVu font, so no system font is needed.
+//! The evaluation report as people and scripts read it: the text summary or JSON on stdout, the
+//! run's metrics and gates, and on disk `metrics.json`, a readable `report.md` and the PNG plots
+//! of `plots`.
 
 use std::path::Path;
-use std::sync::Once;
 
-use plotters::prelude::*;
-use plotters::style::FontStyle;
-
-use super::metrics::EvalReport;
+use super::plots;
+use super::EvalReport;
 use crate::error::{Error, Result};
 use crate::io::write::write_atomic;
+use crate::metrics::pct;
 
-static FONT: Once = Once::new();
-
-fn register_font() {
-    FONT.call_once(|| {
-        // The bytes are a valid TrueType font compiled into the binary.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-    });
+/// How `cqr evaluate` prints its report on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// A readable summary.
+    Text,
+    /// One JSON object (the whole report).
+    Json,
 }
 
-fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Output {
-        path: path.to_path_buf(),
-        message: format!("drawing the plot: {e}"),
+impl std::fmt::Display for ReportFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReportFormat::Text => "text",
+            ReportFormat::Json => "json",
+        })
+    }
+}
+
+impl ReportFormat {
+    /// The report as this format prints it.
+    pub fn render(self, r: &EvalReport) -> String {
+        match self {
+            ReportFormat::Json => serde_json::to_string(r).expect("a report serialises"),
+            ReportFormat::Text => summary(r),
+        }
+    }
+}
+
+impl EvalReport {
+    /// The run's metrics as (name, value).
+    pub fn run_metrics(&self) -> [(&'static str, f64); 9] {
+        [
+            ("accuracy", self.accuracy),
+            ("macro_f1", self.macro_f1),
+            ("ece", self.ece),
+            ("abstain_rate", self.abstain_rate),
+            ("accuracy_answered", self.accuracy_answered),
+            ("latency_ms_p50", self.latency_ms.p50),
+            ("latency_ms_p95", self.latency_ms.p95),
+            ("throughput_qps", self.throughput_qps),
+            ("n", self.n as f64),
+        ]
+    }
+
+    /// The `--min-accuracy` and `--min-macro-f1` gates this report fails (an undefined figure
+    /// fails its gate).
+    pub fn failed_gates(
+        &self,
+        min_accuracy: Option<f64>,
+        min_macro_f1: Option<f64>,
+    ) -> Vec<String> {
+        let mut failed = Vec::new();
+        if let Some(min) = min_accuracy {
+            if self.accuracy.is_nan() || self.accuracy < min {
+                failed.push(format!(
+                    "accuracy {} is below --min-accuracy {}",
+                    pct(self.accuracy),
+                    pct(min)
+                ));
+            }
+        }
+        if let Some(min) = min_macro_f1 {
+            if self.macro_f1.is_nan() || self.macro_f1 < min {
+                failed.push(format!(
+                    "macro-F1 {:.4} is below --min-macro-f1 {min}",
+                    self.macro_f1
+                ));
+            }
+        }
+        failed
+    }
+
+    /// The warning about labels the model has never seen, when the data has any.
+    pub fn unknown_labels_warning(&self) -> Option<String> {
+        (!self.unknown_labels.is_empty()).then(|| {
+            format!(
+                "{} labels in the data are unknown to the model and count as errors: {}",
+                self.unknown_labels.len(),
+                self.unknown_labels
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
     }
 }
 
 /// Writes `metrics.json`, `report.md` and the plots into `dir` (created if needed).
 pub fn write_report(dir: &Path, report: &EvalReport) -> Result<Vec<String>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    register_font();
+    plots::register_font();
     let json = serde_json::to_vec_pretty(report).expect("a report always serialises");
     write_atomic(&dir.join("metrics.json"), &json)?;
     let plots = [
         (
             "reliability.png",
-            reliability_png as fn(&Path, &EvalReport) -> Result<()>,
+            plots::reliability_png as fn(&Path, &EvalReport) -> Result<()>,
         ),
-        ("coverage.png", coverage_png),
-        ("confusion.png", confusion_png),
+        ("coverage.png", plots::coverage_png),
+        ("confusion.png", plots::confusion_png),
     ];
     let mut written = vec!["metrics.json".to_string()];
     for (name, draw) in plots {
@@ -64,229 +130,64 @@ pub fn write_report(dir: &Path, report: &EvalReport) -> Result<Vec<String>> {
     Ok(written)
 }
 
-fn reliability_png(path: &Path, r: &EvalReport) -> Result<()> {
-    let root = BitMapBackend::new(path, (640, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Reliability (ECE {:.4})", r.ece),
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("confidence")
-        .y_desc("accuracy")
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .draw_series(r.reliability.iter().filter(|b| b.count > 0).map(|b| {
-            Rectangle::new(
-                [(b.lower, 0.0), (b.upper, b.accuracy)],
-                BLUE.mix(0.5).filled(),
-            )
-        }))
-        .map_err(|e| plot_err(path, e))?
-        .label("accuracy per bin")
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], BLUE.mix(0.5).filled()));
-    chart
-        .draw_series(LineSeries::new(
-            vec![(0.0, 0.0), (1.0, 1.0)],
-            BLACK.stroke_width(1),
-        ))
-        .map_err(|e| plot_err(path, e))?
-        .label("perfect calibration")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], BLACK));
-    chart
-        .draw_series(
-            r.reliability
+/// The readable summary `cqr evaluate` prints.
+pub fn summary(r: &EvalReport) -> String {
+    let get = |k: &str| r.model_field(k);
+    let mut s = format!(
+        "model      {} {} ({})\ndata       {}: {} queries\naccuracy   {}   macro-F1 {:.4}   ECE {:.4}\nabstain    below {:.4}: {} abstained, accuracy when answering {}\nlatency    p50 {:.3} ms, p95 {:.3} ms per query; {:.0} queries/s in batches\n",
+        get("name"),
+        get("version"),
+        &get("checksum")[..12.min(get("checksum").len())],
+        r.data,
+        r.n,
+        pct(r.accuracy),
+        r.macro_f1,
+        r.ece,
+        r.threshold,
+        pct(r.abstain_rate),
+        pct(r.accuracy_answered),
+        r.latency_ms.p50,
+        r.latency_ms.p95,
+        r.throughput_qps,
+    );
+    if let Some(o) = &r.out_of_scope {
+        s.push_str(&format!(
+            "out-of-scope {} rows (`{}`): recall {} and precision {} at the threshold; AUROC {}\n",
+            o.n_out_of_scope,
+            o.label,
+            pct(o.recall_at_threshold),
+            pct(o.precision_at_threshold),
+            o.auroc
                 .iter()
-                .filter(|b| b.count > 0)
-                .map(|b| Circle::new((b.mean_confidence, b.accuracy), 4, RED.filled())),
-        )
-        .map_err(|e| plot_err(path, e))?
-        .label("mean confidence vs accuracy")
-        .legend(|(x, y)| Circle::new((x + 7, y), 4, RED.filled()));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    root.present().map_err(|e| plot_err(path, e))
-}
-
-fn coverage_png(path: &Path, r: &EvalReport) -> Result<()> {
-    let root = BitMapBackend::new(path, (640, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let pts: Vec<(f64, f64)> = r
-        .coverage_curve
-        .iter()
-        .filter(|p| p.accuracy.is_finite())
-        .map(|p| (p.coverage, p.accuracy))
-        .collect();
-    let ymin = pts.iter().map(|p| p.1).fold(1.0f64, f64::min).min(0.9) - 0.02;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Coverage vs accuracy as the threshold rises",
-            ("sans-serif", 20),
-        )
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0f64..1.02f64, ymin.max(0.0)..1.005f64)
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("coverage (share answered)")
-        .y_desc("accuracy of answered")
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .draw_series(LineSeries::new(pts.clone(), BLUE.stroke_width(2)))
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .draw_series(pts.iter().map(|p| Circle::new(*p, 3, BLUE.filled())))
-        .map_err(|e| plot_err(path, e))?;
-    // Mark the model's own threshold.
-    let at = r
-        .coverage_curve
-        .iter()
-        .find(|p| (p.threshold - r.threshold).abs() < 1e-12 && p.accuracy.is_finite());
-    if let Some(p) = at {
-        chart
-            .draw_series(std::iter::once(Circle::new(
-                (p.coverage, p.accuracy),
-                7,
-                RED.stroke_width(2),
-            )))
-            .map_err(|e| plot_err(path, e))?
-            .label(format!("model threshold {:.3}", r.threshold))
-            .legend(|(x, y)| Circle::new((x + 7, y), 5, RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| plot_err(path, e))?;
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
-    root.present().map_err(|e| plot_err(path, e))
-}
-
-/// A heatmap over the intents involved in the most frequent confusions (at most 12).
-fn confusion_png(path: &Path, r: &EvalReport) -> Result<()> {
-    let mut labels: Vec<String> = Vec::new();
-    for c in &r.confusions {
-        for l in [&c.truth, &c.predicted] {
-            if !labels.contains(l) && labels.len() < 12 {
-                labels.push(l.clone());
-            }
+    if let Some(f) = r.cascade_encoder_fraction {
+        s.push_str(&format!(
+            "cascade    {} of queries went through the encoder\n",
+            pct(f)
+        ));
+    }
+    if !r.confusions.is_empty() {
+        s.push_str("confusions (truth → predicted)\n");
+        for c in r.confusions.iter().take(5) {
+            s.push_str(&format!(
+                "  {:>4}  {} → {}\n",
+                c.count, c.truth, c.predicted
+            ));
         }
     }
-    let n = labels.len().max(1);
-    let size = 200 + 44 * n as u32;
-    let root = BitMapBackend::new(path, (size + 230, size - 60)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let title = if labels.is_empty() {
-        "No confusions: every prediction was right"
-    } else {
-        "Most-confused intents (rows: truth, columns: predicted)"
-    };
-    let (top, body) = root.split_vertically(40);
-    top.titled(title, ("sans-serif", 18))
-        .map_err(|e| plot_err(path, e))?;
-    if labels.is_empty() {
-        return root.present().map_err(|e| plot_err(path, e));
-    }
-    let max = r
-        .confusions
-        .iter()
-        .map(|c| c.count)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let cell = |t: &str, p: &str| {
-        r.confusions
-            .iter()
-            .find(|c| c.truth == t && c.predicted == p)
-            .map(|c| c.count)
-            .unwrap_or(0)
-    };
-    let left = 170i32;
-    let topm = 10i32;
-    let side = 44i32;
-    let font = ("sans-serif", 13).into_font();
-    for (i, t) in labels.iter().enumerate() {
-        body.draw(&Text::new(
-            short(t),
-            (4, topm + i as i32 * side + side / 2 - 7),
-            font.clone(),
-        ))
-        .map_err(|e| plot_err(path, e))?;
-        for (j, p) in labels.iter().enumerate() {
-            let v = if t == p { 0 } else { cell(t, p) };
-            let shade = v as f64 / max;
-            let color = RGBColor(
-                255,
-                (255.0 * (1.0 - 0.85 * shade)) as u8,
-                (255.0 * (1.0 - 0.85 * shade)) as u8,
-            );
-            let (x0, y0) = (left + j as i32 * side, topm + i as i32 * side);
-            body.draw(&Rectangle::new(
-                [(x0, y0), (x0 + side, y0 + side)],
-                color.filled(),
-            ))
-            .map_err(|e| plot_err(path, e))?;
-            body.draw(&Rectangle::new(
-                [(x0, y0), (x0 + side, y0 + side)],
-                BLACK.mix(0.2),
-            ))
-            .map_err(|e| plot_err(path, e))?;
-            if v > 0 {
-                body.draw(&Text::new(
-                    v.to_string(),
-                    (x0 + side / 2 - 6, y0 + side / 2 - 7),
-                    font.clone(),
-                ))
-                .map_err(|e| plot_err(path, e))?;
-            }
+    let mut worst: Vec<_> = r.per_intent.iter().filter(|(_, v)| v.support > 0).collect();
+    worst.sort_by(|a, b| a.1.f1.total_cmp(&b.1.f1));
+    if !worst.is_empty() {
+        s.push_str("weakest intents (F1)\n");
+        for (k, v) in worst.iter().take(3) {
+            s.push_str(&format!("  {:.3}  {k} (support {})\n", v.f1, v.support));
         }
     }
-    // Column labels, numbered to keep them legible; the key maps numbers to intents.
-    for (j, _) in labels.iter().enumerate() {
-        body.draw(&Text::new(
-            format!("{}", j + 1),
-            (
-                left + j as i32 * side + side / 2 - 5,
-                topm + n as i32 * side + 6,
-            ),
-            font.clone(),
-        ))
-        .map_err(|e| plot_err(path, e))?;
-    }
-    for (i, t) in labels.iter().enumerate() {
-        body.draw(&Text::new(
-            format!("{} = {}", i + 1, short(t)),
-            (left + n as i32 * side + 12, topm + i as i32 * 18),
-            ("sans-serif", 11).into_font(),
-        ))
-        .map_err(|e| plot_err(path, e))?;
-    }
-    root.present().map_err(|e| plot_err(path, e))
-}
-
-fn short(s: &str) -> String {
-    if s.chars().count() > 24 {
-        format!("{}…", s.chars().take(23).collect::<String>())
-    } else {
-        s.to_string()
-    }
+    s
 }
 
 /// The readable report.
@@ -358,12 +259,4 @@ pub fn markdown(r: &EvalReport) -> String {
 fn model_name(r: &EvalReport) -> String {
     let get = |k: &str| r.model_field(k);
     format!("{} {}", get("name"), get("version"))
-}
-
-pub fn pct(x: f64) -> String {
-    if x.is_finite() {
-        format!("{:.2}%", 100.0 * x)
-    } else {
-        "n/a".into()
-    }
 }

@@ -45,49 +45,73 @@ pub struct FineTuneParams {
     pub seed: u64,
 }
 
-impl Default for FineTuneParams {
-    fn default() -> Self {
-        FineTuneParams {
-            epochs: 4,
-            lr: 1e-4,
-            head_lr: 2e-3,
-            warm_start: true,
-            warmup: 0.1,
-            batch: 32,
-            max_len: 64,
-            weight_decay: 0.01,
-            clip: 1.0,
-            dropout: 0.1,
-            patience: 1,
-            freeze_words: true,
-            seed: 42,
-        }
+/// A fine-tuning setting, to name the one that breaks a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FineTuneParam {
+    Epochs,
+    Lr,
+    HeadLr,
+    Warmup,
+    Batch,
+    MaxLen,
+    Dropout,
+}
+
+impl std::fmt::Display for FineTuneParam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FineTuneParam::Epochs => "epochs",
+            FineTuneParam::Lr => "fine_tune_lr",
+            FineTuneParam::HeadLr => "fine_tune_head_lr",
+            FineTuneParam::Warmup => "warm-up share",
+            FineTuneParam::Batch => "fine_tune_batch",
+            FineTuneParam::MaxLen => "fine_tune_max_len",
+            FineTuneParam::Dropout => "dropout",
+        })
     }
 }
 
 impl FineTuneParams {
+    /// The first setting that breaks its rule, and the rule. Defaults live in
+    /// `settings::defaults`; the rules live here.
+    pub fn broken_rule(&self) -> Option<(FineTuneParam, &'static str)> {
+        let positive = |x: f64| x > 0.0 && x.is_finite();
+        let rules = [
+            (
+                FineTuneParam::Epochs,
+                self.epochs >= 1,
+                "must be at least 1",
+            ),
+            (FineTuneParam::Lr, positive(self.lr), "must be > 0"),
+            (FineTuneParam::HeadLr, positive(self.head_lr), "must be > 0"),
+            (
+                FineTuneParam::Warmup,
+                (0.0..1.0).contains(&self.warmup),
+                "must be in [0, 1)",
+            ),
+            (FineTuneParam::Batch, self.batch >= 1, "must be at least 1"),
+            (
+                FineTuneParam::MaxLen,
+                self.max_len >= 2,
+                "must be at least 2",
+            ),
+            (
+                FineTuneParam::Dropout,
+                (0.0..1.0).contains(&self.dropout),
+                "must be in [0, 1)",
+            ),
+        ];
+        rules
+            .into_iter()
+            .find(|(_, ok, _)| !ok)
+            .map(|(param, _, why)| (param, why))
+    }
+
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Usage(m));
-        if self.epochs == 0 {
-            return bad("--epochs must be at least 1".into());
+        match self.broken_rule() {
+            Some((param, why)) => Err(Error::Usage(format!("fine-tune {param}: {why}"))),
+            None => Ok(()),
         }
-        if !(self.lr > 0.0 && self.lr.is_finite() && self.head_lr > 0.0 && self.head_lr.is_finite())
-        {
-            return bad(format!(
-                "fine-tune learning rates must be > 0; got {} (encoder) and {} (head)",
-                self.lr, self.head_lr
-            ));
-        }
-        if !(0.0..1.0).contains(&self.warmup) {
-            return bad(format!("warm-up must be in [0, 1); got {}", self.warmup));
-        }
-        if self.batch == 0 || self.max_len < 2 {
-            return bad("fine-tune batch must be ≥ 1 and max length ≥ 2".into());
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout must be in [0, 1); got {}", self.dropout));
-        }
-        Ok(())
     }
 }
 

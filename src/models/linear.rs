@@ -81,21 +81,12 @@ impl Csr {
     }
 }
 
-/// Settings of the linear solver, before validation.
+/// Settings of the linear solver, before validation (defaults: `settings::defaults`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LinearParams {
     /// Candidate L2 strengths (on the mean loss), tried from strongest to weakest.
     pub l2_grid: Vec<f32>,
     pub max_iter: usize,
-}
-
-impl Default for LinearParams {
-    fn default() -> Self {
-        LinearParams {
-            l2_grid: vec![1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6],
-            max_iter: 300,
-        }
-    }
 }
 
 /// A fitted linear component.
@@ -359,6 +350,7 @@ impl FittedLinear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::defaults;
     use crate::text::FeatureSpec;
 
     fn toy() -> (Vec<&'static str>, Vec<u32>) {
@@ -408,7 +400,7 @@ mod tests {
             &texts,
             &FeatureSpec {
                 min_df: 1,
-                ..Default::default()
+                ..defaults::feature_spec()
             },
         )
         .unwrap();
@@ -453,7 +445,7 @@ mod tests {
         let (texts, y) = toy();
         let spec = FeatureSpec {
             min_df: 1,
-            ..Default::default()
+            ..defaults::feature_spec()
         };
         let run = || {
             let (v, vocab) = Vectorizer::fit(&texts, &spec).unwrap();
@@ -464,7 +456,7 @@ mod tests {
                 data,
                 data,
                 3,
-                &LinearParams::default(),
+                &defaults::linear_params(),
                 |_, _, _| {},
             )
             .unwrap()

@@ -1,27 +1,35 @@
-//! Training: validated parameters in, a fitted and calibrated model out. Splits off validation
-//! (stratified, seeded), fits the featuriser and the linear component, calibrates the temperature
-//! on validation, picks the abstain threshold, measures validation metrics, and finally writes
-//! the bundle. Never reads data files or prints; progress goes through a callback.
+//! Training in typed steps: validated parameters in, a fitted and calibrated model out.
+//! [`train`] labels the rows, then runs [`fit_linear`] (featuriser, L2 path, refit, temperature),
+//! [`fit_encoder`] (embeddings, optional fine-tune, head, temperature), [`fit_ensemble`] (weight,
+//! ensemble temperature, cascade), [`choose_threshold`] (the abstain rule) and
+//! [`validation_metrics`]; [`Trained::save`] writes the bundle and [`Trained::summary`] says what
+//! was trained. Never reads data files or prints; progress goes through a callback as [`Step`]s.
+//! Defaults live in `settings::defaults`; the rules live in [`TrainParams::broken_rule`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::path::Path;
 use std::time::Instant;
 
 use rayon::prelude::*;
+use serde::Serialize;
 
 use super::bundle::{self, DataFingerprint, Manifest, TrainingInfo, FORMAT_VERSION};
 use super::calibration::{self, TemperatureFit, ThresholdChoice};
 use super::encoder::{EmbeddingCache, Encoder, EncoderClassifier};
-use super::finetune::{fine_tune, FineTuneParams, FineTuneSummary, FtData, HeadInit};
+use super::finetune::{
+    fine_tune, FineTuneParam, FineTuneParams, FineTuneSummary, FtData, FtProgress, HeadInit,
+};
 use super::heads::{Head, LogisticHead, MlpHead, MlpParams};
 use super::linear::{self, FittedLinear, Labelled, LinearParams, PathPoint};
-use super::{decide, Classifier};
+use super::{decide, Classifier, Decision};
 use crate::error::{Error, Result};
-use crate::eval::metrics::{self, Scored};
 use crate::io::atomic::TempDir;
 use crate::io::read::Record;
+use crate::metrics::{self, pct, Scored};
+use crate::text::features::FeatureParam;
 use crate::text::{FeatureSpec, Vectorizer};
-use crate::util::{sha256_hex, Rng};
+use crate::util::{human_seconds, sha256_hex, Rng};
 
 /// Training parameters as given, before validation.
 #[derive(Debug, Clone)]
@@ -61,49 +69,280 @@ pub enum HeadKind {
     Mlp,
 }
 
+impl fmt::Display for HeadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeadKind::Logistic => "logistic",
+            HeadKind::Mlp => "mlp",
+        })
+    }
+}
+
+/// A training parameter, to name the one that breaks a rule (the settings resolver maps it back
+/// to the flag, variable or file line it came from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    ValidSplit,
+    TargetPrecision,
+    MaxIter,
+    L2Grid,
+    HeadAlpha,
+    Features(FeatureParam),
+    FineTune(FineTuneParam),
+}
+
+impl fmt::Display for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Param::ValidSplit => f.write_str("valid_split"),
+            Param::TargetPrecision => f.write_str("target_precision"),
+            Param::MaxIter => f.write_str("max_iter"),
+            Param::L2Grid => f.write_str("l2_grid"),
+            Param::HeadAlpha => f.write_str("head_alpha"),
+            Param::Features(p) => write!(f, "{p}"),
+            Param::FineTune(p) => write!(f, "fine-tune {p}"),
+        }
+    }
+}
+
+/// A parameter that breaks a rule, and the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid {
+    pub param: Param,
+    pub why: &'static str,
+}
+
 /// Parameters that passed validation; only these can start the expensive work.
 #[derive(Debug, Clone)]
 pub struct ValidTrainParams(TrainParams);
 
 impl TrainParams {
-    pub fn validate(self) -> Result<ValidTrainParams> {
+    /// The first parameter that breaks its rule. Every rule of training lives here (or in the
+    /// featuriser's and the fine-tune's own `broken_rule`, which this calls).
+    pub fn broken_rule(&self) -> Option<Invalid> {
+        let bad = |param, why| Some(Invalid { param, why });
         if !(self.valid_split > 0.0 && self.valid_split < 1.0) {
-            return Err(Error::Usage(format!(
-                "--valid-split must be in (0, 1); got {}",
-                self.valid_split
-            )));
+            return bad(Param::ValidSplit, "must be in (0, 1)");
         }
         if !(self.target_precision > 0.0 && self.target_precision <= 1.0) {
-            return Err(Error::Usage(format!(
-                "--target-precision must be in (0, 1]; got {}",
-                self.target_precision
-            )));
+            return bad(Param::TargetPrecision, "must be in (0, 1]");
         }
-        self.features.validate()?;
-        if let Some(ft) = self.encoder.as_ref().and_then(|e| e.fine_tune.as_ref()) {
-            ft.validate()?;
+        if let Some((p, why)) = self.features.broken_rule() {
+            return bad(Param::Features(p), why);
         }
         if self.linear.max_iter == 0 {
-            return Err(Error::Usage("max_iter must be at least 1".into()));
+            return bad(Param::MaxIter, "must be at least 1");
         }
-        if self.linear.l2_grid.is_empty()
-            || self
-                .linear
-                .l2_grid
-                .iter()
-                .any(|l| !(*l >= 0.0 && l.is_finite()))
-        {
-            return Err(Error::Usage(
-                "the L2 grid needs at least one finite, non-negative strength".into(),
-            ));
+        let strength_ok = |l: &f32| *l >= 0.0 && l.is_finite();
+        if self.linear.l2_grid.is_empty() || !self.linear.l2_grid.iter().all(strength_ok) {
+            return bad(
+                Param::L2Grid,
+                "needs at least one finite, non-negative strength",
+            );
         }
-        Ok(ValidTrainParams(self))
+        let encoder = self.encoder.as_ref()?;
+        if !(encoder.alpha >= 0.0 && encoder.alpha.is_finite()) {
+            return bad(Param::HeadAlpha, "must be finite and non-negative");
+        }
+        let (p, why) = encoder.fine_tune.as_ref()?.broken_rule()?;
+        bad(Param::FineTune(p), why)
+    }
+
+    pub fn validate(self) -> Result<ValidTrainParams> {
+        match self.broken_rule() {
+            Some(Invalid { param, why }) => Err(Error::Usage(format!("{param}: {why}"))),
+            None => Ok(ValidTrainParams(self)),
+        }
     }
 }
 
 impl ValidTrainParams {
     pub fn params(&self) -> &TrainParams {
         &self.0
+    }
+}
+
+/// What training is doing, for a progress line; `Display` says it with units.
+#[derive(Clone, Copy)]
+pub enum Step<'a> {
+    /// Learning the n-gram vocabulary and weighting the rows.
+    Features { texts: usize },
+    /// One L-BFGS iteration of the linear model at one L2 strength of the path.
+    Linear {
+        strength: &'a str,
+        index: usize,
+        of: usize,
+        iteration: usize,
+        max_iter: usize,
+        loss: f64,
+    },
+    /// One L-BFGS iteration of the refit on training + validation rows.
+    Refit {
+        iteration: usize,
+        max_iter: usize,
+        loss: f64,
+    },
+    /// Texts embedded so far by the encoder (the fine-tuned one when `tuned`).
+    Encoding {
+        done: usize,
+        total: usize,
+        tuned: bool,
+    },
+    /// Fitting the encoder's head on the embeddings.
+    EncoderHead,
+    /// One optimiser step of the encoder's fine-tune.
+    FineTune {
+        progress: &'a FtProgress,
+        epochs: usize,
+    },
+}
+
+impl Step<'_> {
+    /// The training loss this step reports, once there is one.
+    pub fn loss(&self) -> Option<f64> {
+        let loss = match self {
+            Step::Linear { loss, .. } | Step::Refit { loss, .. } => *loss,
+            Step::FineTune { progress, .. } => progress.loss,
+            _ => return None,
+        };
+        loss.is_finite().then_some(loss)
+    }
+}
+
+impl fmt::Display for Step<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Step::Features { texts } => write!(f, "building n-gram features from {texts} texts"),
+            Step::Linear {
+                strength,
+                index,
+                of,
+                iteration,
+                max_iter,
+                ..
+            } => write!(
+                f,
+                "fitting linear model ({strength}, {index} of {of}): L-BFGS iteration {iteration}/{max_iter}{}",
+                loss_text(self.loss())
+            ),
+            Step::Refit {
+                iteration,
+                max_iter,
+                ..
+            } => write!(
+                f,
+                "refitting linear model on all rows: L-BFGS iteration {iteration}/{max_iter}{}",
+                loss_text(self.loss())
+            ),
+            Step::Encoding { done, total, tuned } => write!(
+                f,
+                "embedding with the {}encoder: {done}/{total} texts",
+                if tuned { "fine-tuned " } else { "" }
+            ),
+            Step::EncoderHead => f.write_str("fitting the encoder's head on the embeddings"),
+            Step::FineTune { progress, epochs } => write!(
+                f,
+                "fine-tuning the encoder: epoch {}/{epochs}, step {}/{}{}, eta {}",
+                progress.epoch,
+                progress.step,
+                progress.total_steps,
+                loss_text(self.loss()),
+                human_seconds(progress.eta_seconds)
+            ),
+        }
+    }
+}
+
+/// `, loss 0.4120`, or nothing while no loss is known.
+fn loss_text(loss: Option<f64>) -> String {
+    loss.map(|l| format!(", loss {l:.4}")).unwrap_or_default()
+}
+
+/// Progress callback.
+pub type Progress<'a> = &'a mut dyn FnMut(Step<'_>);
+
+/// Validation metrics of a trained model. The field names are the metric names in the
+/// manifest and in MLflow; [`ValidationMetrics::entries`] lists them as key/values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValidationMetrics {
+    pub valid_accuracy: f64,
+    pub valid_macro_f1: f64,
+    pub valid_ece: f64,
+    /// Before the temperatures (each component's and the ensemble's).
+    pub valid_ece_uncalibrated: f64,
+    pub valid_nll: f64,
+    pub valid_nll_uncalibrated: f64,
+    /// Share of validation rows answered at the abstain threshold, and their precision.
+    pub valid_coverage: f64,
+    pub valid_precision_answered: f64,
+    pub valid_accuracy_linear: f64,
+    pub n_features: usize,
+    pub refit: bool,
+    #[serde(flatten)]
+    pub encoder: Option<EncoderMetrics>,
+}
+
+/// The encoder component's and the ensemble's metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EncoderMetrics {
+    pub valid_accuracy_encoder: f64,
+    pub ensemble_weight_encoder: f64,
+    pub ensemble_temperature: f64,
+    pub cascade_threshold: f64,
+    pub valid_cascade_accuracy: f64,
+    pub valid_cascade_encoder_fraction: f64,
+    pub encoder_seconds: f64,
+    #[serde(flatten)]
+    pub fine_tune: Option<FineTuneMetrics>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FineTuneMetrics {
+    pub fine_tune_seconds: f64,
+    pub fine_tune_best_epoch: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fine_tune_valid_accuracy: Option<f64>,
+}
+
+impl ValidationMetrics {
+    /// The metrics as (name, value), the one place they become key/values (the manifest's
+    /// `metrics` and the run's metrics); the names are the serialised field names.
+    pub fn entries(&self) -> Vec<(&'static str, f64)> {
+        let mut out = vec![
+            ("valid_accuracy", self.valid_accuracy),
+            ("valid_macro_f1", self.valid_macro_f1),
+            ("valid_ece", self.valid_ece),
+            ("valid_ece_uncalibrated", self.valid_ece_uncalibrated),
+            ("valid_nll", self.valid_nll),
+            ("valid_nll_uncalibrated", self.valid_nll_uncalibrated),
+            ("valid_coverage", self.valid_coverage),
+            ("valid_precision_answered", self.valid_precision_answered),
+            ("valid_accuracy_linear", self.valid_accuracy_linear),
+            ("n_features", self.n_features as f64),
+            ("refit", self.refit as u8 as f64),
+        ];
+        if let Some(e) = &self.encoder {
+            out.extend([
+                ("valid_accuracy_encoder", e.valid_accuracy_encoder),
+                ("ensemble_weight_encoder", e.ensemble_weight_encoder),
+                ("ensemble_temperature", e.ensemble_temperature),
+                ("cascade_threshold", e.cascade_threshold),
+                ("valid_cascade_accuracy", e.valid_cascade_accuracy),
+                (
+                    "valid_cascade_encoder_fraction",
+                    e.valid_cascade_encoder_fraction,
+                ),
+                ("encoder_seconds", e.encoder_seconds),
+            ]);
+            if let Some(ft) = &e.fine_tune {
+                out.push(("fine_tune_seconds", ft.fine_tune_seconds));
+                out.push(("fine_tune_best_epoch", ft.fine_tune_best_epoch as f64));
+                if let Some(a) = ft.fine_tune_valid_accuracy {
+                    out.push(("fine_tune_valid_accuracy", a));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -123,7 +362,7 @@ pub struct Trained {
     /// Holds the fine-tuned encoder's files until the bundle has copied them.
     pub scratch: Option<TempDir>,
     pub threshold: ThresholdChoice,
-    pub metrics: BTreeMap<String, f64>,
+    pub metrics: ValidationMetrics,
     pub train_data: DataFingerprint,
     pub valid_data: DataFingerprint,
     pub seconds: f64,
@@ -177,8 +416,64 @@ pub fn stratified_split(records: &[Record], share: f64, seed: u64) -> (Vec<&Reco
     (train, valid)
 }
 
-/// Progress callback: (stage, step, loss).
-pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, f64);
+/// The labelled rows of one run in class-index form: training rows, and the validation rows
+/// whose label occurs in training.
+struct Rows<'a> {
+    labels: Vec<String>,
+    train_texts: Vec<&'a str>,
+    y_train: Vec<u32>,
+    valid: Vec<&'a Record>,
+    valid_texts: Vec<&'a str>,
+    y_valid: Vec<u32>,
+    /// Validation rows left out because their label never occurs in training.
+    dropped_valid: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn new(train: &[&'a Record], valid: &[&'a Record]) -> Result<Rows<'a>> {
+        let labels: Vec<String> = train
+            .iter()
+            .filter_map(|r| r.label.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if labels.len() < 2 {
+            return Err(Error::Training(format!(
+                "the training data has {} distinct label(s); at least 2 are needed",
+                labels.len()
+            )));
+        }
+        let index: HashMap<&str, u32> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i as u32))
+            .collect();
+        let class = |r: &Record| index[r.label.as_deref().expect("labelled")];
+        let valid_known: Vec<&Record> = valid
+            .iter()
+            .copied()
+            .filter(|r| r.label.as_deref().is_some_and(|l| index.contains_key(l)))
+            .collect();
+        if valid_known.is_empty() {
+            return Err(Error::Training(
+                "no validation rows with a label seen in training: calibration and the abstain threshold need them".into(),
+            ));
+        }
+        Ok(Rows {
+            y_train: train.iter().map(|r| class(r)).collect(),
+            y_valid: valid_known.iter().map(|r| class(r)).collect(),
+            train_texts: train.iter().map(|r| r.text.as_str()).collect(),
+            valid_texts: valid_known.iter().map(|r| r.text.as_str()).collect(),
+            dropped_valid: valid.len() - valid_known.len(),
+            valid: valid_known,
+            labels,
+        })
+    }
+
+    fn n_classes(&self) -> usize {
+        self.labels.len()
+    }
+}
 
 /// Fits, calibrates and measures a model.
 pub fn train(
@@ -190,88 +485,132 @@ pub fn train(
 ) -> Result<Trained> {
     let p = params.params();
     let start = Instant::now();
-    let labels: Vec<String> = train
-        .iter()
-        .filter_map(|r| r.label.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if labels.len() < 2 {
-        return Err(Error::Training(format!(
-            "the training data has {} distinct label(s); at least 2 are needed",
-            labels.len()
-        )));
-    }
-    let index: HashMap<&str, u32> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.as_str(), i as u32))
-        .collect();
-    let y_train: Vec<u32> = train
-        .iter()
-        .map(|r| index[r.label.as_deref().expect("labelled")])
-        .collect();
-    let valid_known: Vec<&Record> = valid
-        .iter()
-        .copied()
-        .filter(|r| r.label.as_deref().is_some_and(|l| index.contains_key(l)))
-        .collect();
-    let dropped_valid = valid.len() - valid_known.len();
-    if valid_known.is_empty() {
-        return Err(Error::Training(
-            "no validation rows with a label seen in training: calibration and the abstain threshold need them".into(),
-        ));
-    }
-    let y_valid: Vec<u32> = valid_known
-        .iter()
-        .map(|r| index[r.label.as_deref().expect("labelled")])
-        .collect();
+    let rows = Rows::new(train, valid)?;
+    let linear = fit_linear(p, &rows, progress)?;
+    let encoder = match &p.encoder {
+        None => None,
+        Some(ep) => Some(fit_encoder(ep, &rows, p.refit, progress)?),
+    };
+    let ensemble = fit_ensemble(&linear, encoder.as_ref(), &rows);
+    let (answers, threshold) = choose_threshold(
+        &ensemble.probs,
+        &rows.y_valid,
+        rows.n_classes(),
+        p.target_precision,
+    );
+    let metrics = validation_metrics(
+        Fitted {
+            rows: &rows,
+            linear: &linear,
+            encoder: encoder.as_ref(),
+            ensemble: &ensemble,
+        },
+        &answers,
+        &threshold,
+        p.refit,
+    );
+    let (encoder, fine_tune, scratch) = match encoder {
+        None => (None, None, None),
+        Some(e) => {
+            let (summary, scratch) = e.fine_tune.unzip();
+            (Some((e.model, e.temperature)), summary, scratch)
+        }
+    };
+    Ok(Trained {
+        train_data: fingerprint(sources.0, train),
+        valid_data: fingerprint(sources.1, &rows.valid),
+        labels: rows.labels,
+        linear: linear.model,
+        path: linear.path,
+        temperature: linear.temperature,
+        encoder,
+        encoder_weight: ensemble.weight,
+        ensemble_temperature: ensemble.temperature,
+        cascade_threshold: ensemble.cascade.map(|cc| cc.threshold),
+        encoder_alpha: p.encoder.as_ref().map(|e| e.alpha).unwrap_or(0.0),
+        fine_tune,
+        scratch,
+        threshold,
+        metrics,
+        seconds: start.elapsed().as_secs_f64(),
+        dropped_valid: rows.dropped_valid,
+    })
+}
 
-    progress("features", 0, f64::NAN);
-    let train_texts: Vec<&str> = train.iter().map(|r| r.text.as_str()).collect();
-    let (vectorizer, vocab) = Vectorizer::fit(&train_texts, &p.features)?;
-    let x_train: Vec<_> = train_texts
+/// The linear component as trained: the model kept (refit or held-out), its L2 path, and its
+/// temperature and raw logits on validation (from the held-out fit).
+struct LinearStep {
+    model: FittedLinear,
+    path: Vec<PathPoint>,
+    temperature: TemperatureFit,
+    valid_logits: Vec<f32>,
+    n_features: usize,
+}
+
+/// Learns the featuriser, walks the L2 path (keeping the best strength on validation),
+/// optionally refits on all rows, and fits the temperature on validation.
+fn fit_linear(p: &TrainParams, rows: &Rows<'_>, progress: Progress<'_>) -> Result<LinearStep> {
+    progress(Step::Features {
+        texts: rows.train_texts.len(),
+    });
+    let (vectorizer, vocab) = Vectorizer::fit(&rows.train_texts, &p.features)?;
+    let x_train: Vec<_> = rows
+        .train_texts
         .par_iter()
         .map(|t| vectorizer.transform(t))
         .collect();
-    let x_valid: Vec<_> = valid_known
+    let x_valid: Vec<_> = rows
+        .valid_texts
         .par_iter()
-        .map(|r| vectorizer.transform(&r.text))
+        .map(|t| vectorizer.transform(t))
         .collect();
     tracing::info!(
         features = vectorizer.n_features(),
-        train = train.len(),
-        valid = valid_known.len(),
+        train = x_train.len(),
+        valid = x_valid.len(),
         "featurised"
     );
-
+    let c = rows.n_classes();
     let valid_rows = Labelled {
         x: &x_valid,
-        y: &y_valid,
+        y: &rows.y_valid,
     };
+    let max_iter = p.linear.max_iter;
+    let of = p.linear.l2_grid.len();
+    let (mut index, mut current) = (0, String::new());
     let fit = linear::fit(
         (vectorizer.clone(), vocab.clone()),
         Labelled {
             x: &x_train,
-            y: &y_train,
+            y: &rows.y_train,
         },
         valid_rows,
-        labels.len(),
+        c,
         &p.linear,
-        |stage, it, loss| progress(stage, it, loss),
+        |strength, iteration, loss| {
+            if strength != current {
+                index += 1;
+                current = strength.to_string();
+            }
+            progress(Step::Linear {
+                strength,
+                index,
+                of,
+                iteration,
+                max_iter,
+                loss,
+            })
+        },
     )?;
-    let c = labels.len();
-    let valid_texts: Vec<&str> = valid_known.iter().map(|r| r.text.as_str()).collect();
-    let logits = fit.model.logits(&valid_texts)?;
+    let valid_logits = fit.model.logits(&rows.valid_texts)?;
     let n_features = fit.model.vectorizer.n_features();
-    let final_model = if p.refit {
+    let model = if p.refit {
         let x_all: Vec<_> = x_train.iter().chain(&x_valid).cloned().collect();
-        let y_all: Vec<u32> = y_train.iter().chain(&y_valid).copied().collect();
+        let y_all: Vec<u32> = rows.y_train.iter().chain(&rows.y_valid).copied().collect();
         let one = LinearParams {
             l2_grid: vec![fit.model.l2],
             ..p.linear.clone()
         };
-        let mut refit_progress = |_: &str, it: usize, loss: f64| progress("refit", it, loss);
         let all = Labelled {
             x: &x_all,
             y: &y_all,
@@ -282,167 +621,29 @@ pub fn train(
             valid_rows,
             c,
             &one,
-            &mut refit_progress,
+            |_, iteration, loss| {
+                progress(Step::Refit {
+                    iteration,
+                    max_iter,
+                    loss,
+                })
+            },
         )?
         .model
     } else {
         fit.model
     };
-    let temperature = calibration::fit_temperature(&logits, &y_valid, c);
-    let linear_probs = calibration::softmax_rows(&logits, c, temperature.temperature);
-
-    let encoder = match &p.encoder {
-        None => None,
-        Some(ep) => Some(train_encoder(
-            ep,
-            &train_texts,
-            &y_train,
-            &valid_texts,
-            &y_valid,
-            c,
-            p.refit,
-            progress,
-        )?),
-    };
-    // Ensemble weight of the encoder: the mix of calibrated probabilities with the lowest
-    // validation NLL, on a grid of 21 weights.
-    let (weight, mut probs) = match &encoder {
-        None => (0.0, linear_probs.clone()),
-        Some(e) => {
-            let mut best = (f64::INFINITY, 0.0f32);
-            for k in 0..=20 {
-                let w = k as f32 / 20.0;
-                let mixed = mix(&linear_probs, &e.valid_probs, w);
-                let nll = mean_nll(&mixed, &y_valid, c);
-                if nll < best.0 - 1e-12 {
-                    best = (nll, w);
-                }
-            }
-            (best.1, mix(&linear_probs, &e.valid_probs, best.1))
-        }
-    };
-    let ensemble_temperature = if encoder.is_some() {
-        let ens_logits: Vec<f32> = probs.iter().map(|p| p.max(1e-12).ln()).collect();
-        let t = calibration::fit_temperature(&ens_logits, &y_valid, c).temperature;
-        probs
-            .chunks_mut(c)
-            .for_each(|row| super::recalibrate(row, t));
-        t
-    } else {
-        1.0
-    };
-    let raw_probs = match &encoder {
-        None => calibration::softmax_rows(&logits, c, 1.0),
-        Some(e) => mix(
-            &calibration::softmax_rows(&logits, c, 1.0),
-            &calibration::softmax_rows(&e.valid_logits, c, 1.0),
-            weight,
-        ),
-    };
-
-    let cascade = encoder
-        .as_ref()
-        .map(|_| choose_cascade(&linear_probs, &probs, &y_valid, c));
-    let decisions: Vec<_> = probs.chunks(c).map(|row| decide(row, 0.0, 1)).collect();
-    let conf: Vec<f32> = decisions.iter().map(|d| d.confidence).collect();
-    let correct: Vec<bool> = decisions
-        .iter()
-        .zip(&y_valid)
-        .map(|(d, &y)| d.best == y as usize)
-        .collect();
-    let threshold = calibration::choose_threshold(&conf, &correct, p.target_precision);
-    let scored: Vec<Scored> = decisions
-        .iter()
-        .zip(&y_valid)
-        .map(|(d, &y)| Scored {
-            truth: labels[y as usize].clone(),
-            predicted: labels[d.best].clone(),
-            confidence: d.confidence,
-            abstained: d.confidence < threshold.threshold,
-        })
-        .collect();
-    let (_, macro_f1) = metrics::per_intent(&scored);
-    let (_, ece) = metrics::reliability(&conf, &correct, metrics::ECE_BINS);
-    let raw_conf: Vec<f32> = raw_probs
-        .chunks(c)
-        .map(|row| row.iter().fold(0f32, |a, &b| a.max(b)))
-        .collect();
-    let (_, ece_raw) = metrics::reliability(&raw_conf, &correct, metrics::ECE_BINS);
-    let accuracy_of = |pr: &[f32]| {
-        pr.chunks(c)
-            .zip(&y_valid)
-            .filter(|(row, &y)| decide(row, 0.0, 1).best == y as usize)
-            .count() as f64
-            / y_valid.len() as f64
-    };
-    let mut m = BTreeMap::new();
-    m.insert("valid_accuracy".into(), metrics::accuracy(&scored));
-    m.insert("valid_macro_f1".into(), macro_f1);
-    m.insert("valid_ece".into(), ece);
-    m.insert("valid_ece_uncalibrated".into(), ece_raw);
-    m.insert("valid_nll".into(), mean_nll(&probs, &y_valid, c));
-    m.insert(
-        "valid_nll_uncalibrated".into(),
-        mean_nll(&raw_probs, &y_valid, c),
-    );
-    m.insert("valid_coverage".into(), threshold.coverage);
-    m.insert("valid_precision_answered".into(), threshold.precision);
-    m.insert("valid_accuracy_linear".into(), accuracy_of(&linear_probs));
-    m.insert("n_features".into(), n_features as f64);
-    m.insert("refit".into(), p.refit as u8 as f64);
-    if let Some(e) = &encoder {
-        m.insert("valid_accuracy_encoder".into(), accuracy_of(&e.valid_probs));
-        m.insert("ensemble_weight_encoder".into(), weight as f64);
-        m.insert("ensemble_temperature".into(), ensemble_temperature as f64);
-        if let Some(cc) = &cascade {
-            m.insert("cascade_threshold".into(), cc.threshold as f64);
-            m.insert("valid_cascade_accuracy".into(), cc.accuracy);
-            m.insert("valid_cascade_encoder_fraction".into(), cc.encoder_fraction);
-        }
-        m.insert("encoder_seconds".into(), e.seconds);
-        if let Some((ft, _)) = &e.fine_tune {
-            m.insert("fine_tune_seconds".into(), ft.seconds);
-            m.insert("fine_tune_best_epoch".into(), ft.best_epoch as f64);
-            if let Some(h) = ft.history.iter().find(|h| h.epoch == ft.best_epoch) {
-                m.insert("fine_tune_valid_accuracy".into(), h.valid_accuracy);
-            }
-        }
-    }
-    let (encoder, fine_tune) = match encoder {
-        None => (None, None),
-        Some(mut e) => {
-            let ft = e.fine_tune.take();
-            (Some(e), ft)
-        }
-    };
-    let (fine_tune, scratch) = match fine_tune {
-        Some((s, d)) => (Some(s), Some(d)),
-        None => (None, None),
-    };
-
-    Ok(Trained {
-        labels,
-        train_data: fingerprint(sources.0, train),
-        valid_data: fingerprint(sources.1, &valid_known),
-        linear: final_model,
+    Ok(LinearStep {
+        model,
         path: fit.path,
-        temperature,
-        encoder: encoder.map(|e| (e.model, e.temperature)),
-        encoder_weight: weight,
-        ensemble_temperature,
-        cascade_threshold: cascade.map(|cc| cc.threshold),
-        encoder_alpha: p.encoder.as_ref().map(|e| e.alpha).unwrap_or(0.0),
-        fine_tune,
-        scratch,
-        threshold,
-        metrics: m,
-        seconds: start.elapsed().as_secs_f64(),
-        dropped_valid,
+        temperature: calibration::fit_temperature(&valid_logits, &rows.y_valid, c),
+        valid_logits,
+        n_features,
     })
 }
 
 /// The encoder component as trained: the model, its calibration and its validation outputs.
-struct TrainedEncoder {
+struct EncoderStep {
     model: EncoderClassifier,
     fine_tune: Option<(FineTuneSummary, TempDir)>,
     temperature: TemperatureFit,
@@ -451,100 +652,39 @@ struct TrainedEncoder {
     seconds: f64,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn train_encoder(
+/// Embeds the rows (after fine-tuning the encoder, when asked), fits the head and its
+/// temperature on validation, and refits a logistic head on all rows when `refit`.
+fn fit_encoder(
     ep: &EncoderParams,
-    train_texts: &[&str],
-    y_train: &[u32],
-    valid_texts: &[&str],
-    y_valid: &[u32],
-    c: usize,
+    rows: &Rows<'_>,
     refit: bool,
     progress: Progress<'_>,
-) -> Result<TrainedEncoder> {
+) -> Result<EncoderStep> {
     let start = Instant::now();
     let base = Encoder::load(&ep.dir, ep.max_len)?;
-    let mut cache = EmbeddingCache::open(&base)?;
-    let mut done = 0usize;
-    let mut tick = |n: usize| {
-        done += n;
-        progress("encoding", done, f64::NAN);
-    };
-    // With a fine-tune, the frozen encoder's embeddings are needed only for a warm start.
     let (encoder, fine_tune, xt, xv) = match &ep.fine_tune {
         None => {
-            let xt = cache.embed(&base, train_texts, &mut tick)?;
-            let xv = cache.embed(&base, valid_texts, &mut tick)?;
+            let total = rows.train_texts.len() + rows.valid_texts.len();
+            let mut cache = EmbeddingCache::open(&base)?;
+            let mut tick = embedding_ticks(progress, total, false);
+            let xt = cache.embed(&base, &rows.train_texts, &mut tick)?;
+            let xv = cache.embed(&base, &rows.valid_texts, &mut tick)?;
             (base, None, xt, xv)
         }
         Some(fp) => {
-            let t0 = Instant::now();
-            // A warm start begins from the head fitted on the frozen encoder.
-            let init = if fp.warm_start {
-                let x0 = cache.embed(&base, train_texts, &mut tick)?;
-                progress("encoder head", 0, f64::NAN);
-                LogisticHead::fit(&x0, base.dim, y_train, c, ep.alpha, ep.max_iter)?
-            } else {
-                LogisticHead {
-                    dim: base.dim,
-                    n_classes: c,
-                    weight: vec![0.0; base.dim * c],
-                    bias: vec![0.0; c],
-                }
-            };
-            let ft = fine_tune(
-                &ep.dir,
-                fp,
-                FtData {
-                    texts: train_texts,
-                    labels: y_train,
-                },
-                FtData {
-                    texts: valid_texts,
-                    labels: y_valid,
-                },
-                HeadInit {
-                    weight: &init.weight,
-                    bias: &init.bias,
-                    n_classes: c,
-                },
-                |f| {
-                    progress(
-                        &format!(
-                            "fine-tune epoch {}/{} of {} steps, eta {}, step",
-                            f.epoch,
-                            fp.epochs,
-                            f.total_steps,
-                            crate::util::human_seconds(f.eta_seconds)
-                        ),
-                        f.step,
-                        f.loss,
-                    )
-                },
-            )?;
-            let tuned = Encoder::load(ft.dir.path(), ep.max_len)?;
+            let (tuned, summary, scratch) = fine_tune_encoder(ep, fp, base, rows, progress)?;
+            let total = rows.train_texts.len() + rows.valid_texts.len();
             // Fine-tuned weights are used once, so their embeddings skip the shared cache.
-            let mut done = 0usize;
-            let mut tick = |n: usize| {
-                done += n;
-                progress("encoding (fine-tuned)", done, f64::NAN);
-            };
-            let xt = tuned.embed(train_texts, super::encoder::DEFAULT_BATCH, &mut tick)?;
-            let xv = tuned.embed(valid_texts, super::encoder::DEFAULT_BATCH, &mut tick)?;
-            let summary = FineTuneSummary {
-                base: ep.dir.display().to_string(),
-                base_sha256: base.weights_sha256.clone(),
-                params: fp.clone(),
-                best_epoch: ft.best_epoch,
-                steps: ft.steps,
-                history: ft.history,
-                seconds: t0.elapsed().as_secs_f64(),
-            };
-            (tuned, Some((summary, ft.dir)), xt, xv)
+            let mut tick = embedding_ticks(progress, total, true);
+            let batch = super::encoder::DEFAULT_BATCH;
+            let xt = tuned.embed(&rows.train_texts, batch, &mut tick)?;
+            let xv = tuned.embed(&rows.valid_texts, batch, &mut tick)?;
+            (tuned, Some((summary, scratch)), xt, xv)
         }
     };
-    let dim = encoder.dim;
-    progress("encoder head", 0, f64::NAN);
+    let (dim, c) = (encoder.dim, rows.n_classes());
+    let (y_train, y_valid) = (&rows.y_train, &rows.y_valid);
+    progress(Step::EncoderHead);
     let head = match ep.head {
         HeadKind::Logistic => Head::Logistic(LogisticHead::fit(
             &xt,
@@ -582,7 +722,7 @@ fn train_encoder(
         }
         (_, head) => head,
     };
-    Ok(TrainedEncoder {
+    Ok(EncoderStep {
         fine_tune,
         model: EncoderClassifier {
             encoder,
@@ -594,6 +734,251 @@ fn train_encoder(
         valid_probs,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// A callback for `embed` that reports texts embedded so far out of `total`.
+fn embedding_ticks<'p>(
+    progress: &'p mut dyn FnMut(Step<'_>),
+    total: usize,
+    tuned: bool,
+) -> impl FnMut(usize) + 'p {
+    let mut done = 0usize;
+    move |n| {
+        done += n;
+        progress(Step::Encoding { done, total, tuned })
+    }
+}
+
+/// Fine-tunes the encoder on the training rows, starting its head from the logistic head
+/// fitted on the frozen encoder (`warm_start`) or from zeros, and loads the result.
+fn fine_tune_encoder(
+    ep: &EncoderParams,
+    fp: &FineTuneParams,
+    base: Encoder,
+    rows: &Rows<'_>,
+    progress: Progress<'_>,
+) -> Result<(Encoder, FineTuneSummary, TempDir)> {
+    let t0 = Instant::now();
+    let c = rows.n_classes();
+    let init = if fp.warm_start {
+        // The frozen encoder's embeddings are needed only for this warm start.
+        let x0 = {
+            let mut cache = EmbeddingCache::open(&base)?;
+            let mut tick = embedding_ticks(progress, rows.train_texts.len(), false);
+            cache.embed(&base, &rows.train_texts, &mut tick)?
+        };
+        progress(Step::EncoderHead);
+        LogisticHead::fit(&x0, base.dim, &rows.y_train, c, ep.alpha, ep.max_iter)?
+    } else {
+        LogisticHead {
+            dim: base.dim,
+            n_classes: c,
+            weight: vec![0.0; base.dim * c],
+            bias: vec![0.0; c],
+        }
+    };
+    let ft = fine_tune(
+        &ep.dir,
+        fp,
+        FtData {
+            texts: &rows.train_texts,
+            labels: &rows.y_train,
+        },
+        FtData {
+            texts: &rows.valid_texts,
+            labels: &rows.y_valid,
+        },
+        HeadInit {
+            weight: &init.weight,
+            bias: &init.bias,
+            n_classes: c,
+        },
+        |f| {
+            progress(Step::FineTune {
+                progress: f,
+                epochs: fp.epochs,
+            })
+        },
+    )?;
+    let tuned = Encoder::load(ft.dir.path(), ep.max_len)?;
+    let summary = FineTuneSummary {
+        base: ep.dir.display().to_string(),
+        base_sha256: base.weights_sha256.clone(),
+        params: fp.clone(),
+        best_epoch: ft.best_epoch,
+        steps: ft.steps,
+        history: ft.history,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    Ok((tuned, summary, ft.dir))
+}
+
+/// How the components are combined on validation: the encoder's weight, the ensemble's
+/// temperature, the calibrated and uncalibrated mixed probabilities, and the cascade.
+struct Ensemble {
+    weight: f32,
+    temperature: f32,
+    /// The linear component's calibrated validation probabilities.
+    linear_probs: Vec<f32>,
+    /// The ensemble's calibrated validation probabilities (the linear ones when alone).
+    probs: Vec<f32>,
+    /// The same mix before any temperature.
+    raw_probs: Vec<f32>,
+    cascade: Option<CascadeChoice>,
+}
+
+/// Chooses the encoder's weight (the mix of calibrated probabilities with the lowest validation
+/// NLL, on a grid of 21 weights), re-tempers the mix, and picks the cascade threshold.
+fn fit_ensemble(linear: &LinearStep, encoder: Option<&EncoderStep>, rows: &Rows<'_>) -> Ensemble {
+    let (c, y) = (rows.n_classes(), &rows.y_valid);
+    let linear_probs =
+        calibration::softmax_rows(&linear.valid_logits, c, linear.temperature.temperature);
+    let raw_linear = || calibration::softmax_rows(&linear.valid_logits, c, 1.0);
+    let Some(e) = encoder else {
+        return Ensemble {
+            weight: 0.0,
+            temperature: 1.0,
+            probs: linear_probs.clone(),
+            linear_probs,
+            raw_probs: raw_linear(),
+            cascade: None,
+        };
+    };
+    let mut best = (f64::INFINITY, 0.0f32);
+    for k in 0..=20 {
+        let w = k as f32 / 20.0;
+        let nll = metrics::mean_nll(&mix(&linear_probs, &e.valid_probs, w), y, c);
+        if nll < best.0 - 1e-12 {
+            best = (nll, w);
+        }
+    }
+    let weight = best.1;
+    let mut probs = mix(&linear_probs, &e.valid_probs, weight);
+    let ens_logits: Vec<f32> = probs.iter().map(|p| p.max(1e-12).ln()).collect();
+    let temperature = calibration::fit_temperature(&ens_logits, y, c).temperature;
+    probs
+        .chunks_mut(c)
+        .for_each(|row| super::recalibrate(row, temperature));
+    let raw_probs = mix(
+        &raw_linear(),
+        &calibration::softmax_rows(&e.valid_logits, c, 1.0),
+        weight,
+    );
+    let cascade = choose_cascade(&linear_probs, &probs, y, c);
+    Ensemble {
+        weight,
+        temperature,
+        linear_probs,
+        probs,
+        raw_probs,
+        cascade: Some(cascade),
+    }
+}
+
+/// The ensemble's answer on each validation row, with no threshold.
+struct Answers {
+    decisions: Vec<Decision>,
+    confidence: Vec<f32>,
+    correct: Vec<bool>,
+}
+
+/// Decides every validation row and picks the abstain threshold: the lowest confidence whose
+/// answered rows keep precision >= `target`.
+fn choose_threshold(probs: &[f32], y: &[u32], c: usize, target: f64) -> (Answers, ThresholdChoice) {
+    let decisions: Vec<Decision> = probs.chunks(c).map(|row| decide(row, 0.0, 1)).collect();
+    let confidence: Vec<f32> = decisions.iter().map(|d| d.confidence).collect();
+    let correct: Vec<bool> = decisions
+        .iter()
+        .zip(y)
+        .map(|(d, &l)| d.best == l as usize)
+        .collect();
+    let threshold = calibration::choose_threshold(&confidence, &correct, target);
+    let answers = Answers {
+        decisions,
+        confidence,
+        correct,
+    };
+    (answers, threshold)
+}
+
+/// Everything fitted, for measuring.
+struct Fitted<'a> {
+    rows: &'a Rows<'a>,
+    linear: &'a LinearStep,
+    encoder: Option<&'a EncoderStep>,
+    ensemble: &'a Ensemble,
+}
+
+/// Measures the fitted model on the validation rows.
+fn validation_metrics(
+    f: Fitted<'_>,
+    answers: &Answers,
+    threshold: &ThresholdChoice,
+    refit: bool,
+) -> ValidationMetrics {
+    let (rows, ens) = (f.rows, f.ensemble);
+    let (c, y) = (rows.n_classes(), &rows.y_valid);
+    let scored: Vec<Scored> = answers
+        .decisions
+        .iter()
+        .zip(y)
+        .map(|(d, &l)| Scored {
+            truth: rows.labels[l as usize].clone(),
+            predicted: rows.labels[d.best].clone(),
+            confidence: d.confidence,
+            abstained: d.confidence < threshold.threshold,
+        })
+        .collect();
+    let (_, macro_f1) = metrics::per_intent(&scored);
+    let (_, ece) = metrics::reliability(&answers.confidence, &answers.correct, metrics::ECE_BINS);
+    let raw_conf: Vec<f32> = ens
+        .raw_probs
+        .chunks(c)
+        .map(|row| row.iter().fold(0f32, |a, &b| a.max(b)))
+        .collect();
+    let (_, ece_raw) = metrics::reliability(&raw_conf, &answers.correct, metrics::ECE_BINS);
+    let accuracy_of = |pr: &[f32]| {
+        pr.chunks(c)
+            .zip(y)
+            .filter(|(row, &l)| decide(row, 0.0, 1).best == l as usize)
+            .count() as f64
+            / y.len() as f64
+    };
+    let encoder = f.encoder.map(|e| {
+        let cascade = ens.cascade.as_ref().expect("an ensemble has a cascade");
+        EncoderMetrics {
+            valid_accuracy_encoder: accuracy_of(&e.valid_probs),
+            ensemble_weight_encoder: ens.weight as f64,
+            ensemble_temperature: ens.temperature as f64,
+            cascade_threshold: cascade.threshold as f64,
+            valid_cascade_accuracy: cascade.accuracy,
+            valid_cascade_encoder_fraction: cascade.encoder_fraction,
+            encoder_seconds: e.seconds,
+            fine_tune: e.fine_tune.as_ref().map(|(ft, _)| FineTuneMetrics {
+                fine_tune_seconds: ft.seconds,
+                fine_tune_best_epoch: ft.best_epoch,
+                fine_tune_valid_accuracy: ft
+                    .history
+                    .iter()
+                    .find(|h| h.epoch == ft.best_epoch)
+                    .map(|h| h.valid_accuracy),
+            }),
+        }
+    });
+    ValidationMetrics {
+        valid_accuracy: metrics::accuracy(&scored),
+        valid_macro_f1: macro_f1,
+        valid_ece: ece,
+        valid_ece_uncalibrated: ece_raw,
+        valid_nll: metrics::mean_nll(&ens.probs, y, c),
+        valid_nll_uncalibrated: metrics::mean_nll(&ens.raw_probs, y, c),
+        valid_coverage: threshold.coverage,
+        valid_precision_answered: threshold.precision,
+        valid_accuracy_linear: accuracy_of(&ens.linear_probs),
+        n_features: f.linear.n_features,
+        refit,
+        encoder,
+    }
 }
 
 /// Most accuracy a cascade may give up against the full ensemble on validation.
@@ -666,15 +1051,6 @@ fn mix(a: &[f32], b: &[f32], w: f32) -> Vec<f32> {
         .collect()
 }
 
-fn mean_nll(probs: &[f32], y: &[u32], c: usize) -> f64 {
-    probs
-        .chunks(c)
-        .zip(y)
-        .map(|(row, &l)| -(row[l as usize].max(1e-12) as f64).ln())
-        .sum::<f64>()
-        / y.len().max(1) as f64
-}
-
 impl Trained {
     /// Writes the bundle atomically to `dir`.
     pub fn save(
@@ -684,6 +1060,7 @@ impl Trained {
         force: bool,
         seed: u64,
         args: serde_json::Value,
+        masking: crate::text::pii::Masking,
     ) -> Result<Manifest> {
         // A local bundle's version is its creation time: one reading for both fields.
         let created_at = crate::util::now_rfc3339();
@@ -698,7 +1075,7 @@ impl Trained {
             abstain: self.threshold.clone(),
             ensemble_temperature: self.ensemble_temperature,
             cascade_threshold: self.cascade_threshold,
-            masking: crate::text::pii::Masking::Full,
+            masking,
             checksum: String::new(),
             training: TrainingInfo {
                 seed,
@@ -707,7 +1084,12 @@ impl Trained {
                 valid_data: self.valid_data.clone(),
                 seconds: self.seconds,
             },
-            metrics: self.metrics.clone(),
+            metrics: self
+                .metrics
+                .entries()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect::<BTreeMap<_, _>>(),
         };
         bundle::save(dir, force, manifest, |tmp| {
             let mut linear =
@@ -727,11 +1109,116 @@ impl Trained {
             Ok(components)
         })
     }
+
+    /// The run's single-valued metrics as (name, value): the validation metrics, then the
+    /// linear temperature, the abstain threshold and the training time.
+    pub fn run_metrics(&self) -> Vec<(&'static str, f64)> {
+        let mut out = self.metrics.entries();
+        out.extend([
+            ("temperature", self.temperature.temperature as f64),
+            ("abstain_threshold", self.threshold.threshold as f64),
+            ("train_seconds", self.seconds),
+        ]);
+        out
+    }
+
+    /// What the user should know about the training data or the threshold.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.dropped_valid > 0 {
+            out.push(format!(
+                "{} validation rows carry labels never seen in training and were left out of calibration",
+                self.dropped_valid
+            ));
+        }
+        let t = &self.threshold;
+        if !t.target_met {
+            out.push(format!(
+                "no confidence threshold reaches validation precision {}; the threshold {:.4} gives the best \
+                 precision ({}); consider a lower --target-precision",
+                t.target_precision,
+                t.threshold,
+                pct(t.precision)
+            ));
+        }
+        out
+    }
+
+    /// The summary `cqr train` prints once the bundle described by `manifest` is in `dir`.
+    pub fn summary(&self, manifest: &Manifest, dir: &Path) -> String {
+        let m = &self.metrics;
+        let spec = self.linear.vectorizer.spec();
+        let t = &self.temperature;
+        let chosen = self.path.iter().find(|pp| pp.l2 == self.linear.l2);
+        let lines = [
+            format!("trained {} → {}", manifest.name, dir.display()),
+            format!(
+                "  data        {} rows for training, {} for validation, {} intents",
+                self.train_data.rows,
+                self.valid_data.rows,
+                self.labels.len()
+            ),
+            format!(
+                "  features    {} n-grams (word {}–{}, char {}–{}, min_df {})",
+                m.n_features,
+                spec.word_ngrams[0],
+                spec.word_ngrams[1],
+                spec.char_ngrams[0],
+                spec.char_ngrams[1],
+                spec.min_df
+            ),
+            format!(
+                "  linear      L2 {:.0e} chosen on validation ({} iterations){}",
+                self.linear.l2,
+                chosen.map(|c| c.iterations).unwrap_or(0),
+                if m.refit {
+                    ", then refit on all rows"
+                } else {
+                    ""
+                }
+            ),
+            format!(
+                "  calibration temperature {:.3} (validation NLL {:.4} → {:.4}, ECE {:.4} → {:.4})",
+                t.temperature, t.nll_before, t.nll_after, m.valid_ece_uncalibrated, m.valid_ece
+            ),
+            format!(
+                "  abstain     below confidence {:.4} (validation precision {} at coverage {})",
+                self.threshold.threshold,
+                pct(self.threshold.precision),
+                pct(self.threshold.coverage)
+            ),
+        ];
+        let ensemble = m.encoder.as_ref().map(|e| {
+            format!(
+                "  ensemble    encoder weight {:.2}, temperature {:.3}; validation accuracy linear {}, encoder {}",
+                e.ensemble_weight_encoder,
+                e.ensemble_temperature,
+                pct(m.valid_accuracy_linear),
+                pct(e.valid_accuracy_encoder)
+            )
+        });
+        let tail = [
+            format!(
+                "  validation  accuracy {}, macro-F1 {:.4}",
+                pct(m.valid_accuracy),
+                m.valid_macro_f1
+            ),
+            format!("  time        {:.1} s", self.seconds),
+            format!("  checksum    {}", manifest.checksum),
+        ];
+        lines
+            .into_iter()
+            .chain(ensemble)
+            .chain(tail)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::defaults;
     use serde_json::Value;
 
     fn rec(text: &str, label: &str, row: u64) -> Record {
@@ -777,15 +1264,139 @@ mod tests {
             seed: 1,
             valid_split: 1.5,
             target_precision: 0.95,
-            features: FeatureSpec::default(),
-            linear: LinearParams::default(),
+            features: defaults::feature_spec(),
+            linear: defaults::linear_params(),
             refit: true,
             encoder: None,
         };
-        assert!(p
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--valid-split"));
+        assert_eq!(
+            p.broken_rule(),
+            Some(Invalid {
+                param: Param::ValidSplit,
+                why: "must be in (0, 1)"
+            })
+        );
+        assert_eq!(
+            p.validate().unwrap_err().to_string(),
+            "valid_split: must be in (0, 1)"
+        );
+    }
+
+    #[test]
+    fn progress_says_what_it_does_with_units_and_no_nan() {
+        let linear = Step::Linear {
+            strength: "l2=1e-4",
+            index: 3,
+            of: 7,
+            iteration: 12,
+            max_iter: 300,
+            loss: 0.41234,
+        };
+        assert_eq!(
+            linear.to_string(),
+            "fitting linear model (l2=1e-4, 3 of 7): L-BFGS iteration 12/300, loss 0.4123"
+        );
+        let before_any_loss = Step::Refit {
+            iteration: 0,
+            max_iter: 300,
+            loss: f64::NAN,
+        };
+        assert_eq!(
+            before_any_loss.to_string(),
+            "refitting linear model on all rows: L-BFGS iteration 0/300"
+        );
+        assert_eq!(before_any_loss.loss(), None);
+        let ft = FtProgress {
+            epoch: 1,
+            step: 5,
+            total_steps: 40,
+            loss: f64::NAN,
+            eta_seconds: 90.0,
+        };
+        let steps = [
+            Step::Features { texts: 1296 },
+            Step::Encoding {
+                done: 64,
+                total: 1440,
+                tuned: false,
+            },
+            Step::EncoderHead,
+            Step::FineTune {
+                progress: &ft,
+                epochs: 4,
+            },
+            before_any_loss,
+            linear,
+        ];
+        for s in steps {
+            let text = s.to_string();
+            assert!(!text.contains("NaN"), "{text}");
+            assert!(!text.contains(" 0 loss"), "{text}");
+        }
+        assert_eq!(
+            Step::Encoding {
+                done: 64,
+                total: 1440,
+                tuned: true
+            }
+            .to_string(),
+            "embedding with the fine-tuned encoder: 64/1440 texts"
+        );
+    }
+
+    #[test]
+    fn metric_entries_are_the_serialised_fields() {
+        let m = ValidationMetrics {
+            valid_accuracy: 0.9,
+            valid_macro_f1: 0.8,
+            valid_ece: 0.05,
+            valid_ece_uncalibrated: 0.2,
+            valid_nll: 0.3,
+            valid_nll_uncalibrated: 0.6,
+            valid_coverage: 1.0,
+            valid_precision_answered: 0.9,
+            valid_accuracy_linear: 0.88,
+            n_features: 1234,
+            refit: true,
+            encoder: Some(EncoderMetrics {
+                valid_accuracy_encoder: 0.91,
+                ensemble_weight_encoder: 0.4,
+                ensemble_temperature: 1.1,
+                cascade_threshold: 0.7,
+                valid_cascade_accuracy: 0.9,
+                valid_cascade_encoder_fraction: 0.3,
+                encoder_seconds: 12.0,
+                fine_tune: Some(FineTuneMetrics {
+                    fine_tune_seconds: 100.0,
+                    fine_tune_best_epoch: 2,
+                    fine_tune_valid_accuracy: Some(0.92),
+                }),
+            }),
+        };
+        let json = serde_json::to_value(&m).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let entries: Vec<&str> = m.entries().iter().map(|(k, _)| *k).collect();
+        assert_eq!(entries, keys);
+        for ((k, v), (_, e)) in json.as_object().unwrap().iter().zip(m.entries()) {
+            match v {
+                Value::Bool(b) => assert_eq!(*b as u8 as f64, e, "{k}"),
+                _ => assert_eq!(v.as_f64().unwrap(), e, "{k}"),
+            }
+        }
+        let linear_only = ValidationMetrics { encoder: None, ..m };
+        assert_eq!(linear_only.entries().len(), 11);
+        assert_eq!(
+            serde_json::to_value(&linear_only)
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .len(),
+            11
+        );
     }
 }

@@ -28,32 +28,52 @@ pub struct FeatureSpec {
     pub sublinear_tf: bool,
 }
 
-impl Default for FeatureSpec {
-    fn default() -> Self {
-        FeatureSpec {
-            word_ngrams: [1, 2],
-            char_ngrams: [2, 5],
-            min_df: 2,
-            max_features: None,
-            sublinear_tf: true,
-        }
+/// A featuriser setting, to name the one that breaks a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureParam {
+    WordNgrams,
+    CharNgrams,
+    MinDf,
+}
+
+impl std::fmt::Display for FeatureParam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FeatureParam::WordNgrams => "word_ngrams",
+            FeatureParam::CharNgrams => "char_ngrams",
+            FeatureParam::MinDf => "min_df",
+        })
     }
 }
 
 impl FeatureSpec {
-    pub fn validate(&self) -> Result<()> {
+    /// The first setting that breaks its rule, and the rule. Defaults live in
+    /// `settings::defaults`; the rules live here.
+    pub fn broken_rule(&self) -> Option<(FeatureParam, &'static str)> {
         let ok = |r: [usize; 2], max: usize| r[0] >= 1 && r[0] <= r[1] && r[1] <= max;
-        if !ok(self.word_ngrams, 3) || !ok(self.char_ngrams, 8) {
-            return Err(Error::Usage(format!(
-                "n-gram ranges must satisfy 1 <= min <= max, with words up to 3 and characters \
-                 up to 8 (word {:?}, char {:?})",
-                self.word_ngrams, self.char_ngrams
-            )));
+        if !ok(self.word_ngrams, 3) {
+            return Some((
+                FeatureParam::WordNgrams,
+                "must satisfy 1 <= min <= max <= 3 (word n-gram lengths)",
+            ));
+        }
+        if !ok(self.char_ngrams, 8) {
+            return Some((
+                FeatureParam::CharNgrams,
+                "must satisfy 1 <= min <= max <= 8 (character n-gram lengths)",
+            ));
         }
         if self.min_df == 0 {
-            return Err(Error::Usage("min_df must be at least 1".into()));
+            return Some((FeatureParam::MinDf, "must be at least 1"));
         }
-        Ok(())
+        None
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        match self.broken_rule() {
+            Some((param, why)) => Err(Error::Usage(format!("{param}: {why}"))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -405,6 +425,7 @@ impl Hasher for IdHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::defaults;
 
     fn grams(text: &str, spec: &FeatureSpec) -> Vec<String> {
         let mut out = Vec::new();
@@ -418,7 +439,7 @@ mod tests {
     fn ngrams_follow_char_wb() {
         let spec = FeatureSpec {
             char_ngrams: [2, 3],
-            ..Default::default()
+            ..defaults::feature_spec()
         };
         let g = grams("Hi, Bob!", &spec);
         assert_eq!(
@@ -429,7 +450,7 @@ mod tests {
             ]
         );
         // Once the padded word is no longer than n it is emitted once, whole.
-        let g = grams("a", &FeatureSpec::default());
+        let g = grams("a", &defaults::feature_spec());
         assert_eq!(g, vec!["w:a", "c: a", "c:a ", "c: a "]);
     }
 
@@ -441,7 +462,7 @@ mod tests {
             "refund my order",
             "order refund please",
         ];
-        let (v, vocab) = Vectorizer::fit(&texts, &FeatureSpec::default()).unwrap();
+        let (v, vocab) = Vectorizer::fit(&texts, &defaults::feature_spec()).unwrap();
         assert!(vocab.word.contains(&"card".to_string()));
         assert!(vocab.word.contains(&"stolen".to_string()));
         // Seen in one text only: below min_df 2.
@@ -461,7 +482,7 @@ mod tests {
             "reset my password",
             "password reset link",
         ];
-        let (v, vocab) = Vectorizer::fit(&texts, &FeatureSpec::default()).unwrap();
+        let (v, vocab) = Vectorizer::fit(&texts, &defaults::feature_spec()).unwrap();
         let v2 = Vectorizer::from_parts(v.spec().clone(), &vocab, v.idf().to_vec()).unwrap();
         for t in texts {
             assert_eq!(v.transform(t), v2.transform(t));
@@ -472,7 +493,7 @@ mod tests {
     fn min_df_too_high_is_a_clear_error() {
         let spec = FeatureSpec {
             min_df: 5,
-            ..Default::default()
+            ..defaults::feature_spec()
         };
         let err = Vectorizer::fit(&["a b", "c d"], &spec).unwrap_err();
         assert!(err.to_string().contains("too small"), "{err}");

@@ -1,6 +1,7 @@
-//! Evaluation metrics over labelled predictions: accuracy, macro-F1, per-intent scores, top
-//! confusions, calibration (ECE and reliability bins), abstention and the coverage–accuracy
-//! curve. Pure functions of their inputs; no I/O.
+//! Pure metrics over labelled predictions: accuracy, macro-F1 and per-intent scores, top
+//! confusions, calibration (ECE and reliability bins), NLL, AUROC, the coverage–accuracy curve,
+//! percentiles, and how a share is shown. A leaf: functions of their inputs only, no I/O, and no
+//! `use` of any other cqr module, so `models` (training) and `eval` (reports) can both use it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -44,79 +45,6 @@ pub struct CoveragePoint {
     pub threshold: f64,
     pub coverage: f64,
     pub accuracy: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Latency {
-    pub p50: f64,
-    pub p95: f64,
-    pub mean: f64,
-    pub queries: usize,
-}
-
-/// Everything `cqr evaluate` reports.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EvalReport {
-    pub model: serde_json::Value,
-    pub data: String,
-    pub n: usize,
-    pub accuracy: f64,
-    pub macro_f1: f64,
-    pub ece: f64,
-    pub threshold: f64,
-    pub abstain_rate: f64,
-    pub accuracy_answered: f64,
-    /// Labels in the data that the model has never seen (always counted as errors).
-    pub unknown_labels: BTreeMap<String, usize>,
-    pub per_intent: BTreeMap<String, IntentScore>,
-    pub confusions: Vec<Confusion>,
-    pub reliability: Vec<ReliabilityBin>,
-    pub coverage_curve: Vec<CoveragePoint>,
-    pub latency_ms: Latency,
-    pub throughput_qps: f64,
-    /// When the data holds out-of-scope rows (`--oos-label`): how well abstention and the
-    /// uncertainty scores separate them. The other metrics then cover in-scope rows only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out_of_scope: Option<OosReport>,
-    /// With `--cascade`: the share of queries that went through the encoder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cascade_encoder_fraction: Option<f64>,
-    /// With several components: each one's own accuracy and ECE on the same rows.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub components: BTreeMap<String, ComponentScore>,
-}
-
-/// One component's figures when it answers alone.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ComponentScore {
-    pub accuracy: f64,
-    pub ece: f64,
-}
-
-impl EvalReport {
-    /// A field of the evaluated model's reference (`name`, `version`, `checksum`), or `?`.
-    pub fn model_field(&self, key: &str) -> String {
-        self.model
-            .get(key)
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_string()
-    }
-}
-
-/// Out-of-scope detection figures.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct OosReport {
-    pub label: String,
-    pub n_out_of_scope: usize,
-    pub n_in_scope: usize,
-    pub in_scope_accuracy: f64,
-    /// Share of out-of-scope rows the model abstained on, at its stored threshold.
-    pub recall_at_threshold: f64,
-    /// Share of abstentions that were out of scope.
-    pub precision_at_threshold: f64,
-    /// AUROC of each score for telling out-of-scope (positive) from in-scope rows.
-    pub auroc: BTreeMap<String, f64>,
 }
 
 /// Area under the ROC curve of `score` for `positive` (Mann–Whitney, ties counted half).
@@ -297,6 +225,26 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// Mean negative log-likelihood of the true classes under row-major probabilities
+/// (`c` per row), floored at 1e-12 so a zero probability costs a finite amount.
+pub fn mean_nll(probs: &[f32], y: &[u32], c: usize) -> f64 {
+    probs
+        .chunks(c)
+        .zip(y)
+        .map(|(row, &l)| -(row[l as usize].max(1e-12) as f64).ln())
+        .sum::<f64>()
+        / y.len().max(1) as f64
+}
+
+/// A share as a percentage with two decimals (`95.14%`), or `n/a` when undefined.
+pub fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.2}%", 100.0 * x)
+    } else {
+        "n/a".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +315,18 @@ mod tests {
         assert_eq!(c[1].accuracy, 0.5);
         assert_eq!(c[2].coverage, 0.0);
         assert!(c[2].accuracy.is_nan());
+    }
+
+    #[test]
+    fn nll_and_percentages() {
+        let probs = [0.5f32, 0.5, 0.9, 0.1];
+        let want = (-(0.5f64).ln() - (0.9f32 as f64).ln()) / 2.0;
+        assert!((mean_nll(&probs, &[0, 0], 2) - want).abs() < 1e-9);
+        assert!(
+            mean_nll(&[0.0, 1.0], &[0], 2) < 28.0,
+            "a zero probability stays finite"
+        );
+        assert_eq!(pct(0.95142), "95.14%");
+        assert_eq!(pct(f64::NAN), "n/a");
     }
 }
