@@ -34,7 +34,7 @@ train=$(measure "$work/train.txt" "$cqr" train "$data/train.csv" -o "$work/banki
   --components linear)
 cat "$work/train.txt" >&2
 echo "== evaluate on $data/test.csv" >&2
-eval_m=$(measure "$work/eval.json" "$cqr" evaluate "$work/banking77" "$data/test.csv" --format json \
+eval_m=$(measure "$work/eval.json" "$cqr" evaluate "$work/banking77" "$data/test.csv" --json \
   --report-dir "$work/report")
 
 echo "== classify throughput" >&2
@@ -72,8 +72,8 @@ bench_model() {
   echo "== $name: train $*" >&2
   measure "$work/$name.train.txt" "$cqr" train "$data/train.csv" -o "$work/$name" --force --seed 42 "$@" > "$work/$name.train.json"
   cat "$work/$name.train.txt" >&2
-  "$cqr" evaluate "$work/$name" "$data/test.csv" --format json > "$work/$name.eval.json"
-  "$cqr" evaluate "$work/$name" "$data/test.csv" --format json --cascade > "$work/$name.cascade.json"
+  "$cqr" evaluate "$work/$name" "$data/test.csv" --json > "$work/$name.eval.json"
+  "$cqr" evaluate "$work/$name" "$data/test.csv" --json --cascade > "$work/$name.cascade.json"
   measure /dev/null "$cqr" classify "$work/$name" "$data/test.csv" -o "$work/$name.out.jsonl" > "$work/$name.classify.json"
   measure /dev/null "$cqr" classify "$work/$name" "$data/test.csv" --cascade -o "$work/$name.cascade.jsonl" > "$work/$name.cascade_classify.json"
 }

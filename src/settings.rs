@@ -263,6 +263,13 @@ pub mod defaults {
     pub const FINE_TUNE_FREEZE_WORDS: bool = true;
     /// The label that marks out-of-scope rows in evaluation data.
     pub const OOS_LABEL: &str = "oos";
+    /// Alternatives listed in `top_k`.
+    pub const TOP_K: usize = 3;
+    /// Most records scored together (classify, evaluate).
+    pub const BATCH_SIZE: usize = 1024;
+    /// The first batch of a classify run: small, so the first answers come out within about a
+    /// second whatever the model; later batches double up to the batch size.
+    pub const FIRST_BATCH: usize = 16;
 
     /// The featuriser's settings with every default.
     pub fn feature_spec() -> FeatureSpec {
@@ -772,7 +779,7 @@ impl EvaluateSettings {
             opts::EVAL_BATCH_SIZE,
             None,
             &config.classify.batch_size,
-            DEFAULT_BATCH_SIZE,
+            defaults::BATCH_SIZE,
         )
         .check(|&n| n >= 1, "must be at least 1")?;
         let (input_format, old_report) = args.format.map(FormatArg::split).unwrap_or_default();
@@ -1009,7 +1016,7 @@ mod train_evaluate_tests {
             ["--format json is deprecated for the report; use --json or --output-format json"]
         );
         assert_eq!(s.options.oos_label, defaults::OOS_LABEL);
-        assert_eq!(s.options.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(s.options.batch_size, defaults::BATCH_SIZE);
     }
 
     #[test]
@@ -1039,12 +1046,6 @@ pub struct ClassifyFile {
     pub top_k: Option<Spanned<usize>>,
     pub batch_size: Option<Spanned<usize>>,
 }
-
-pub const DEFAULT_TOP_K: usize = 3;
-pub const DEFAULT_BATCH_SIZE: usize = 1024;
-/// The first batch of a classify run: small, so the first answers come out within about a
-/// second whatever the model; later batches double up to the batch size.
-pub const FIRST_BATCH: usize = 16;
 
 const TOP_K: Opt = Opt::new("--top-k", Some("CQR_TOP_K"), "classify.top_k");
 const BATCH_SIZE: Opt = Opt::new(
@@ -1085,7 +1086,7 @@ impl ClassifySettings {
             TOP_K,
             a.top_k,
             &config.classify.top_k,
-            DEFAULT_TOP_K,
+            defaults::TOP_K,
         )?
         .check(at_least_one, "must be at least 1")?
         .value;
@@ -1094,7 +1095,7 @@ impl ClassifySettings {
             BATCH_SIZE,
             a.batch_size,
             &config.classify.batch_size,
-            DEFAULT_BATCH_SIZE,
+            defaults::BATCH_SIZE,
         )?
         .check(at_least_one, "must be at least 1")?
         .value;

@@ -15,7 +15,7 @@ use crate::io::read::{open, Batcher};
 use crate::io::write::RecordWriter;
 use crate::io::{Format, Target};
 use crate::pipeline::{QueryScorer, Scored};
-use crate::settings::{next_batch_size, ClassifySettings, FileConfig, FIRST_BATCH};
+use crate::settings::{defaults::FIRST_BATCH, next_batch_size, ClassifySettings, FileConfig};
 use crate::tracking::{refs, TrackingSettings};
 use crate::ui;
 
