@@ -233,7 +233,7 @@ pub struct ClassifySettings {
     pub model: String,
     pub input: crate::io::read::ReadSpec,
     pub output: crate::io::Target,
-    pub output_format: Option<crate::io::Format>,
+    pub output_format: Option<crate::io::OutputFormat>,
     pub batch_size: usize,
     /// MC-dropout samples (`None`: the model's default).
     pub mc_samples: Option<usize>,

@@ -732,13 +732,13 @@ impl Trained {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
+    use crate::io::read::RecordId;
 
     fn rec(text: &str, label: &str, row: u64) -> Record {
         Record {
             line: Some(row + 1),
             row,
-            id: Value::from(row),
+            id: RecordId::Row(row),
             text: text.into(),
             label: Some(label.into()),
             keep: vec![],
