@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use assert_cmd::Command;
-use common::{jsonl, root, run_ok, tickets, tickets_test, without_model};
+use common::{jsonl, root, run_err, run_ok, tickets, tickets_test, without_model};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -346,20 +346,7 @@ fn broken_pipe_is_quiet_success() {
 }
 
 fn classify_err(data: &Path, extra: &[&str]) -> String {
-    let out = cqr()
-        .arg("classify")
-        .arg(model())
-        .arg(data)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
+    run_err(cqr().arg("classify").arg(model()).arg(data).args(extra))
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 mod common;
 
 use assert_cmd::Command;
-use common::{cqr_in, jsonl, run_ok, tickets};
+use common::{cqr_in, jsonl, run_err, run_ok, tickets};
 
 /// A scratch directory shared by these tests, with a linear model trained once.
 fn work() -> &'static Path {
@@ -41,17 +41,6 @@ fn classify(dir: &Path, data: &str) -> Command {
     c
 }
 
-fn failure(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
-}
-
 #[test]
 fn an_unclosed_quote_fails_and_names_where_it_opened() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,7 +60,7 @@ fn an_unclosed_quote_fails_and_names_where_it_opened() {
         ),
         "{e}"
     );
-    let e = failure(classify(d, "u.csv").args(["-o", "out.jsonl"]));
+    let e = run_err(classify(d, "u.csv").args(["-o", "out.jsonl"]));
     assert!(e.contains("u.csv: line 2"), "{e}");
     assert!(!d.join("out.jsonl").exists());
 }
@@ -147,7 +136,7 @@ fn jsonl_ids_are_decided_per_record() {
         "{\"ticket\": 5, \"text\": \"my card is lost\"}\n{\"text\": \"refund please\"}\n",
     )
     .unwrap();
-    let e = failure(classify(d, "ticket.jsonl").args(["--id-col", "ticket"]));
+    let e = run_err(classify(d, "ticket.jsonl").args(["--id-col", "ticket"]));
     assert!(
         e.contains("ticket.jsonl: line 2, row 2, field `ticket`: the field is missing"),
         "{e}"
@@ -159,7 +148,7 @@ fn the_output_format_comes_from_the_flag_or_the_extension() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("q.jsonl"), "{\"text\": \"where is my order\"}\n").unwrap();
-    let e = failure(classify(d, "q.jsonl").args(["-o", "out.txt"]));
+    let e = run_err(classify(d, "q.jsonl").args(["-o", "out.txt"]));
     for part in [
         "-o out.txt",
         "`.txt`",
@@ -174,7 +163,7 @@ fn the_output_format_comes_from_the_flag_or_the_extension() {
     assert!(!e.contains("--format lines"), "{e}");
     assert!(!d.join("out.txt").exists());
 
-    let e = failure(classify(d, "q.jsonl").args(["--output-format", "lines"]));
+    let e = run_err(classify(d, "q.jsonl").args(["--output-format", "lines"]));
     assert!(
         e.contains("--output-format") && e.contains("'lines'"),
         "{e}"
@@ -215,12 +204,12 @@ fn no_records_fails_training_but_not_classification() {
     std::fs::write(d.join("blank.jsonl"), "\n\n").unwrap();
     std::fs::write(d.join("zero.csv"), "").unwrap();
     for name in ["header.csv", "blank.jsonl"] {
-        let e = failure(cqr_in(d).args(["train", name, "-o", "m"]));
+        let e = run_err(cqr_in(d).args(["train", name, "-o", "m"]));
         assert!(e.contains(&format!("{name}: no records")), "{e}");
         let out = run_ok(&mut classify(d, name));
         assert!(out.stdout.is_empty());
     }
-    let e = failure(&mut classify(d, "zero.csv"));
+    let e = run_err(&mut classify(d, "zero.csv"));
     assert!(
         e.contains("zero.csv: no records: the file is empty (not even a header line)"),
         "{e}"
