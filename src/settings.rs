@@ -1060,7 +1060,7 @@ pub struct ClassifySettings {
     pub model: String,
     pub input: crate::io::read::ReadSpec,
     pub output: crate::io::Target,
-    pub output_format: Option<crate::io::Format>,
+    pub output_format: Option<crate::io::OutputFormat>,
     pub batch_size: usize,
     /// MC-dropout samples (`None`: the model's default).
     pub mc_samples: Option<usize>,
@@ -1115,6 +1115,8 @@ impl ClassifySettings {
         check_model_argument(&a.model)?;
         let mut input = a.input.spec(&a.data, a.format, false);
         input.keep = a.keep.clone();
+        // An empty text is written as a skipped record, unless --strict stops at it.
+        input.skip_bad_text = !a.strict;
         let columns = ContextColumns {
             tier: a.tier_col.clone(),
             customer: a.customer_col.clone(),

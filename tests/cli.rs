@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use assert_cmd::Command;
-use common::{jsonl, root, run_ok, tickets, tickets_test, without_model};
+use common::{jsonl, root, run_err, run_ok, tickets, tickets_test, without_model};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -346,20 +346,7 @@ fn broken_pipe_is_quiet_success() {
 }
 
 fn classify_err(data: &Path, extra: &[&str]) -> String {
-    let out = cqr()
-        .arg("classify")
-        .arg(model())
-        .arg(data)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
+    run_err(cqr().arg("classify").arg(model()).arg(data).args(extra))
 }
 
 #[test]
@@ -409,18 +396,38 @@ fn bad_inputs_name_file_line_and_field() {
         "{e}"
     );
 
-    let e = classify_err(&write(d, "blank.csv", b"id,text\n1,hello\n2,  \n"), &[]);
+    // An empty text stops the run only with --strict; by default the record is written as
+    // skipped (rows in = rows out) and counted on stderr.
+    let blank = write(
+        d,
+        "blank.csv",
+        b"id,text\n1,hello\n2,  \n3,where is my parcel\n",
+    );
+    let e = classify_err(&blank, &["--strict"]);
     assert!(
         e.contains("blank.csv: line 3, row 2, field `text`: the text is empty"),
         "{e}"
     );
+    let out = cqr()
+        .arg("classify")
+        .arg(model())
+        .arg(&blank)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let recs = jsonl(&out.stdout);
+    assert_eq!(recs.len(), 3, "rows in = rows out");
+    assert_eq!(recs[1]["id"], "2");
+    assert_eq!(recs[1]["skipped"], "the text is empty");
+    assert!(recs[1].get("intent").is_none() && recs[2]["intent"].is_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 of 3 records were not scored"),
+        "{stderr}"
+    );
 
     let e = classify_err(&write(d, "empty.csv", b""), &[]);
     assert!(e.contains("empty.csv") && e.contains("empty"), "{e}");
-    let e = classify_err(&write(d, "header.csv", b"id,text\n"), &[]);
-    assert!(e.contains("header.csv: no records"), "{e}");
-    let e = classify_err(&write(d, "empty.jsonl", b"\n\n"), &[]);
-    assert!(e.contains("empty.jsonl: no records"), "{e}");
 
     let e = classify_err(&write(d, "num.jsonl", b"{\"text\": 42}\n"), &[]);
     assert!(

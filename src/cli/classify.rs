@@ -13,7 +13,7 @@ use super::{InputArgs, Outcome};
 use crate::io::audit::AuditLog;
 use crate::io::read::{open, Batcher};
 use crate::io::write::RecordWriter;
-use crate::io::{Format, Target};
+use crate::io::{Format, OutputFormat, Target};
 use crate::pipeline::{QueryScorer, Scored};
 use crate::settings::{defaults::FIRST_BATCH, next_batch_size, ClassifySettings, FileConfig};
 use crate::tracking::{refs, TrackingSettings};
@@ -41,7 +41,7 @@ pub struct ClassifyArgs {
     pub output: Option<PathBuf>,
     /// Output format (default: from -o's extension, else JSONL).
     #[arg(long, value_enum, value_name = "FORMAT")]
-    pub output_format: Option<Format>,
+    pub output_format: Option<OutputFormat>,
     /// Input format (default: from the extension; stdin is JSONL; `lines` = one raw query per
     /// line, blank lines skipped).
     #[arg(long, value_enum)]
@@ -145,11 +145,7 @@ pub fn run(
         let scored = scorer.score(batch)?;
         let out = report(scored, audit.as_mut())?;
         skipped += out.iter().filter(|r| r.skipped.is_some()).count() as u64;
-        let values: Vec<serde_json::Value> = out
-            .iter()
-            .map(|r| serde_json::to_value(r).expect("an output record serialises"))
-            .collect();
-        writer.write_batch(&values)?;
+        writer.write_batch(&out)?;
         total += out.len() as u64;
         bar.inc(out.len() as u64);
     }
@@ -177,11 +173,7 @@ fn report(
     let mut lines = Vec::new();
     for s in scored {
         if let Some(text) = &s.explain {
-            let id = match &s.result.id {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            ui::explain(&format!("{id}: {text}"));
+            ui::explain(&format!("{}: {text}", s.result.id));
         }
         lines.extend(s.audit);
         out.push(s.result);

@@ -176,6 +176,7 @@ impl InputArgs {
             id_col: self.id_col.clone(),
             keep: Vec::new(),
             optional: Vec::new(),
+            skip_bad_text: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod atomic;
 pub mod audit;
+pub mod json;
 pub mod read;
 pub mod write;
 
@@ -51,6 +52,46 @@ impl Format {
                     p.display()
                 ))
             }),
+        }
+    }
+}
+
+/// An output format, chosen by `--output-format` or `-o FILE`'s extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One JSON object per line (the default on stdout).
+    Jsonl,
+    /// Nested fields flattened into `parent.child` columns, arrays as JSON text.
+    Csv,
+    /// Like CSV, in typed columns (needs -o FILE).
+    Parquet,
+}
+
+impl OutputFormat {
+    /// The explicit format, else `-o FILE`'s extension, else JSONL (stdout).
+    pub fn resolve(explicit: Option<OutputFormat>, target: &Target) -> Result<OutputFormat> {
+        if let Some(f) = explicit {
+            return Ok(f);
+        }
+        let path = match target {
+            Target::Std => return Ok(OutputFormat::Jsonl),
+            Target::Path(p) => p,
+        };
+        match Format::from_path(path) {
+            Some(Format::Jsonl) => Ok(OutputFormat::Jsonl),
+            Some(Format::Csv) => Ok(OutputFormat::Csv),
+            Some(Format::Parquet) => Ok(OutputFormat::Parquet),
+            Some(Format::Lines) | None => {
+                let ext = match path.extension() {
+                    Some(e) => format!("its extension `.{}`", e.to_string_lossy()),
+                    None => "a name without an extension".to_string(),
+                };
+                Err(Error::Usage(format!(
+                    "-o {}: cannot tell the output format from {ext}; name the file .jsonl, \
+                     .ndjson, .csv or .parquet, or pass --output-format jsonl|csv|parquet",
+                    path.display()
+                )))
+            }
         }
     }
 }

@@ -1,17 +1,20 @@
 //! Output records as JSONL, CSV or Parquet, to stdout or to a file written atomically. Records
-//! arrive as JSON objects; CSV and Parquet flatten nested objects into `parent.child` columns and
-//! store arrays as JSON text.
+//! are anything that serialises to a JSON object; JSONL writes them as serde writes them, CSV and
+//! Parquet flatten nested objects into `parent.child` columns and store arrays as JSON text. A
+//! number keeps its exact token (an id like `1e3` stays `1e3`) unless Parquet can type it exactly.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::atomic::{sibling, AtomicFile};
-use super::{Format, Target};
+use super::json::{Kind, Members};
+use super::{OutputFormat, Target};
 use crate::error::{Error, Result};
 
 /// Where bytes go: stdout (flushed per batch) or a temporary file renamed on `finish`.
@@ -60,7 +63,7 @@ enum Inner {
     Parquet {
         dest: Box<AtomicParquet>,
         header: Option<Vec<String>>,
-        rows: Vec<Vec<Value>>,
+        rows: Vec<Vec<Cell>>,
     },
 }
 
@@ -88,8 +91,10 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    pub fn create(target: &Target, format: Option<Format>) -> Result<RecordWriter> {
-        let format = Format::resolve(format, target, Format::Jsonl)?;
+    /// The writer for `target` (`-o FILE` or stdout) in `format`, else the format `-o FILE`'s
+    /// extension names, else JSONL.
+    pub fn create(target: &Target, format: Option<OutputFormat>) -> Result<RecordWriter> {
+        let format = OutputFormat::resolve(format, target)?;
         let sink = || -> Result<Sink> {
             Ok(match target {
                 Target::Std => Sink::Stdout(BufWriter::with_capacity(1 << 16, std::io::stdout())),
@@ -97,12 +102,12 @@ impl RecordWriter {
             })
         };
         let inner = match format {
-            Format::Jsonl => Inner::Jsonl(sink()?),
-            Format::Csv => Inner::Csv {
+            OutputFormat::Jsonl => Inner::Jsonl(sink()?),
+            OutputFormat::Csv => Inner::Csv {
                 sink: sink()?,
                 header: None,
             },
-            Format::Parquet => match target {
+            OutputFormat::Parquet => match target {
                 Target::Std => {
                     return Err(Error::Usage(
                         "Parquet output needs a file: pass -o FILE.parquet".into(),
@@ -119,27 +124,22 @@ impl RecordWriter {
                     rows: Vec::new(),
                 },
             },
-            Format::Lines => return Err(Error::Usage("--format lines is for input only".into())),
         };
         Ok(RecordWriter { inner })
     }
 
-    /// Writes a batch of records (JSON objects) and flushes stdout, so a pipeline sees answers
-    /// as soon as they exist.
-    pub fn write_batch(&mut self, records: &[Value]) -> Result<()> {
+    /// Writes a batch of records and flushes stdout, so a pipeline sees answers as soon as they
+    /// exist.
+    pub fn write_batch<T: Serialize>(&mut self, records: &[T]) -> Result<()> {
         match &mut self.inner {
             Inner::Jsonl(sink) => {
-                let lines: Vec<String> = records
-                    .par_iter()
-                    .with_min_len(64)
-                    .map(|r| serde_json::to_string(r).expect("JSON values always serialise"))
-                    .collect();
                 let name = sink.name();
-                for l in lines {
-                    sink.write_all(l.as_bytes())
-                        .map_err(|e| Error::io(&name, e))?;
-                    sink.write_all(b"\n").map_err(|e| Error::io(&name, e))?;
+                let mut buf = Vec::with_capacity(records.len() * 512);
+                for r in records {
+                    serde_json::to_writer(&mut buf, r).map_err(|e| unserialisable(&name, e))?;
+                    buf.push(b'\n');
                 }
+                sink.write_all(&buf).map_err(|e| Error::io(&name, e))?;
                 if let Sink::Stdout(_) = sink {
                     sink.flush().map_err(|e| Error::io(&name, e))?;
                 }
@@ -152,15 +152,15 @@ impl RecordWriter {
                         .has_headers(false)
                         .from_writer(&mut buf);
                     for r in records {
-                        let flat = flatten(r);
+                        let flat = flat_record(r, &name)?;
                         if header.is_none() {
                             let h: Vec<String> = flat.iter().map(|(k, _)| k.clone()).collect();
                             w.write_record(&h).map_err(|e| Error::io(&name, e.into()))?;
                             *header = Some(h);
                         }
                         let h = header.as_ref().expect("set above");
-                        let row: Vec<String> = h.iter().map(|k| cell(&flat, k)).collect();
-                        w.write_record(&row)
+                        let row = h.iter().map(|k| lookup(&flat, k).map_or("", Cell::text));
+                        w.write_record(row)
                             .map_err(|e| Error::io(&name, e.into()))?;
                     }
                     w.flush().map_err(|e| Error::io(&name, e))?;
@@ -172,12 +172,16 @@ impl RecordWriter {
             }
             Inner::Parquet { dest, header, rows } => {
                 for r in records {
-                    let flat = flatten(r);
+                    let flat = flat_record(r, &dest.path)?;
                     if header.is_none() {
                         *header = Some(flat.iter().map(|(k, _)| k.clone()).collect());
                     }
                     let h = header.as_ref().expect("set above");
-                    rows.push(h.iter().map(|k| lookup(&flat, k)).collect());
+                    rows.push(
+                        h.iter()
+                            .map(|k| lookup(&flat, k).cloned().unwrap_or(Cell::Null))
+                            .collect(),
+                    );
                 }
                 if rows.len() >= PARQUET_ROW_GROUP {
                     flush_parquet(dest, header.as_ref().expect("rows imply a header"), rows)?;
@@ -217,7 +221,7 @@ impl RecordWriter {
 fn flush_parquet(
     dest: &mut AtomicParquet,
     header: &[String],
-    rows: &mut Vec<Vec<Value>>,
+    rows: &mut Vec<Vec<Cell>>,
 ) -> Result<()> {
     let err = |e: PolarsError| Error::Output {
         path: dest.path.clone(),
@@ -242,27 +246,112 @@ fn flush_parquet(
     Ok(())
 }
 
-/// A typed column from JSON values: integers, floats, booleans or strings (anything else as JSON
-/// text), by the first non-null value.
-fn to_column<'a>(name: &str, values: impl Iterator<Item = &'a Value> + Clone) -> Column {
-    let first = values.clone().find(|v| !v.is_null());
-    let name = PlSmallStr::from(name);
-    match first {
-        Some(Value::Bool(_)) => Column::new(name, values.map(|v| v.as_bool()).collect::<Vec<_>>()),
-        Some(Value::Number(_)) if values.clone().all(|v| v.is_null() || v.is_i64()) => {
-            Column::new(name, values.map(|v| v.as_i64()).collect::<Vec<_>>())
+/// A flattened output value. Numbers keep their JSON token.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    Bool(bool),
+    Number(String),
+    Text(String),
+    /// An array, as JSON text.
+    Json(String),
+}
+
+impl Cell {
+    /// The CSV cell: empty for null, text as is, anything else as JSON.
+    fn text(&self) -> &str {
+        match self {
+            Cell::Null => "",
+            Cell::Bool(true) => "true",
+            Cell::Bool(false) => "false",
+            Cell::Number(s) | Cell::Text(s) | Cell::Json(s) => s,
         }
-        Some(Value::Number(_)) if values.clone().all(|v| v.is_null() || v.is_number()) => {
-            Column::new(name, values.map(|v| v.as_f64()).collect::<Vec<_>>())
+    }
+
+    /// The number as an `i64`, when that writes back as the same token.
+    fn exact_i64(&self) -> Option<i64> {
+        let Cell::Number(t) = self else { return None };
+        t.parse::<i64>().ok().filter(|n| n.to_string() == *t)
+    }
+
+    /// The number as an `f64`, when that loses nothing: an exact `i64`, or a token that serde
+    /// writes back unchanged.
+    fn exact_f64(&self) -> Option<f64> {
+        if let Some(n) = self.exact_i64() {
+            return Some(n as f64);
+        }
+        let Cell::Number(t) = self else { return None };
+        let f = t.parse::<f64>().ok()?;
+        (serde_json::Number::from_f64(f)?.to_string() == *t).then_some(f)
+    }
+}
+
+fn unserialisable(path: &Path, e: serde_json::Error) -> Error {
+    Error::Output {
+        path: path.to_path_buf(),
+        message: format!("cannot write a record: {e}"),
+    }
+}
+
+/// A record flattened into dotted keys, through its JSON text so that raw numbers stay exact.
+fn flat_record<T: Serialize>(record: &T, path: &Path) -> Result<Vec<(String, Cell)>> {
+    let json = serde_json::to_string(record).map_err(|e| unserialisable(path, e))?;
+    let raw: &RawValue = serde_json::from_str(&json).map_err(|e| unserialisable(path, e))?;
+    let mut out = Vec::new();
+    flatten_raw("", raw, &mut out).map_err(|e| unserialisable(path, e))?;
+    Ok(out)
+}
+
+fn flatten_raw(key: &str, raw: &RawValue, out: &mut Vec<(String, Cell)>) -> serde_json::Result<()> {
+    let cell = match Kind::of(raw) {
+        Kind::Object => {
+            for (k, v) in Members::parse(raw.get())?.iter() {
+                if key.is_empty() {
+                    flatten_raw(k, v, out)?;
+                } else {
+                    flatten_raw(&format!("{key}.{k}"), v, out)?;
+                }
+            }
+            return Ok(());
+        }
+        Kind::Null => Cell::Null,
+        Kind::Bool => Cell::Bool(raw.get() == "true"),
+        Kind::Number => Cell::Number(raw.get().to_string()),
+        Kind::String => Cell::Text(serde_json::from_str(raw.get())?),
+        Kind::Array => Cell::Json(raw.get().to_string()),
+    };
+    let key = if key.is_empty() { "value" } else { key };
+    out.push((key.to_string(), cell));
+    Ok(())
+}
+
+/// A typed column: booleans, integers, floats or strings by the first non-null value. Numbers
+/// that neither `i64` nor `f64` holds exactly (`1e3`, `-0`, 2^64 + 1) make a string column, so
+/// no id is rounded.
+fn to_column<'a>(name: &str, values: impl Iterator<Item = &'a Cell> + Clone) -> Column {
+    let first = values.clone().find(|v| **v != Cell::Null);
+    let name = PlSmallStr::from(name);
+    let all = |f: &dyn Fn(&Cell) -> bool| values.clone().all(|v| *v == Cell::Null || f(v));
+    match first {
+        Some(Cell::Bool(_)) => Column::new(
+            name,
+            values
+                .map(|v| match v {
+                    Cell::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Some(Cell::Number(_)) if all(&|v| v.exact_i64().is_some()) => {
+            Column::new(name, values.map(Cell::exact_i64).collect::<Vec<_>>())
+        }
+        Some(Cell::Number(_)) if all(&|v| v.exact_f64().is_some()) => {
+            Column::new(name, values.map(Cell::exact_f64).collect::<Vec<_>>())
         }
         _ => Column::new(
             name,
             values
-                .map(|v| match v {
-                    Value::Null => None,
-                    Value::String(s) => Some(s.clone()),
-                    other => Some(other.to_string()),
-                })
+                .map(|v| (*v != Cell::Null).then(|| v.text().to_string()))
                 .collect::<Vec<_>>(),
         ),
     }
@@ -291,19 +380,8 @@ pub fn flatten(v: &Value) -> Vec<(String, Value)> {
     out
 }
 
-fn lookup(flat: &[(String, Value)], key: &str) -> Value {
-    flat.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-        .unwrap_or(Value::Null)
-}
-
-fn cell(flat: &[(String, Value)], key: &str) -> String {
-    match lookup(flat, key) {
-        Value::Null => String::new(),
-        Value::String(s) => s,
-        other => other.to_string(),
-    }
+fn lookup<'a>(flat: &'a [(String, Cell)], key: &str) -> Option<&'a Cell> {
+    flat.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// Writes bytes to a path atomically (reports, JSON summaries).
@@ -316,6 +394,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::read::RecordId;
     use serde_json::json;
 
     #[test]
@@ -324,7 +403,164 @@ mod tests {
         let f = flatten(&v);
         let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["id", "u.a", "u.b.c", "top"]);
-        assert_eq!(cell(&f, "top"), "[1,2]");
+        let cells = flat_record(&v, Path::new("x")).unwrap();
+        let shown: Vec<(&str, &str)> = cells.iter().map(|(k, c)| (k.as_str(), c.text())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("id", "1"),
+                ("u.a", "0.5"),
+                ("u.b.c", "true"),
+                ("top", "[1,2]")
+            ]
+        );
+    }
+
+    #[derive(Serialize)]
+    struct Out {
+        id: RecordId,
+        #[serde(flatten)]
+        rest: Map<String, Value>,
+    }
+
+    /// Records whose ids no `f64` or `u64` holds exactly, read from JSON as a user wrote them.
+    fn awkward_ids() -> Vec<Out> {
+        ["1e3", "-0", "18446744073709551617", "18446744073709551618"]
+            .iter()
+            .enumerate()
+            .map(|(i, tok)| {
+                let raw: &RawValue = serde_json::from_str(tok).unwrap();
+                let mut rest = Map::new();
+                rest.insert("n".into(), json!(i));
+                rest.insert("p".into(), json!({"score": 0.25 * i as f64}));
+                Out {
+                    id: RecordId::Number(raw.to_owned()),
+                    rest,
+                }
+            })
+            .collect()
+    }
+
+    fn write_to(path: &Path, recs: &[Out]) {
+        let mut w = RecordWriter::create(&Target::Path(path.to_path_buf()), None).unwrap();
+        w.write_batch(&recs[..2]).unwrap();
+        w.write_batch(&recs[2..]).unwrap();
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn ids_are_written_exactly_in_every_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = awkward_ids();
+        let p = dir.path().join("o.jsonl");
+        write_to(&p, &recs);
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"id\":1e3,\"n\":0,\"p\":{\"score\":0.0}}\n\
+             {\"id\":-0,\"n\":1,\"p\":{\"score\":0.25}}\n\
+             {\"id\":18446744073709551617,\"n\":2,\"p\":{\"score\":0.5}}\n\
+             {\"id\":18446744073709551618,\"n\":3,\"p\":{\"score\":0.75}}\n"
+        );
+        let p = dir.path().join("o.csv");
+        write_to(&p, &recs);
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "id,n,p.score\n1e3,0,0.0\n-0,1,0.25\n18446744073709551617,2,0.5\n\
+             18446744073709551618,3,0.75\n"
+        );
+        let p = dir.path().join("o.parquet");
+        write_to(&p, &recs);
+        let df = ParquetReader::new(File::open(&p).unwrap())
+            .finish()
+            .unwrap();
+        let ids: Vec<Option<&str>> = df.column("id").unwrap().str().unwrap().iter().collect();
+        assert_eq!(
+            ids,
+            [
+                Some("1e3"),
+                Some("-0"),
+                Some("18446744073709551617"),
+                Some("18446744073709551618")
+            ]
+        );
+        assert_eq!(df.column("n").unwrap().dtype(), &DataType::Int64);
+        assert_eq!(df.column("p.score").unwrap().dtype(), &DataType::Float64);
+    }
+
+    #[test]
+    fn parquet_columns_are_typed_only_when_exact() {
+        let col = |tokens: &[&str]| {
+            let cells: Vec<Cell> = tokens
+                .iter()
+                .map(|t| match *t {
+                    "" => Cell::Null,
+                    t => Cell::Number(t.to_string()),
+                })
+                .collect();
+            to_column("c", cells.iter()).dtype().clone()
+        };
+        assert_eq!(col(&["1", "", "-7"]), DataType::Int64);
+        let big = serde_json::to_string(&1e20).unwrap();
+        assert_eq!(col(&["1", "0.5", &big]), DataType::Float64);
+        assert_eq!(col(&["1", "0.5", "1e20"]), DataType::String);
+        assert_eq!(col(&["1", "1.50"]), DataType::String);
+        assert_eq!(col(&["9223372036854775808"]), DataType::String);
+        assert_eq!(col(&["-0"]), DataType::String);
+    }
+
+    #[test]
+    fn json_values_are_written_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.jsonl");
+        let v = vec![
+            json!({"id": 1, "x": [1.5, null], "s": "a\"b"}),
+            json!({"id": "z"}),
+        ];
+        let mut w = RecordWriter::create(&Target::Path(p.clone()), None).unwrap();
+        w.write_batch(&v).unwrap();
+        w.finish().unwrap();
+        let want: String = v.iter().map(|r| format!("{r}\n")).collect();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), want);
+    }
+
+    #[test]
+    fn output_format_follows_the_flag_then_the_extension() {
+        let t = |p: &str| Target::Path(p.into());
+        assert_eq!(
+            OutputFormat::resolve(None, &Target::Std).unwrap(),
+            OutputFormat::Jsonl
+        );
+        assert_eq!(
+            OutputFormat::resolve(None, &t("a.ndjson")).unwrap(),
+            OutputFormat::Jsonl
+        );
+        assert_eq!(
+            OutputFormat::resolve(None, &t("a.CSV")).unwrap(),
+            OutputFormat::Csv
+        );
+        assert_eq!(
+            OutputFormat::resolve(Some(OutputFormat::Csv), &t("a.txt")).unwrap(),
+            OutputFormat::Csv
+        );
+        let e = OutputFormat::resolve(None, &t("out.txt"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "-o out.txt: cannot tell the output format from its extension `.txt`; name the file \
+             .jsonl, .ndjson, .csv or .parquet, or pass --output-format jsonl|csv|parquet"
+        );
+        let e = OutputFormat::resolve(None, &t("out"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("-o out: cannot tell the output format from a name without an extension"),
+            "{e}"
+        );
+        let e = RecordWriter::create(&Target::Std, Some(OutputFormat::Parquet))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("-o FILE.parquet"), "{e}");
     }
 
     #[test]
@@ -341,6 +577,8 @@ mod tests {
             .unwrap();
         assert_eq!(df.height(), 1);
         assert_eq!(df.column("id").unwrap().str().unwrap().get(0), Some("a"));
+        assert_eq!(df.column("abstained").unwrap().dtype(), &DataType::Boolean);
+        assert_eq!(df.column("confidence").unwrap().dtype(), &DataType::Float64);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

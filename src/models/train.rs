@@ -1218,6 +1218,7 @@ impl Trained {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::read::RecordId;
     use crate::settings::defaults;
     use serde_json::Value;
 
@@ -1225,7 +1226,7 @@ mod tests {
         Record {
             line: Some(row + 1),
             row,
-            id: Value::from(row),
+            id: RecordId::Row(row),
             text: text.into(),
             label: Some(label.into()),
             keep: vec![],

@@ -10,14 +10,15 @@ use serde_json::Value;
 use crate::analysis::priority::Priority;
 use crate::analysis::sentiment::Sentiment;
 use crate::analysis::Fields;
+use crate::io::read::RecordId;
 use crate::models::{Decision, ModelRef};
 use crate::text::pii::Finding;
 
 /// What `classify` writes for one input record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueryResult {
-    /// The input's own id (or its row number).
-    pub id: Value,
+    /// The input's own id, exactly as given (or its row number).
+    pub id: RecordId,
     /// The input columns asked for with `--keep`, masked like the text.
     #[serde(flatten)]
     pub kept: Kept,
@@ -118,7 +119,7 @@ pub struct PiiSpan {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEntry {
     pub timestamp: String,
-    pub id: Value,
+    pub id: RecordId,
     pub model: Option<ModelRef>,
     /// sha256 of the original text, so a decision can be matched to its input without storing it.
     pub input_sha256: String,
@@ -230,7 +231,7 @@ impl QueryResult {
             mc: None,
         };
         let example = QueryResult {
-            id: Value::from(1),
+            id: RecordId::Row(1),
             kept: Kept::default(),
             skipped: None,
             intent: fields

@@ -46,6 +46,18 @@ pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     out
 }
 
+/// Runs `cmd` and returns its stderr, failing the test unless it exited with status 2 (an error).
+pub fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
 /// The default encoder, when scripts/fetch-model.sh has fetched it into models/. Without it the
 /// calling test is skipped with a line on stderr saying which and why — unless
 /// `CQR_REQUIRE_ENCODER` is set (scripts/test.sh sets it after fetching), where a missing
