@@ -4,28 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-use common::{cqr_in, jsonl, run_ok, tickets, tickets_test};
-
-/// A linear model trained once for these tests.
-fn model() -> &'static Path {
-    static MODEL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &MODEL
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let out = dir.path().join("m");
-            run_ok(
-                cqr_in(dir.path())
-                    .args(["train", "--components", "linear", "--seed", "3", "-o"])
-                    .arg(&out)
-                    .arg(tickets()),
-            );
-            (dir, out)
-        })
-        .1
-}
+use common::{cqr_in, jsonl, linear_model as model, run_ok, tickets_test};
 
 /// Runs classify in a fresh directory with `extra` arguments and `env`; returns (code, stderr).
 fn classify(extra: &[&str], env: &[(&str, &str)], config: Option<&str>) -> (i32, String) {

@@ -2,31 +2,12 @@
 //! came from (flag, environment variable, settings-file line) before any work starts, the
 //! training summary, and evaluate's `--format` (input) versus `--json`/`--output-format` (report).
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 mod common;
 
-use common::{cqr_in, run_ok, tickets, tickets_test};
+use common::{cqr_in, linear_model as model, run_ok, tickets, tickets_test};
 use serde_json::Value;
-
-/// One linear model on the sample data, shared by the evaluate tests.
-fn model() -> &'static Path {
-    static MODEL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &MODEL
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let out = dir.path().join("tickets");
-            run_ok(
-                cqr_in(dir.path())
-                    .args(["train", "--components", "linear", "--seed", "7", "-o"])
-                    .arg(&out)
-                    .arg(tickets()),
-            );
-            (dir, out)
-        })
-        .1
-}
 
 /// Runs `train` in a fresh directory, expecting a usage error before any work: exit 2, nothing
 /// written. Returns stderr.
