@@ -683,6 +683,27 @@ pub struct TrainRecord {
     pub promote_if_better: bool,
 }
 
+impl TrainRecord {
+    /// The record as JSON, as the manifest's `training.args` keeps it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a train record serialises")
+    }
+
+    /// The record as MLflow params: nested keys dotted, nulls left out, non-strings as JSON
+    /// text.
+    pub fn params(&self) -> Vec<(String, String)> {
+        use serde_json::Value;
+        crate::io::write::flatten(&self.to_json())
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::Null => None,
+                Value::String(s) => Some((k, s)),
+                other => Some((k, other.to_string())),
+            })
+            .collect()
+    }
+}
+
 impl TrainSettings {
     /// What the run records of these settings, the validated `params` and the arguments
     /// passed through, for the data named `data`.

@@ -5,19 +5,17 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::Value;
 
 use super::{InputArgs, Outcome};
 use crate::error::Error;
 use crate::eval::promote;
 use crate::io::read::{read_all, ReadSpec, Record};
-use crate::io::write::flatten;
 use crate::io::{Format, Target};
 use crate::metrics::pct;
 use crate::models::bundle::check_destination;
 use crate::models::train::{fingerprint, stratified_split, train, HeadKind, Step, Trained};
 use crate::settings::defaults::{self, help, help_env};
-use crate::settings::{FileConfig, TrainSettings};
+use crate::settings::{FileConfig, TrainRecord, TrainSettings};
 use crate::tracking::store::{Dataset, LocalRun, Registration, RunStatus};
 use crate::tracking::{ActiveRun, RunOutcome, TrackingSettings};
 use crate::ui;
@@ -171,8 +169,7 @@ pub fn run(
             }
         }
     };
-    let recorded = serde_json::to_value(settings.record(&params, &args, data_name))
-        .expect("settings serialise");
+    let recorded = settings.record(&params, &args, data_name);
     let run = ActiveRun::start(tracking, &format!("train {}", settings.name), "train")?;
     let job = Job {
         args: &args,
@@ -214,8 +211,8 @@ enum TrainEnd {
 }
 
 /// Params (the resolved settings, flattened) and the datasets, before training starts.
-fn log_start(run: &LocalRun, recorded: &Value, split: &Split<'_>) -> crate::Result<()> {
-    for (k, v) in flatten_params(recorded) {
+fn log_start(run: &LocalRun, recorded: &TrainRecord, split: &Split<'_>) -> crate::Result<()> {
+    for (k, v) in recorded.params() {
         run.log_param(&k, &v)?;
     }
     for ((source, rows), context) in [(&split.train, "training"), (&split.valid, "validation")] {
@@ -230,23 +227,11 @@ fn log_start(run: &LocalRun, recorded: &Value, split: &Split<'_>) -> crate::Resu
     Ok(())
 }
 
-/// Settings as MLflow params: nested keys dotted, nulls left out, non-strings as JSON text.
-fn flatten_params(v: &Value) -> Vec<(String, String)> {
-    flatten(v)
-        .into_iter()
-        .filter_map(|(k, v)| match v {
-            Value::Null => None,
-            Value::String(s) => Some((k, s)),
-            other => Some((k, other.to_string())),
-        })
-        .collect()
-}
-
 /// One training run's inputs once its settings are resolved and its data read.
 struct Job<'a> {
     args: &'a TrainArgs,
     settings: &'a TrainSettings,
-    recorded: &'a Value,
+    recorded: &'a TrainRecord,
     run: &'a LocalRun,
     split: &'a Split<'a>,
     tracking: &'a TrackingSettings,
@@ -286,7 +271,7 @@ fn train_and_save(
         &job.settings.name,
         args.force,
         seed,
-        job.recorded.clone(),
+        job.recorded.to_json(),
         args.input.masking(),
     )?;
     run.add_artifact("model", &args.output)?;

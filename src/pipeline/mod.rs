@@ -115,6 +115,11 @@ impl QueryScorer {
         self.model.as_ref()
     }
 
+    /// The model's intents (none without a model).
+    fn labels(&self) -> &[String] {
+        self.model.as_ref().map(|m| m.labels()).unwrap_or(&[])
+    }
+
     /// Records earlier contacts (customer and time columns) so repeat contacts in the input
     /// count them. Records without both columns are skipped; a time that does not parse is an
     /// error naming its place in `source`. Returns how many contacts were recorded.
@@ -255,7 +260,7 @@ impl QueryScorer {
             (true, Some(d), Some(s)) => Some(self.assess(&p, d, s, prior)),
             _ => None,
         };
-        let labels = self.model.as_ref().map(|m| m.labels()).unwrap_or(&[]);
+        let labels = self.labels();
         let audit = o.audit.then(|| AuditEntry {
             timestamp: now_rfc3339(),
             id: p.rec.id.clone(),
@@ -299,7 +304,7 @@ impl QueryScorer {
         s: &Sentiment,
         prior: u32,
     ) -> crate::analysis::priority::Priority {
-        let labels = self.model.as_ref().map(|m| m.labels()).unwrap_or(&[]);
+        let labels = self.labels();
         let c = labels.len().max(2) as f32;
         self.engine.assess(&PriorityInput {
             intent: intent_label(d, labels),
