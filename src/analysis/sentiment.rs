@@ -12,8 +12,7 @@
 //! a support lead would. Everything is std-only, the tables are parsed once
 //! on first use, and `score` never panics on any input.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::text::hash::FnvMap;
 use std::sync::LazyLock;
 
 use super::tokens::{self, is_apostrophe, is_emoji_modifier, tokenize, Gap, Lexicon, Tokens};
@@ -443,30 +442,7 @@ fn is_number(word: &str) -> bool {
 
 // --- tables -------------------------------------------------------------------
 
-/// FNV-1a: the vocabulary is fixed and trusted, so HashDoS resistance buys
-/// nothing and SipHash would dominate the per-token cost.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FastMap<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
+type FastMap<V> = FnvMap<Box<str>, V>;
 
 const NO_HIT: u32 = u32::MAX;
 

@@ -4,6 +4,7 @@
 //! query pipeline's business.
 
 pub mod features;
+pub mod hash;
 pub mod normalize;
 pub mod pii;
 
