@@ -70,8 +70,8 @@ pub struct ClassifyArgs {
     #[arg(long, value_delimiter = ',', value_name = "GROUPS")]
     pub fields: Vec<String>,
     /// How PII is masked in what cqr writes: `full` replaces it with [EMAIL], [CARD], ...;
-    /// `partial` keeps a card's last 4 digits. The model always sees the text masked the way it
-    /// was trained, so this never changes an answer.
+    /// `partial` keeps a card's last 4 digits and a name's initials. The model always sees the
+    /// text masked the way it was trained, so this never changes an answer.
     #[arg(long, value_enum, default_value = "full")]
     pub mask_style: MaskArg,
     /// Stop with exit 2 at the first record that cannot be scored (e.g. empty text) instead of

@@ -2,8 +2,8 @@
 //! customer-support text. This module owns cqr's definition of what counts as
 //! PII — e-mail addresses, phone numbers, payment card numbers, IBANs, US
 //! social security numbers, IP addresses, URLs that carry credentials or
-//! tokens, and dates of birth — together with the mask-token format used to
-//! mask them. Support queues are full of lookalikes (order and tracking
+//! tokens, dates of birth, people's names (`person`) and postal addresses
+//! (`address`) — together with the mask-token format used to mask them. Support queues are full of lookalikes (order and tracking
 //! numbers, amounts, plain dates, versions), so every numeric kind is
 //! validated (Luhn, ISO 13616 mod-97, SSN ranges, octet ranges) and the words
 //! that introduce a number are read before it is called a phone or an SSN.
@@ -13,7 +13,8 @@
 //!
 //! Decisions worth knowing before changing anything here:
 //! - Detectors run in stages, most structured first (URL, e-mail, IBAN, IP,
-//!   date of birth, then digit runs for cards, SSNs and phones), each on the
+//!   date of birth, digit runs for cards, SSNs and phones, then addresses and
+//!   last names, which are the least certain), each on the
 //!   text with earlier findings already masked. Cross-kind overlaps are thus
 //!   settled by stage: a credential URL swallows the e-mail inside it, an
 //!   e-mail the digits of its local part. Within a stage the longer span wins.
@@ -31,6 +32,9 @@
 //!   counts only if no such word precedes it at all, and any other shape needs
 //!   a phone word ("call", "tel", "mobile", "my number").
 
+mod address;
+mod person;
+
 use regex::Regex;
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -47,10 +51,12 @@ pub enum PiiKind {
     Ip,
     Url,
     Dob,
+    Person,
+    Address,
 }
 
 impl PiiKind {
-    pub const ALL: [PiiKind; 8] = [
+    pub const ALL: [PiiKind; 10] = [
         PiiKind::Email,
         PiiKind::Phone,
         PiiKind::Card,
@@ -59,6 +65,8 @@ impl PiiKind {
         PiiKind::Ip,
         PiiKind::Url,
         PiiKind::Dob,
+        PiiKind::Person,
+        PiiKind::Address,
     ];
 
     pub fn label(self) -> &'static str {
@@ -71,6 +79,8 @@ impl PiiKind {
             PiiKind::Ip => "IP",
             PiiKind::Url => "URL",
             PiiKind::Dob => "DOB",
+            PiiKind::Person => "PERSON",
+            PiiKind::Address => "ADDRESS",
         }
     }
 
@@ -91,6 +101,8 @@ impl PiiKind {
             PiiKind::Ip => "[IP]",
             PiiKind::Url => "[URL]",
             PiiKind::Dob => "[DOB]",
+            PiiKind::Person => "[PERSON]",
+            PiiKind::Address => "[ADDRESS]",
         }
     }
 
@@ -107,6 +119,8 @@ impl PiiKind {
             PiiKind::Dob => 5,
             PiiKind::Ip => 6,
             PiiKind::Phone => 7,
+            PiiKind::Address => 8,
+            PiiKind::Person => 9,
         }
     }
 }
@@ -137,7 +151,8 @@ pub enum MaskStyle {
     #[default]
     Full,
     /// Cards and IBANs keep their last four characters, e.g.
-    /// `[CARD ****1234]`, so an agent can still tell accounts apart.
+    /// `[CARD ****1234]`, so an agent can still tell accounts apart; names
+    /// keep their initials, e.g. `[PERSON M. G.]`.
     Partial,
 }
 
@@ -163,6 +178,11 @@ pub fn detect(text: &str) -> Vec<Finding> {
     let has_url = text.contains("://") || text.contains("www.") || text.contains("WWW.");
     let has_at = bytes.contains(&b'@');
     let has_ip_punct = bytes.contains(&b'.') || bytes.contains(&b':');
+    // Names are words: capitalised, lowercase after a cue ("my name is priya"), or in
+    // another script.
+    let may_name = bytes
+        .iter()
+        .any(|&b| b.is_ascii_alphabetic() || !b.is_ascii());
     let mut scan = Scan::new(text);
     // Repeat until a round over the masked view finds nothing: that round is
     // exactly what detecting on the masked output would do, so reaching it
@@ -183,6 +203,10 @@ pub fn detect(text: &str) -> Vec<Finding> {
             }
             scan.stage(detect_dobs);
             scan.stage(detect_numeric_runs);
+            scan.stage(address::detect_addresses);
+        }
+        if may_name {
+            scan.stage(person::detect_persons);
         }
         if scan.found.len() == before {
             return scan.found;
@@ -379,6 +403,17 @@ fn iban_length(country: &[u8]) -> Option<usize> {
 }
 
 fn push_mask_token(out: &mut String, kind: PiiKind, original: &str, style: MaskStyle) {
+    if (style, kind) == (MaskStyle::Partial, PiiKind::Person) {
+        let initials = person::initials(original);
+        if initials.is_empty() {
+            out.push_str(kind.mask_token());
+        } else {
+            out.push_str("[PERSON ");
+            out.push_str(&initials);
+            out.push(']');
+        }
+        return;
+    }
     let keep: fn(&u8) -> bool = match (style, kind) {
         (MaskStyle::Partial, PiiKind::Card) => u8::is_ascii_digit,
         (MaskStyle::Partial, PiiKind::Iban) => u8::is_ascii_alphanumeric,
