@@ -115,7 +115,7 @@ fn the_summary_keeps_its_shape() {
     assert!(text.starts_with(
         "trained m → m\n  data        1296 rows for training, 144 for validation, 16 intents\n"
     ));
-    assert!(text.contains("  features    11762 n-grams (word 1–2, char 2–5, min_df 2)\n"));
+    assert!(text.contains("  features    11435 n-grams (word 1–2, char 2–5, min_df 2)\n"));
     assert!(!text.contains("NaN"), "{text}");
 }
 
