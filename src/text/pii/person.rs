@@ -38,7 +38,7 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| Lists {
     last: lines(include_str!("names/last.txt")).collect(),
     ambiguous: lines(include_str!("names/ambiguous.txt")).collect(),
     not_names: lines(include_str!("names/not_names.txt"))
-        .map(|w| fold(w))
+        .map(fold)
         .collect(),
 });
 
@@ -433,12 +433,10 @@ impl<'a> Doc<'a> {
             return None;
         }
         let mut last = i;
-        for j in i + 1..self.words.len().min(i + 4) {
+        for (j, word) in self.words.iter().enumerate().take(i + 4).skip(i + 1) {
             let joined = is_space(self.gap(j));
-            let namelike = matches!(
-                self.words[j].shape,
-                Shape::Title | Shape::Upper | Shape::Initial
-            ) || self.is_particle(j);
+            let namelike = matches!(word.shape, Shape::Title | Shape::Upper | Shape::Initial)
+                || self.is_particle(j);
             if !(joined && namelike) {
                 break;
             }
@@ -862,8 +860,8 @@ pub(super) fn detect_persons(text: &str, sink: &mut Sink) {
         sink.push(PiiKind::Person, doc.words[first].start, doc.words[last].end);
     };
     let cue_of: Vec<Option<&Cues>> = (0..n).map(|i| CUES.get(doc.lower(i))).collect();
-    for i in 0..n {
-        let Some(cues) = cue_of[i] else {
+    for (i, cues) in cue_of.iter().enumerate() {
+        let Some(cues) = *cues else {
             continue;
         };
         let from = i + 1;
@@ -1013,8 +1011,8 @@ pub(super) fn detect_persons(text: &str, sink: &mut Sink) {
         }
     }
     // Greetings and closings look at whole lines.
-    for i in 0..n {
-        let cues = cue_of[i].unwrap_or(&NO_CUES);
+    for (i, cues) in cue_of.iter().enumerate() {
+        let cues = cues.unwrap_or(&NO_CUES);
         for cue in cues.greeting.iter().map(|&k| GREETINGS[k]) {
             if !doc.cue_at(i, cue) || !doc.starts_sentence(i) {
                 continue;
@@ -1188,8 +1186,8 @@ pub(super) fn detect_persons(text: &str, sink: &mut Sink) {
     }
     // The lists alone: "… transfer to Maria Lopez", "… spoke to Sarah on the phone".
     if !doc.title_case {
-        for i in 0..n {
-            if doc.words[i].shape != Shape::Title || !doc.is_first(i) || doc.not_name(i) {
+        for (i, word) in doc.words.iter().enumerate() {
+            if word.shape != Shape::Title || !doc.is_first(i) || doc.not_name(i) {
                 continue;
             }
             if i + 1 < n
