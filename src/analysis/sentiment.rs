@@ -12,7 +12,7 @@
 //! a support lead would. Everything is std-only, the tables are parsed once
 //! on first use, and `score` never panics on any input.
 
-use crate::text::hash::FnvMap;
+use crate::text::lists::FnvMap;
 use std::sync::LazyLock;
 
 use super::tokens::{self, is_apostrophe, is_emoji_modifier, tokenize, Gap, Lexicon, Tokens};

@@ -9,13 +9,8 @@ use std::sync::LazyLock;
 const NEGATORS_SRC: &str = include_str!("negators.txt");
 
 /// Negators, one a line, including the apostrophe-less spellings customers type on phones.
-static NEGATORS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-    NEGATORS_SRC
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect()
-});
+static NEGATORS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| crate::text::lists::entries(NEGATORS_SRC).collect());
 
 /// The negator list (`negators.txt`).
 pub(crate) fn negators() -> &'static [&'static str] {

@@ -4,7 +4,7 @@
 //! query pipeline's business.
 
 pub mod features;
-pub mod hash;
+pub mod lists;
 pub mod normalize;
 pub mod pii;
 

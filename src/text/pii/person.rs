@@ -17,7 +17,7 @@
 //! token (`[EMAIL]`, `[PERSON J. S.]`) are never read, which keeps masking idempotent.
 
 use super::{PiiKind, Sink};
-use crate::text::hash::{FnvMap, FnvSet};
+use crate::text::lists::{entries, FnvMap, FnvSet};
 use std::sync::LazyLock;
 
 struct Lists {
@@ -27,17 +27,11 @@ struct Lists {
     not_names: FnvSet<String>,
 }
 
-fn lines(raw: &'static str) -> impl Iterator<Item = &'static str> {
-    raw.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-}
-
 static LISTS: LazyLock<Lists> = LazyLock::new(|| Lists {
-    first: lines(include_str!("names/first.txt")).collect(),
-    last: lines(include_str!("names/last.txt")).collect(),
-    ambiguous: lines(include_str!("names/ambiguous.txt")).collect(),
-    not_names: lines(include_str!("names/not_names.txt"))
+    first: entries(include_str!("names/first.txt")).collect(),
+    last: entries(include_str!("names/last.txt")).collect(),
+    ambiguous: entries(include_str!("names/ambiguous.txt")).collect(),
+    not_names: entries(include_str!("names/not_names.txt"))
         .map(fold)
         .collect(),
 });

@@ -1,4 +1,5 @@
-//! A fast hasher for fixed, trusted word lists (the sentiment lexicon, the name lists).
+//! Fixed, trusted word lists compiled into the binary (the negators, the sentiment lexicon,
+//! the name lists): reading their entries and hashing them fast.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -28,3 +29,10 @@ impl Hasher for Fnv {
 
 pub type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 pub type FnvSet<K> = HashSet<K, BuildHasherDefault<Fnv>>;
+
+/// The entries of a list file: one a line, trimmed, blank lines and `#` comments skipped.
+pub fn entries(raw: &'static str) -> impl Iterator<Item = &'static str> {
+    raw.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
