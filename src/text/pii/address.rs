@@ -9,7 +9,7 @@
 //! "10115 Berlin". A city or a number alone is never an address ("I live in London", "ZIP 10001",
 //! "Terminal 5", "3 days").
 
-use super::{PiiKind, Sink};
+use super::{context_before, glued_left, glued_right, is_negative, PiiKind, Sink};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -189,22 +189,6 @@ fn not_a_place(word: &str) -> bool {
     )
 }
 
-/// Whether a match starting at `start` stands on its own: not glued to a word, a number, a
-/// currency sign or a mask token on the left.
-fn free_left(text: &str, start: usize) -> bool {
-    text[..start].chars().next_back().is_none_or(|c| {
-        !(c.is_alphanumeric()
-            || matches!(c, '_' | '*' | '#' | '$' | '£' | '€' | '.' | '-' | '/' | '['))
-    })
-}
-
-fn free_right(text: &str, end: usize) -> bool {
-    text[end..]
-        .chars()
-        .next()
-        .is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '_' | ']' | '@' | '%')))
-}
-
 /// Grows an address ending at `end` over a unit, a city and a postcode that directly follow.
 fn extend(text: &str, mut end: usize) -> usize {
     let mut city_taken = false;
@@ -224,7 +208,7 @@ fn extend(text: &str, mut end: usize) -> usize {
             continue;
         }
         if caps.name("post").is_some() {
-            if !free_right(text, end + whole.end()) {
+            if glued_right(text, end + whole.end()) {
                 break;
             }
             end += whole.end();
@@ -239,7 +223,7 @@ fn extend(text: &str, mut end: usize) -> usize {
             let city_end = end + whole.end();
             if sep_is_space {
                 let next = TAIL_RE.captures(&text[city_end..]);
-                if !next.is_some_and(|c| c.name("post").is_some()) {
+                if next.is_none_or(|c| c.name("post").is_none()) {
                     break;
                 }
             }
@@ -265,7 +249,7 @@ fn trim_dot(text: &str, start: usize, end: usize) -> usize {
 pub(super) fn detect_addresses(text: &str, sink: &mut Sink) {
     let mut covered_to = 0;
     for m in STREET_RE.find_iter(text) {
-        if !free_left(text, m.start()) || !free_right(text, m.end()) {
+        if glued_left(text, m.start()) || glued_right(text, m.end()) {
             continue;
         }
         // The words before the street word must not be sentence words ("order 12 Main
@@ -292,7 +276,7 @@ pub(super) fn detect_addresses(text: &str, sink: &mut Sink) {
             // "ref" the digits are an identifier.
             let city = city.as_str();
             if city.split_whitespace().any(not_a_place)
-                || (!cue && identifier_before(text, plz.start()))
+                || (!cue && is_negative(context_before(text, plz.start()).nearest))
             {
                 continue;
             }
@@ -314,48 +298,11 @@ pub(super) fn detect_addresses(text: &str, sink: &mut Sink) {
         } else {
             continue;
         };
-        if span.0 < covered_to || !free_left(text, span.0) || !free_right(text, whole.end()) {
+        if span.0 < covered_to || glued_left(text, span.0) || glued_right(text, whole.end()) {
             continue;
         }
         sink.push(PiiKind::Address, span.0, span.1);
     }
-}
-
-/// Whether the word right before `pos` introduces an identifier or an amount.
-fn identifier_before(text: &str, pos: usize) -> bool {
-    let word = text[..pos]
-        .trim_end()
-        .rsplit(|c: char| !c.is_alphanumeric() && c != '#')
-        .next()
-        .unwrap_or("");
-    matches!(
-        word.to_lowercase().as_str(),
-        "order"
-            | "ref"
-            | "reference"
-            | "invoice"
-            | "ticket"
-            | "case"
-            | "no"
-            | "nr"
-            | "number"
-            | "id"
-            | "account"
-            | "acct"
-            | "customer"
-            | "pin"
-            | "code"
-            | "total"
-            | "paid"
-            | "of"
-            | "#"
-            | "item"
-            | "sku"
-            | "booking"
-            | "tracking"
-            | "transaction"
-            | "amount"
-    )
 }
 
 #[cfg(test)]
