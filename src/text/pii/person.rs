@@ -40,12 +40,12 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| Lists {
 /// the name lists are looked up by ("Müller" → "muller", "O'Connell" → "oconnell").
 fn fold(word: &str) -> String {
     let mut out = String::with_capacity(word.len());
-    fold_into(word, &mut out);
+    fold_onto(word, &mut out);
     out
 }
 
-fn fold_into(word: &str, out: &mut String) {
-    out.clear();
+/// [`fold`], appended to `out`.
+fn fold_onto(word: &str, out: &mut String) {
     for c in word.chars() {
         if c.is_ascii() {
             if c.is_ascii_alphanumeric() {
@@ -240,11 +240,9 @@ impl<'a> Doc<'a> {
         let mut lowers = Vec::with_capacity(words.len());
         let mut key_arena = String::with_capacity(text.len());
         let mut lower_arena = String::with_capacity(text.len());
-        let mut scratch = String::new();
         for w in &words {
-            fold_into(&text[w.start..w.end], &mut scratch);
             let at = key_arena.len() as u32;
-            key_arena.push_str(&scratch);
+            fold_onto(&text[w.start..w.end], &mut key_arena);
             keys.push((at, key_arena.len() as u32));
             let at = lower_arena.len() as u32;
             for c in text[w.start..w.full_end].chars() {
@@ -446,7 +444,7 @@ impl<'a> Doc<'a> {
         if j + 1 >= self.words.len() {
             return true;
         }
-        if gap.contains(|c: char| matches!(c, ',' | '.' | '!' | '?' | ';' | ':' | '\n' | '(')) {
+        if gap.contains([',', '.', '!', '?', ';', ':', '\n', '(']) {
             return true;
         }
         is_space(gap)
@@ -466,13 +464,18 @@ impl<'a> Doc<'a> {
         rest_of_line_empty && (gap.contains('\n') || j + 1 >= self.words.len())
     }
 
+    /// "M." before a name: the French title, which reads as an initial.
+    fn french_m(&self, i: usize) -> bool {
+        self.lower(i) == "m" && i + 1 < self.words.len() && self.gap(i + 1) == ". "
+    }
+
     /// Whether word `i` starts a sentence or a line.
     fn starts_sentence(&self, i: usize) -> bool {
         if i == 0 {
             return true;
         }
         let gap = self.gap(i);
-        gap.contains(|c: char| matches!(c, '.' | '!' | '?' | '\n' | ':' | '"' | '[' | ']'))
+        gap.contains(['.', '!', '?', '\n', ':', '"', '[', ']'])
             || gap.contains(|c: char| c.is_ascii_digit())
     }
 }
@@ -700,7 +703,7 @@ const TITLES: &[&str] = &[
     "mr", "mrs", "ms", "mx", "miss", "dr", "prof", "herr", "frau", "monsieur", "madame", "mme",
     "mlle", "señor", "senor", "señora", "senora", "sr", "sra", "srta", "dame", "lord", "herrn",
     "capt", "rev", "sgt", "col", "meneer", "mevrouw", "mevr", "dhr", "signor", "signora", "sig",
-    "dott", "sra", "sr",
+    "dott",
 ];
 
 /// Greetings that open a message or a line: "Dear Jürgen," "Hi Priya!".
@@ -844,374 +847,402 @@ static CUES: LazyLock<FnvMap<&'static str, Cues>> = LazyLock::new(|| {
     map
 });
 
-static NO_CUES: LazyLock<Cues> = LazyLock::new(Cues::default);
+static NO_CUES: Cues = Cues {
+    strong: Vec::new(),
+    weak: Vec::new(),
+    payee: Vec::new(),
+    greeting: Vec::new(),
+    closing: Vec::new(),
+    title: false,
+    relation: false,
+};
+
+/// Names found, as (first word, last word).
+type Spans = Vec<(usize, usize)>;
 
 /// Finds person names in `text`, reporting spans from the first to the last name word.
 pub(super) fn detect_persons(text: &str, sink: &mut Sink) {
     let doc = Doc::new(text);
-    let n = doc.words.len();
-    let mut push = |first: usize, last: usize| {
-        sink.push(PiiKind::Person, doc.words[first].start, doc.words[last].end);
-    };
-    let cue_of: Vec<Option<&Cues>> = (0..n).map(|i| CUES.get(doc.lower(i))).collect();
-    for (i, cues) in cue_of.iter().enumerate() {
-        let Some(cues) = *cues else {
-            continue;
-        };
-        let from = i + 1;
-        // Strong cues: "my name is …", "Name: …".
-        for &(cue, needs_colon) in cues.strong.iter().map(|&k| &STRONG[k]) {
-            if from >= n || from < cue.len() || !doc.cue_at(from - cue.len(), cue) {
-                continue;
-            }
-            let gap = doc.gap(from).trim_matches(|c: char| c == ' ' || c == '\t');
-            let colon = gap == ":" || gap == "-" || (gap == "," && cue.ends_with(&["name"]));
-            if (gap.is_empty() && !needs_colon) || colon {
-                // "my name is Mr. John Smith": the title is left to the title rule below.
-                if TITLES.contains(&doc.lower(from))
-                    || (doc.lower(from) == "m" && from + 1 < n && doc.gap(from + 1) == ". ")
-                {
-                    continue;
-                }
-                if let Some(last) = doc.run(from, Trust::Strong) {
-                    if doc.lowercase_backed(from, last) {
-                        push(from, last);
-                    }
-                }
-            }
+    let mut spans = Spans::new();
+    for i in 0..doc.words.len() {
+        let cues = CUES.get(doc.lower(i)).unwrap_or(&NO_CUES);
+        strong_cue(&doc, i, cues, &mut spans);
+        weak_cue(&doc, i, cues, &mut spans);
+        payee(&doc, i, cues, &mut spans);
+        if cues.title {
+            title(&doc, i, &mut spans);
         }
-        // Weak cues: "I'm Priya," "I spoke to Sarah".
-        for cue in cues.weak.iter().map(|&k| WEAK[k]) {
-            if doc.title_case || from < cue.len() || !doc.cue_at(from - cue.len(), cue) {
-                continue;
-            }
-            if from >= n || !is_space(doc.gap(from)) {
-                continue;
-            }
-            // "hi im sarah jones": a known first name in lowercase text.
-            if doc.lower_known(from) {
-                let last = doc.run(from, Trust::Strong).unwrap_or(from).min(from + 2);
-                push(from, last);
-                continue;
-            }
-            if let Some(last) = doc.run(from, Trust::Weak) {
-                let known = doc.is_first(from) && !doc.is_ambiguous(from);
-                let full = last > from;
-                if known || full || doc.clause_ends_after(last) {
-                    push(from, last);
-                }
-            }
+        if cues.relation {
+            relation(&doc, i, &mut spans);
         }
-        // Payees: two or more capitalised words ("Transfer to Sipho Ndlovu").
-        for cue in cues.payee.iter().map(|&k| PAYEE[k]) {
-            if doc.title_case || from < cue.len() || from >= n || !is_space(doc.gap(from)) {
-                continue;
-            }
-            let care_of = cue == ["o"]
-                && doc.lower(i) == "o"
-                && i > 0
-                && doc.lower(i - 1) == "c"
-                && doc.gap(i) == "/";
-            if !(care_of || (cue != ["o"] && doc.cue_at(from - cue.len(), cue))) {
-                continue;
-            }
-            if let Some(last) = doc.run(from, Trust::Weak) {
-                // After a bare "to" the lists must know the name ("to Orla Brennan", not "to
-                // Buenos Aires").
-                let bare_to = cue == ["to"];
-                let known = (doc.is_first(from) && !doc.is_ambiguous(from)) || doc.is_last(last);
-                if care_of || (last > from && (!bare_to || known)) {
-                    push(from, last);
-                }
-            }
-        }
-        let lower = doc.lower(i);
-        // Titles: "Mr O'Connell", "Dr. Priya Haddad".
-        let lowercase_title =
-            doc.words[i].shape == Shape::Lower && matches!(lower, "mr" | "mrs" | "ms");
-        if lowercase_title && i + 1 < n && is_space(doc.gap(i + 1)) {
-            // "mrs funmilayo adebayo": one or two lowercase words after a lowercase title.
-            if let Some(last) = doc.run(i + 1, Trust::Strong) {
-                // A known surname ends the name ("mr o'brien rang"); another word opens it
-                // ("mrs funmilayo adebayo").
-                let last = if doc.is_last(i + 1) {
-                    i + 1
-                } else {
-                    last.min(i + 2)
-                };
-                push(i + 1, last);
-            }
-        }
-        // "M. Dupont": the French title reads as an initial.
-        let french_m = lower == "m" && i + 1 < n && doc.gap(i + 1) == ". ";
-        if ((cues.title && lower != "m") || french_m)
-            && matches!(
-                doc.words[i].shape,
-                Shape::Title | Shape::Upper | Shape::Initial
-            )
-            && (doc.words[i].shape != Shape::Initial || french_m)
-            && i + 1 < n
-        {
-            let gap = doc.gap(i + 1);
-            if is_space(gap) || (gap.starts_with('.') && is_space(&gap[1..])) {
-                let from = i + 1;
-                let from = if doc.is_particle(from) && from + 1 < n {
-                    from + 1
-                } else {
-                    from
-                };
-                if let Some(last) = doc.run(from, Trust::Context) {
-                    let start = if from > i + 1 { i + 1 } else { from };
-                    push(start, last);
-                }
-            }
-        }
-        // Relations: "my husband John Smith", "your agent, Sarah,".
-        let relation_ok = doc.words[i].shape == Shape::Lower
-            || (i > 0
-                && matches!(
-                    doc.lower(i - 1),
-                    "my" | "your"
-                        | "our"
-                        | "his"
-                        | "her"
-                        | "their"
-                        | "the"
-                        | "a"
-                        | "mi"
-                        | "mijn"
-                        | "mein"
-                        | "meine"
-                        | "mon"
-                        | "ma"
-                        | "il"
-                        | "la"
-                ));
-        if cues.relation && i + 1 < n {
-            let gap = doc.gap(i + 1).trim_matches(|c: char| c == ' ' || c == '\t');
-            if (gap.is_empty() || gap == ",") && doc.lower_known(i + 1) {
-                push(i + 1, i + 1);
-            } else if gap.is_empty() || gap == "," || gap == "(" {
-                if let Some(last) = doc.run(i + 1, Trust::Context) {
-                    let single_word = last == i + 1;
-                    // "Customer Relations" signs a team; "Customer Raj Patel" is a person.
-                    let weak_single =
-                        single_word && (doc.words[i + 1].shape == Shape::Upper || !relation_ok);
-                    if !weak_single {
-                        push(i + 1, last);
-                    }
-                }
-            }
-        }
+        greeting(&doc, i, cues, &mut spans);
+        closing(&doc, i, cues, &mut spans);
+        sentence_opening(&doc, i, &mut spans);
+        dashed_signature(&doc, i, &mut spans);
     }
-    // Greetings and closings look at whole lines.
-    for (i, cues) in cue_of.iter().enumerate() {
-        let cues = cues.unwrap_or(&NO_CUES);
-        for cue in cues.greeting.iter().map(|&k| GREETINGS[k]) {
-            if !doc.cue_at(i, cue) || !doc.starts_sentence(i) {
-                continue;
-            }
-            let from = i + cue.len();
-            if from >= n {
-                continue;
-            }
-            let gap = doc.gap(from).trim_matches(|c: char| c == ' ' || c == '\t');
-            if !(gap.is_empty() || gap == ",") || doc.gap(from).is_empty() {
-                continue;
-            }
-            let lower_named = doc.words[from].shape == Shape::Lower
-                && !doc.not_name(from)
-                && !doc.is_particle(from)
-                && doc.key(from).len() >= 3
-                && doc.gap_after(from).trim_start().starts_with([',', '!']);
-            if doc.lower_known(from) || lower_named {
-                // "hello mohammed can you …", "hi fionnuala, thanks …".
-                push(from, from);
-            } else if let Some(last) = doc.run(from, Trust::Context) {
-                if doc.clause_ends_after(last) {
-                    push(from, last);
-                }
-            }
-        }
-        for cue in cues.closing.iter().map(|&k| CLOSINGS[k]) {
-            let after_comma = i > 0 && doc.gap(i).contains(',');
-            if !doc.cue_at(i, cue) || !(doc.starts_sentence(i) || after_comma) {
-                continue;
-            }
-            let from = i + cue.len();
-            if from >= n {
-                continue;
-            }
-            let gap = doc.gap(from);
-            let gap_ok = gap
-                .chars()
-                .all(|c| c.is_whitespace() || matches!(c, ',' | '!' | '.' | '-' | '—' | '–'));
-            if !gap_ok {
-                continue;
-            }
-            let trust = if gap.contains('\n') {
-                Trust::Context
-            } else {
-                Trust::Weak
-            };
-            let lower_known = doc.words[from].shape == Shape::Lower
-                && doc.is_first(from)
-                && !doc.is_ambiguous(from)
-                && !doc.not_name(from);
-            // "Thanks,\n\nWill": a first name alone on the last line is the writer's, even when
-            // it is also a word.
-            let alone_on_line = gap.contains('\n')
-                && matches!(doc.words[from].shape, Shape::Title | Shape::Upper)
-                && doc.is_first(from)
-                && doc.line_ends_after(from);
-            let last = if lower_known || alone_on_line {
-                Some(from)
-            } else if gap.contains('\n') {
-                doc.name_line(from)
-            } else {
-                doc.run(from, trust)
-            };
-            if let Some(last) = last {
-                if doc.line_ends_after(last) {
-                    push(from, last);
-                }
-            }
-        }
-        // "Dave here, …", "Siobhan O'Connell speaking", "Kofi said …", "Gabriela from your
-        // fraud team …", "Lars Eriksson and I …": a name opening a sentence, known by the
-        // words after it.
-        let after_comma = i > 0 && doc.gap(i).trim() == ",";
-        if (doc.starts_sentence(i) || after_comma) && !doc.title_case {
-            let last = if doc.lower_known(i) {
-                Some(i)
-            } else {
-                doc.run(i, Trust::Context)
-            };
-            if let Some(last) = last {
-                let next = |k: usize| {
-                    doc.words
-                        .get(last + k)
-                        .filter(|_| is_space(doc.gap(last + k)))
-                        .map(|_| doc.lower(last + k))
-                };
-                let here =
-                    matches!(next(1), Some("here" | "speaking")) && doc.clause_ends_after(last + 1);
-                let said = matches!(
-                    next(1),
-                    Some(
-                        "said"
-                            | "says"
-                            | "told"
-                            | "promised"
-                            | "mentioned"
-                            | "confirmed"
-                            | "explained"
-                            | "asked"
-                            | "rang"
-                            | "called"
-                            | "emailed"
-                            | "texted"
-                    )
-                );
-                let from_you = next(1) == Some("from") && matches!(next(2), Some("your" | "the"));
-                let and_i = next(1) == Some("and") && matches!(next(2), Some("i" | "me" | "my"));
-                if here || (!after_comma && (said || from_you || and_i)) {
-                    push(i, last);
-                }
-            }
-        }
-        // A dashed signature at the end of a line: "— Anna".
-        let gap = doc.gap(i);
-        if !gap.contains(['-', '—', '–']) {
-            continue;
-        }
-        // An e-mail signature separator ("-- ") on its own line introduces the name line.
-        if gap
-            .split('\n')
-            .skip(1)
-            .any(|line| matches!(line.trim(), "--" | "—" | "–" | "-"))
-            && gap.ends_with('\n')
-        {
-            if let Some(last) = doc.name_line(i) {
-                push(i, last);
-                continue;
-            }
-        }
-        let (before_line, line_part) = match gap.rfind('\n') {
-            Some(at) => (true, &gap[at + 1..]),
-            None => (i == 0, gap),
-        };
-        let dash = line_part.trim_start_matches([' ', '\t']);
-        let dashed = ["—", "–", "--", "-"]
-            .iter()
-            .any(|d| dash.starts_with(d) && is_space_or_empty(&dash[d.len()..]));
-        if dashed && (before_line || line_part.starts_with(' ')) {
-            if let Some(last) = doc.run(i, Trust::Context) {
-                if doc.line_ends_after(last) && (before_line || last + 1 >= n) {
-                    push(i, last);
-                }
-            }
-        }
-    }
-    // A name alone on the last line, under a line that thanks: "… for sorting it 😊\nAmara".
-    if let Some(at) = text.trim_end().rfind('\n') {
-        let last_line_start = at + 1;
-        let previous_line = text[..at]
-            .trim_end()
-            .rsplit('\n')
-            .next()
-            .unwrap_or("")
-            .to_lowercase();
-        let thanks = [
-            "thank", "cheers", "regards", "grazie", "merci", "danke", "gracias", "bedankt",
-            "obrigad",
-        ]
-        .iter()
-        .any(|w| previous_line.contains(w));
-        if let Some(first) = doc.words.iter().position(|w| w.start >= last_line_start) {
-            if thanks && doc.gap(first).trim().is_empty() {
-                if let Some(last) = doc.name_line(first) {
-                    if last + 1 == n {
-                        push(first, last);
-                    }
-                }
-            }
-        }
-    }
-    // The lists alone: "… transfer to Maria Lopez", "… spoke to Sarah on the phone".
+    name_under_thanks(&doc, &mut spans);
     if !doc.title_case {
-        for (i, word) in doc.words.iter().enumerate() {
-            if word.shape != Shape::Title || !doc.is_first(i) || doc.not_name(i) {
-                continue;
-            }
-            if i + 1 < n
-                && !doc.is_ambiguous(i)
-                && is_space(doc.gap(i + 1))
-                && doc.words[i + 1].shape == Shape::Title
-                && doc.is_last(i + 1)
-                && !doc.not_name(i + 1)
-            {
-                let last = doc.run(i, Trust::Weak).unwrap_or(i + 1);
-                push(i, last);
-                continue;
-            }
-            let previous_is_word = i > 0 && !doc.starts_sentence(i);
-            // "a pickup point in Denver": after a place preposition a lone word is a place.
-            let after_place_word = i > 0
-                && matches!(
-                    doc.lower(i - 1),
-                    "in" | "at" | "near" | "around" | "outside" | "via"
-                );
-            if previous_is_word && !after_place_word && !doc.is_ambiguous(i) {
-                let last = doc.run(i, Trust::Weak).unwrap_or(i);
-                push(i, last);
+        from_lists(&doc, &mut spans);
+    }
+    for (first, last) in spans {
+        sink.push(PiiKind::Person, doc.words[first].start, doc.words[last].end);
+    }
+}
+
+/// "my name is …", "Name: …": the next words in any case.
+fn strong_cue(doc: &Doc, i: usize, cues: &Cues, out: &mut Spans) {
+    let from = i + 1;
+    for &(cue, needs_colon) in cues.strong.iter().map(|&k| &STRONG[k]) {
+        if from >= doc.words.len() || from < cue.len() || !doc.cue_at(from - cue.len(), cue) {
+            continue;
+        }
+        let gap = doc.gap(from).trim_matches(|c: char| c == ' ' || c == '\t');
+        let colon = gap == ":" || gap == "-" || (gap == "," && cue.ends_with(&["name"]));
+        if !((gap.is_empty() && !needs_colon) || colon) {
+            continue;
+        }
+        // "my name is Mr. John Smith": the title is left to the title rule.
+        if TITLES.contains(&doc.lower(from)) || doc.french_m(from) {
+            continue;
+        }
+        if let Some(last) = doc.run(from, Trust::Strong) {
+            if doc.lowercase_backed(from, last) {
+                out.push((from, last));
             }
         }
     }
 }
 
-fn is_space_or_empty(s: &str) -> bool {
-    s.chars().all(|c| c == ' ' || c == '\t')
+/// "I'm Priya," "I spoke to Sarah": a capitalised word the lists or the clause back up.
+fn weak_cue(doc: &Doc, i: usize, cues: &Cues, out: &mut Spans) {
+    let from = i + 1;
+    for cue in cues.weak.iter().map(|&k| WEAK[k]) {
+        if doc.title_case || from < cue.len() || !doc.cue_at(from - cue.len(), cue) {
+            continue;
+        }
+        if from >= doc.words.len() || !is_space(doc.gap(from)) {
+            continue;
+        }
+        // "hi im sarah jones": a known first name in lowercase text.
+        if doc.lower_known(from) {
+            let last = doc.run(from, Trust::Strong).unwrap_or(from).min(from + 2);
+            out.push((from, last));
+            continue;
+        }
+        if let Some(last) = doc.run(from, Trust::Weak) {
+            let known = doc.is_first(from) && !doc.is_ambiguous(from);
+            let full = last > from;
+            if known || full || doc.clause_ends_after(last) {
+                out.push((from, last));
+            }
+        }
+    }
+}
+
+/// "Transfer to Sipho Ndlovu", "c/o Tariq Mahmood": two or more capitalised words.
+fn payee(doc: &Doc, i: usize, cues: &Cues, out: &mut Spans) {
+    let from = i + 1;
+    for cue in cues.payee.iter().map(|&k| PAYEE[k]) {
+        if doc.title_case || from < cue.len() || from >= doc.words.len() || !is_space(doc.gap(from))
+        {
+            continue;
+        }
+        let care_of = cue == ["o"] && i > 0 && doc.lower(i - 1) == "c" && doc.gap(i) == "/";
+        if !(care_of || (cue != ["o"] && doc.cue_at(from - cue.len(), cue))) {
+            continue;
+        }
+        if let Some(last) = doc.run(from, Trust::Weak) {
+            // After a bare "to" the lists must know the name ("to Orla Brennan", not "to
+            // Buenos Aires").
+            let bare_to = cue == ["to"];
+            let known = (doc.is_first(from) && !doc.is_ambiguous(from)) || doc.is_last(last);
+            if care_of || (last > from && (!bare_to || known)) {
+                out.push((from, last));
+            }
+        }
+    }
+}
+
+/// "Mr O'Connell", "Dr. Priya Haddad", "M. Dupont", "mrs funmilayo adebayo".
+fn title(doc: &Doc, i: usize, out: &mut Spans) {
+    let n = doc.words.len();
+    if i + 1 >= n {
+        return;
+    }
+    let shape = doc.words[i].shape;
+    if shape == Shape::Lower && matches!(doc.lower(i), "mr" | "mrs" | "ms") {
+        // One or two lowercase words after a lowercase title; a known surname ends the name
+        // ("mr o'brien rang"), another word opens it ("mrs funmilayo adebayo").
+        if is_space(doc.gap(i + 1)) {
+            if let Some(last) = doc.run(i + 1, Trust::Strong) {
+                let last = if doc.is_last(i + 1) {
+                    i + 1
+                } else {
+                    last.min(i + 2)
+                };
+                out.push((i + 1, last));
+            }
+        }
+        return;
+    }
+    let titled = match shape {
+        Shape::Title | Shape::Upper => TITLES.contains(&doc.lower(i)),
+        // "M. Dupont": the French title reads as an initial.
+        Shape::Initial => doc.french_m(i),
+        Shape::Lower => false,
+    };
+    let gap = doc.gap(i + 1);
+    if !titled || !(is_space(gap) || (gap.starts_with('.') && is_space(&gap[1..]))) {
+        return;
+    }
+    // "Mr van der Berg": the particle belongs to the name.
+    let from = if doc.is_particle(i + 1) && i + 2 < n {
+        i + 2
+    } else {
+        i + 1
+    };
+    if let Some(last) = doc.run(from, Trust::Context) {
+        out.push((i + 1, last));
+    }
+}
+
+/// "my husband John Smith", "your agent, Sarah,", "the chat agent (Priya)".
+fn relation(doc: &Doc, i: usize, out: &mut Spans) {
+    if i + 1 >= doc.words.len() {
+        return;
+    }
+    let gap = doc.gap(i + 1).trim_matches(|c: char| c == ' ' || c == '\t');
+    if (gap.is_empty() || gap == ",") && doc.lower_known(i + 1) {
+        out.push((i + 1, i + 1));
+        return;
+    }
+    if !(gap.is_empty() || gap == "," || gap == "(") {
+        return;
+    }
+    let Some(last) = doc.run(i + 1, Trust::Context) else {
+        return;
+    };
+    // "Customer Relations" signs a team; "Customer Raj Patel" and "my colleague Sarah" are
+    // people.
+    let determined =
+        doc.words[i].shape == Shape::Lower || (i > 0 && DETERMINERS.contains(&doc.lower(i - 1)));
+    let single_word = last == i + 1;
+    if !(single_word && (doc.words[i + 1].shape == Shape::Upper || !determined)) {
+        out.push((i + 1, last));
+    }
+}
+
+/// Words before a relation that make it one ("my colleague", "the agent").
+const DETERMINERS: &[&str] = &[
+    "my", "your", "our", "his", "her", "their", "the", "a", "mi", "mijn", "mein", "meine", "mon",
+    "ma", "il", "la",
+];
+
+/// "Dear Jürgen,", "Hi Priya!", "hello mohammed can you …", "hi fionnuala, thanks …".
+fn greeting(doc: &Doc, i: usize, cues: &Cues, out: &mut Spans) {
+    for cue in cues.greeting.iter().map(|&k| GREETINGS[k]) {
+        if !doc.cue_at(i, cue) || !doc.starts_sentence(i) {
+            continue;
+        }
+        let from = i + cue.len();
+        if from >= doc.words.len() {
+            continue;
+        }
+        let gap = doc.gap(from).trim_matches(|c: char| c == ' ' || c == '\t');
+        if !(gap.is_empty() || gap == ",") || doc.gap(from).is_empty() {
+            continue;
+        }
+        let lower_named = doc.words[from].shape == Shape::Lower
+            && !doc.not_name(from)
+            && !doc.is_particle(from)
+            && doc.key(from).len() >= 3
+            && doc.gap_after(from).trim_start().starts_with([',', '!']);
+        if doc.lower_known(from) || lower_named {
+            out.push((from, from));
+        } else if let Some(last) = doc.run(from, Trust::Context) {
+            if doc.clause_ends_after(last) {
+                out.push((from, last));
+            }
+        }
+    }
+}
+
+/// "Thanks,\nMateo Raghunathan", "Best, Priya", "will do, thanks\n\nWill": the writer's name
+/// ending the line after a closing.
+fn closing(doc: &Doc, i: usize, cues: &Cues, out: &mut Spans) {
+    for cue in cues.closing.iter().map(|&k| CLOSINGS[k]) {
+        let after_comma = i > 0 && doc.gap(i).contains(',');
+        if !doc.cue_at(i, cue) || !(doc.starts_sentence(i) || after_comma) {
+            continue;
+        }
+        let from = i + cue.len();
+        if from >= doc.words.len() {
+            continue;
+        }
+        let gap = doc.gap(from);
+        let gap_ok = gap
+            .chars()
+            .all(|c| c.is_whitespace() || matches!(c, ',' | '!' | '.' | '-' | '—' | '–'));
+        if !gap_ok {
+            continue;
+        }
+        let own_line = gap.contains('\n');
+        // A first name alone on its own line is the writer's, even when it is also a word.
+        let alone_on_line = own_line
+            && matches!(doc.words[from].shape, Shape::Title | Shape::Upper)
+            && doc.is_first(from)
+            && doc.line_ends_after(from);
+        let last = if doc.lower_known(from) || alone_on_line {
+            Some(from)
+        } else if own_line {
+            doc.name_line(from)
+        } else {
+            doc.run(from, Trust::Weak)
+        };
+        if let Some(last) = last {
+            if doc.line_ends_after(last) {
+                out.push((from, last));
+            }
+        }
+    }
+}
+
+/// "Dave here, …", "Siobhan O'Connell speaking", "Kofi said …", "Gabriela from your fraud
+/// team …", "Lars Eriksson and I …": a name opening a sentence, known by the words after it.
+fn sentence_opening(doc: &Doc, i: usize, out: &mut Spans) {
+    let after_comma = i > 0 && doc.gap(i).trim() == ",";
+    if !(doc.starts_sentence(i) || after_comma) || doc.title_case {
+        return;
+    }
+    let last = if doc.lower_known(i) {
+        Some(i)
+    } else {
+        doc.run(i, Trust::Context)
+    };
+    let Some(last) = last else {
+        return;
+    };
+    let next = |k: usize| {
+        doc.words
+            .get(last + k)
+            .filter(|_| is_space(doc.gap(last + k)))
+            .map(|_| doc.lower(last + k))
+    };
+    let here = matches!(next(1), Some("here" | "speaking")) && doc.clause_ends_after(last + 1);
+    let said = next(1).is_some_and(|w| SPEECH_VERBS.contains(&w));
+    let from_you = next(1) == Some("from") && matches!(next(2), Some("your" | "the"));
+    let and_i = next(1) == Some("and") && matches!(next(2), Some("i" | "me" | "my"));
+    if here || (!after_comma && (said || from_you || and_i)) {
+        out.push((i, last));
+    }
+}
+
+const SPEECH_VERBS: &[&str] = &[
+    "said",
+    "says",
+    "told",
+    "promised",
+    "mentioned",
+    "confirmed",
+    "explained",
+    "asked",
+    "rang",
+    "called",
+    "emailed",
+    "texted",
+];
+
+/// "— Anna" ending a line or the text, and the name line under an e-mail signature separator
+/// ("-- ").
+fn dashed_signature(doc: &Doc, i: usize, out: &mut Spans) {
+    let gap = doc.gap(i);
+    if !gap.contains(['-', '—', '–']) {
+        return;
+    }
+    let separator_line = gap
+        .split('\n')
+        .skip(1)
+        .any(|line| matches!(line.trim(), "--" | "—" | "–" | "-"));
+    if separator_line && gap.ends_with('\n') {
+        if let Some(last) = doc.name_line(i) {
+            out.push((i, last));
+            return;
+        }
+    }
+    let (before_line, line_part) = match gap.rfind('\n') {
+        Some(at) => (true, &gap[at + 1..]),
+        None => (i == 0, gap),
+    };
+    let dash = line_part.trim_start_matches([' ', '\t']);
+    let dashed = ["—", "–", "--", "-"].iter().any(|d| {
+        dash.strip_prefix(d)
+            .is_some_and(|rest| rest.is_empty() || is_space(rest))
+    });
+    if dashed && (before_line || line_part.starts_with(' ')) {
+        if let Some(last) = doc.run(i, Trust::Context) {
+            if doc.line_ends_after(last) && (before_line || last + 1 >= doc.words.len()) {
+                out.push((i, last));
+            }
+        }
+    }
+}
+
+/// A name alone on the last line, under a line that thanks: "… for sorting it 😊\nAmara".
+fn name_under_thanks(doc: &Doc, out: &mut Spans) {
+    let Some(at) = doc.text.trim_end().rfind('\n') else {
+        return;
+    };
+    let previous_line = doc.text[..at]
+        .trim_end()
+        .rsplit('\n')
+        .next()
+        .unwrap_or("")
+        .to_lowercase();
+    let thanks = [
+        "thank", "cheers", "regards", "grazie", "merci", "danke", "gracias", "bedankt", "obrigad",
+    ]
+    .iter()
+    .any(|w| previous_line.contains(w));
+    let Some(first) = doc.words.iter().position(|w| w.start > at) else {
+        return;
+    };
+    if thanks && doc.gap(first).trim().is_empty() {
+        if let Some(last) = doc.name_line(first) {
+            if last + 1 == doc.words.len() {
+                out.push((first, last));
+            }
+        }
+    }
+}
+
+/// The lists alone: "… transfer to Maria Lopez", "… spoke to Sarah on the phone".
+fn from_lists(doc: &Doc, out: &mut Spans) {
+    let n = doc.words.len();
+    for (i, word) in doc.words.iter().enumerate() {
+        if word.shape != Shape::Title || !doc.is_first(i) || doc.not_name(i) {
+            continue;
+        }
+        if i + 1 < n
+            && !doc.is_ambiguous(i)
+            && is_space(doc.gap(i + 1))
+            && doc.words[i + 1].shape == Shape::Title
+            && doc.is_last(i + 1)
+            && !doc.not_name(i + 1)
+        {
+            out.push((i, doc.run(i, Trust::Weak).unwrap_or(i + 1)));
+            continue;
+        }
+        let previous_is_word = i > 0 && !doc.starts_sentence(i);
+        // "a pickup point in Denver": after a place preposition a lone word is a place.
+        let after_place_word = i > 0
+            && matches!(
+                doc.lower(i - 1),
+                "in" | "at" | "near" | "around" | "outside" | "via"
+            );
+        if previous_is_word && !after_place_word && !doc.is_ambiguous(i) {
+            out.push((i, doc.run(i, Trust::Weak).unwrap_or(i)));
+        }
+    }
 }
 
 /// The initials shown by `--mask-style partial`: "Mateo García" → "M. G.".
