@@ -40,6 +40,15 @@ impl Score {
     }
 }
 
+/// The scores of several sets of lines added up.
+fn total<'a>(scores: impl IntoIterator<Item = &'a Score>) -> Score {
+    scores.into_iter().fold(Score::default(), |acc, x| Score {
+        tp: acc.tp + x.tp,
+        fp: acc.fp + x.fp,
+        fn_: acc.fn_ + x.fn_,
+    })
+}
+
 /// An empty denominator means nothing could go wrong.
 fn ratio(num: usize, den: usize) -> f64 {
     if den == 0 {
@@ -196,12 +205,9 @@ fn fixture_precision_and_recall() {
         "final precision",
         "final recall"
     );
-    for (kind, [tune, held, fresh, last]) in &scores {
-        let all = Score {
-            tp: tune.tp + held.tp + fresh.tp + last.tp,
-            fp: tune.fp + held.fp + fresh.fp + last.fp,
-            fn_: tune.fn_ + held.fn_ + fresh.fn_ + last.fn_,
-        };
+    for (kind, sets) in &scores {
+        let all = total(sets);
+        let [_, held, fresh, last] = sets;
         let held_out = if context_found(*kind) {
             format!(
                 "{:>19.3} {:>16.3} {:>16.3} {:>13.3} {:>16.3} {:>13.3}",
@@ -240,21 +246,9 @@ fn fixture_precision_and_recall() {
 
     // The floors hold on every line outside the tuning half: the odd half, the fresh batch
     // and the final batch (the even half is what the rules were written against).
-    let outside_tuning = |with_tuning: bool, s: &[Score; 4]| {
-        let from = if with_tuning { 0 } else { 1 };
-        s[from..].iter().fold(Score::default(), |acc, x| Score {
-            tp: acc.tp + x.tp,
-            fp: acc.fp + x.fp,
-            fn_: acc.fn_ + x.fn_,
-        })
-    };
-    let context = person_context
-        .iter()
-        .fold(Score::default(), |acc, x| Score {
-            tp: acc.tp + x.tp,
-            fp: 0,
-            fn_: acc.fn_ + x.fn_,
-        });
+    let outside_tuning =
+        |with_tuning: bool, s: &[Score; 4]| total(&s[if with_tuning { 0 } else { 1 }..]);
+    let context = total(&person_context);
     assert!(
         context.recall() >= MIN_RECALL_CONTEXT,
         "PERSON with context: recall {:.3} outside the tuning half (floor {MIN_RECALL_CONTEXT})",
