@@ -3,7 +3,8 @@
 //! PII — e-mail addresses, phone numbers, payment card numbers, IBANs, US
 //! social security numbers, IP addresses, URLs that carry credentials or
 //! tokens, dates of birth, people's names (`person`) and postal addresses
-//! (`address`) — together with the mask-token format used to mask them. Support queues are full of lookalikes (order and tracking
+//! (`address`) — together with the mask-token format used to mask them.
+//! Support queues are full of lookalikes (order and tracking
 //! numbers, amounts, plain dates, versions), so every numeric kind is
 //! validated (Luhn, ISO 13616 mod-97, SSN ranges, octet ranges) and the words
 //! that introduce a number are read before it is called a phone or an SSN.
@@ -14,7 +15,7 @@
 //! Decisions worth knowing before changing anything here:
 //! - Detectors run in stages, most structured first (URL, e-mail, IBAN, IP,
 //!   date of birth, digit runs for cards, SSNs and phones, then addresses and
-//!   last names, which are the least certain), each on the
+//!   names, which are the least certain), each on the
 //!   text with earlier findings already masked. Cross-kind overlaps are thus
 //!   settled by stage: a credential URL swallows the e-mail inside it, an
 //!   e-mail the digits of its local part. Within a stage the longer span wins.
@@ -408,7 +409,9 @@ fn push_mask_token(out: &mut String, kind: PiiKind, original: &str, style: MaskS
         if initials.is_empty() {
             out.push_str(kind.mask_token());
         } else {
-            out.push_str("[PERSON ");
+            out.push('[');
+            out.push_str(kind.label());
+            out.push(' ');
             out.push_str(&initials);
             out.push(']');
         }
@@ -594,7 +597,8 @@ impl<'a> Scan<'a> {
 }
 
 // ---------------------------------------------------------------------------
-// Boundaries shared by the digit-based detectors
+// Boundaries shared by the digit-based detectors and the address detector
+// (whose spans start at a house number or end at a postcode)
 //
 // A digit sequence glued to letters, to another number through `.`, `,` or
 // `:`, to a currency sign or to `#` is part of an identifier, an amount, a

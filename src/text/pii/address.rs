@@ -36,7 +36,8 @@ const LONG_WORD: &str = r"\p{Lu}[\p{L}'’\-]+";
 /// Tyne", "Frankfurt am Main").
 const CITY: &str = r"\p{Lu}[\p{L}'’\-]*(?:[ \t]+(?:(?:upon|on|am|an|der|sur|en|de|la|le|del)[ \t]+)?\p{Lu}[\p{L}'’\-]*){0,2}(?-u:\b)";
 
-const US_STATES: &str = r"(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR)";
+/// A US state with its ZIP code ("IL 62704", "NY 10001-1234").
+const US_ZIP: &str = r"(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR)[ \t]+[0-9]{5}(?:-[0-9]{4})?";
 
 const UK_POSTCODE: &str = r"(?:[A-Z]{1,2}[0-9][A-Z0-9]?\s?[0-9][A-Z]{2})";
 
@@ -49,15 +50,15 @@ static STREET_RE: LazyLock<Regex> = LazyLock::new(|| {
     let names = format!(r"{NAME_WORD}(?:[ \t]+{NAME_WORD}){{0,3}}");
     // "31 Maple Drive", "1600 Pennsylvania Avenue NW", "Flat 3, 31 Maple Drive".
     let number_first = format!(
-        r"{UNIT}(?P<n1>{number}),?[ \t]+(?:{names})[ \t]+(?i:{STREET_AFTER})(?:[ \t]+(?:NW|NE|SW|SE|N|S|E|W))?(?-u:\b)\.?"
+        r"{UNIT}{number},?[ \t]+(?:{names})[ \t]+(?i:{STREET_AFTER})(?:[ \t]+(?:NW|NE|SW|SE|N|S|E|W))?(?-u:\b)\.?"
     );
     // "12 rue de la Paix", "5, avenue des Champs-Élysées".
     let number_before_street = format!(
-        r"(?P<n2>{number})(?:[ \t]+(?:bis|ter))?,?[ \t]+(?i:{STREET_BEFORE})\.?[ \t]+{PARTICLES}{LONG_WORD}(?:[ \t]+{PARTICLES}{NAME_WORD}){{0,3}}"
+        r"{number}(?:[ \t]+(?:bis|ter))?,?[ \t]+(?i:{STREET_BEFORE})\.?[ \t]+{PARTICLES}{LONG_WORD}(?:[ \t]+{PARTICLES}{NAME_WORD}){{0,3}}"
     );
     // "Hauptstraße 5", "Berliner Str. 12", "Calle Mayor 5", "Via Roma 10".
     let street_first = format!(
-        r"(?:\p{{Lu}}[\p{{L}}\-]*(?i:{STRASSE})|\p{{Ll}}[\p{{L}}\-]*(?:straße|strasse|str\.?)|(?:{NAME_WORD}[ \t]+){{1,2}}(?i:{STRASSE}|straße|strasse|str)|(?i:{STREET_BEFORE})\.?[ \t]+{PARTICLES}{NAME_WORD}(?:[ \t]+{PARTICLES}{NAME_WORD}){{0,2}}),?[ \t]+(?P<n3>{number})"
+        r"(?:\p{{Lu}}[\p{{L}}\-]*(?i:{STRASSE})|\p{{Ll}}[\p{{L}}\-]*(?:straße|strasse|str\.?)|(?:{NAME_WORD}[ \t]+){{1,2}}(?i:{STRASSE}|straße|strasse|str)|(?i:{STREET_BEFORE})\.?[ \t]+{PARTICLES}{NAME_WORD}(?:[ \t]+{PARTICLES}{NAME_WORD}){{0,2}}),?[ \t]+{number}"
     );
     Regex::new(&format!(
         r"(?:{number_first})|(?:{number_before_street})|(?:{street_first})"
@@ -68,7 +69,7 @@ static STREET_RE: LazyLock<Regex> = LazyLock::new(|| {
 /// What may follow a street, city or postcode and still be the same address.
 static TAIL_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
-        r"^(?:[ \t]*,[ \t]*|[ \t]*\r?\n[ \t]*|[ \t]+)(?:(?P<unit>(?i:flat|apt|apartment|unit|suite|ste|floor)\.?[ \t]*#?[0-9]{{1,4}}[A-Za-z]?)|(?P<post>{UK_POSTCODE}|{US_STATES}[ \t]+[0-9]{{5}}(?:-[0-9]{{4}})?|(?:VIC|NSW|QLD|TAS|ACT|NT|SA|WA)[ \t]+[0-9]{{4}}|(?:[A-Z]{{1,2}}-)?[0-9]{{4,5}}[ \t]+(?:{CITY}|\p{{Ll}}[\p{{L}}'’\-]*)|[0-9]{{5}}(?:-[0-9]{{4}})?)(?-u:\b)|(?P<city>{CITY}))"
+        r"^(?:[ \t]*,[ \t]*|[ \t]*\r?\n[ \t]*|[ \t]+)(?:(?P<unit>(?i:flat|apt|apartment|unit|suite|ste|floor)\.?[ \t]*#?[0-9]{{1,4}}[A-Za-z]?)|(?P<post>{UK_POSTCODE}|{US_ZIP}|(?:VIC|NSW|QLD|TAS|ACT|NT|SA|WA)[ \t]+[0-9]{{4}}|(?:[A-Z]{{1,2}}-)?[0-9]{{4,5}}[ \t]+(?:{CITY}|\p{{Ll}}[\p{{L}}'’\-]*)|[0-9]{{5}}(?:-[0-9]{{4}})?)(?-u:\b)|(?P<city>{CITY}))"
     ))
     .expect("address tail regex")
 });
@@ -77,7 +78,7 @@ static TAIL_RE: LazyLock<Regex> = LazyLock::new(|| {
 static POSTCODE_RE: LazyLock<Regex> = LazyLock::new(|| {
     let cue = r"(?i:post\s?code|postal\s+code|zip\s+code|zip|plz|postleitzahl|code\s+postal)[ \t]*(?:is|:|-)?[ \t]*";
     Regex::new(&format!(
-        r"(?P<cue>{cue})?(?:(?:(?P<city>{CITY}),?[ \t]+)?(?P<code>{UK_POSTCODE}|{US_STATES}[ \t]+[0-9]{{5}}(?:-[0-9]{{4}})?)|(?P<plz>[0-9]{{5}}[ \t]+(?P<plzcity>{CITY})))(?-u:\b)"
+        r"(?P<cue>{cue})?(?:(?:(?P<city>{CITY}),?[ \t]+)?(?P<code>{UK_POSTCODE}|(?P<us>{US_ZIP}))|(?P<plz>[0-9]{{5}}[ \t]+(?P<plzcity>{CITY})))(?-u:\b)"
     ))
     .expect("postcode regex")
 });
@@ -282,12 +283,8 @@ pub(super) fn detect_addresses(text: &str, sink: &mut Sink) {
             }
             (plz.start(), plz.end())
         } else if let Some(code) = caps.name("code") {
-            let us =
-                code.as_str().starts_with(|c: char| c.is_ascii_uppercase())
-                    && code.as_str().as_bytes().get(2) != Some(&b'0')
-                    && code.as_str().split_whitespace().nth(1).is_some_and(|z| {
-                        z.starts_with(|c: char| c.is_ascii_digit()) && z.len() >= 5
-                    });
+            // A state with its ZIP is its own context; a UK postcode needs its cue or city.
+            let us = caps.name("us").is_some();
             match caps.name("city") {
                 Some(city) if !city.as_str().split_whitespace().any(not_a_place) => {
                     (city.start(), code.end())
