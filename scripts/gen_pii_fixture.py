@@ -1582,6 +1582,19 @@ def check(text, labels):
             assert end == len(text) or not text[end].isalnum(), ("ends mid-word", text, l)
 
 
+def hand_labelled(lines, texts, batch=None):
+    """Rows for (kind, text, literals) lines: labels located with
+    label_literals, the kind (and the batch, if any) carried along. `texts`
+    holds every text so far; a repeat would be dropped, so it is an error."""
+    rows = []
+    for kind, text, literals in lines:
+        assert text not in texts, ("duplicate text would be dropped", text)
+        texts.add(text)
+        extra = (kind,) if batch is None else (kind, batch)
+        rows.append((text, label_literals(text, literals)) + extra)
+    return rows
+
+
 def main():
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "pii_labelled.jsonl"
     rows, seen = [], set()
@@ -1599,26 +1612,13 @@ def main():
         else:
             rows.append(render(line))
     # The PERSON/ADDRESS section comes after every older line. It draws no
-    # values from rng, so the older lines render exactly as before.
-    new_rows, texts = [], {text for text, _ in rows}
-    for kind, text, literals in balanced_order(NEW_LINES):
-        assert text not in texts, ("duplicate text would be dropped", text)
-        texts.add(text)
-        new_rows.append((text, label_literals(text, literals), kind))
-    # The fresh held-out block comes last, in FRESH_LINES order, and is marked
-    # "batch": "fresh" so it can be kept out of tuning and scored on its own.
-    fresh_rows = []
-    for kind, text, literals in FRESH_LINES:
-        assert text not in texts, ("duplicate text would be dropped", text)
-        texts.add(text)
-        fresh_rows.append((text, label_literals(text, literals), kind, "fresh"))
-    # The final held-out block comes after the fresh one, in FINAL_LINES order,
-    # marked "batch": "final" and scored once.
-    final_rows = []
-    for kind, text, literals in FINAL_LINES:
-        assert text not in texts, ("duplicate text would be dropped", text)
-        texts.add(text)
-        final_rows.append((text, label_literals(text, literals), kind, "final"))
+    # values from rng, so the older lines render exactly as before. The two
+    # held-out blocks follow in their own order, marked "batch": "fresh" and
+    # "batch": "final" so they can be kept out of tuning and scored on their own.
+    texts = {text for text, _ in rows}
+    new_rows = hand_labelled(balanced_order(NEW_LINES), texts)
+    fresh_rows = hand_labelled(FRESH_LINES, texts, "fresh")
+    final_rows = hand_labelled(FINAL_LINES, texts, "final")
     with out.open("w", encoding="utf-8") as f:
         for text, labels, *extra in rows + new_rows + fresh_rows + final_rows:
             if text in seen:
