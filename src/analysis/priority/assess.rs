@@ -14,16 +14,16 @@ use super::urgency::CueIndex;
 
 /// How much each distinct frustration cue (e.g. "still waiting") adds to the sentiment factor's
 /// strength. The compound score alone misses polite but repeated chasing, so cues lift it.
-pub const SENTIMENT_CUE_STRENGTH: f32 = 0.25;
+pub(super) const SENTIMENT_CUE_STRENGTH: f32 = 0.25;
 
 /// Uncertainty at or below this adds nothing: a model choosing clearly still spreads some
 /// probability, and counting that residue would nudge every query up a little and tip
 /// routine intents over a cut-off.
-pub const UNCERTAINTY_FLOOR: f32 = 0.5;
+pub(super) const UNCERTAINTY_FLOOR: f32 = 0.5;
 
 /// Prior contacts at which the repeat factor saturates: the third earlier contact inside the
 /// window means the customer has been chasing, and more chasing says nothing new.
-pub const REPEAT_SATURATION: u32 = 3;
+pub(super) const REPEAT_SATURATION: u32 = 3;
 
 /// What the engine needs to know about one query.
 #[derive(Debug, Clone, Copy)]
@@ -241,11 +241,6 @@ impl PriorityEngine {
         (f64::from(self.config.repeat_window_hours) * 3600.0).round() as i64
     }
 
-    /// The urgency cues found in `text`, in order of appearance, without repeats.
-    pub fn urgency_cues_in(&self, text: &str) -> Vec<String> {
-        self.cues.find(text)
-    }
-
     /// Scores one query. Never fails: out-of-range or NaN inputs are clamped or ignored, so a
     /// bad value upstream degrades one explanation rather than a whole batch.
     pub fn assess(&self, input: &PriorityInput) -> Priority {
@@ -294,7 +289,7 @@ impl PriorityEngine {
             }
         }
 
-        let urgent = self.urgency_cues_in(input.text);
+        let urgent = self.cues.find(input.text);
         if !urgent.is_empty() {
             let noun = if urgent.len() == 1 { "cue" } else { "cues" };
             add(

@@ -151,18 +151,18 @@ static DEFAULT_TABLES: LazyLock<DefaultTables> = LazyLock::new(|| {
 
 /// Built-in severities for the BANKING77 labels and the sample ticket intents, graded by what
 /// the customer stands to lose while waiting (see `default_tables.toml`).
-pub fn default_severity_table() -> BTreeMap<String, f32> {
+fn default_severity_table() -> BTreeMap<String, f32> {
     DEFAULT_TABLES.severity.clone()
 }
 
 /// Built-in tier factors.
-pub fn default_tier_table() -> BTreeMap<String, f32> {
+fn default_tier_table() -> BTreeMap<String, f32> {
     DEFAULT_TABLES.tiers.clone()
 }
 
 /// Built-in escalation rules: a critical intent (money or card exposed) must not wait in a
 /// queue behind its score when the customer is a key account or visibly upset.
-pub fn default_escalate_rules() -> Vec<EscalateRule> {
+fn default_escalate_rules() -> Vec<EscalateRule> {
     DEFAULT_TABLES.escalate_rules.clone()
 }
 

@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+use super::assess::{REPEAT_SATURATION, SENTIMENT_CUE_STRENGTH, UNCERTAINTY_FLOOR};
 use super::config::DEFAULT_TABLES_SRC;
 use super::*;
 
