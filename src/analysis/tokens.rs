@@ -71,6 +71,12 @@ pub(crate) trait Lexicon {
     fn is_emoticon(&self, chunk: &str) -> bool;
 }
 
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.words()).finish()
+    }
+}
+
 impl Tokens {
     pub fn text(&self, i: usize) -> &str {
         let t = &self.toks[i];

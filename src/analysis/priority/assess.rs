@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::config::{EscalateRule, PriorityConfig};
 use super::urgency::CueIndex;
+use crate::analysis::tokens::Tokens;
 
 /// How much each distinct frustration cue (e.g. "still waiting") adds to the sentiment factor's
 /// strength. The compound score alone misses polite but repeated chasing, so cues lift it.
@@ -40,11 +41,16 @@ pub struct PriorityInput<'a> {
     pub sentiment_cues: &'a [String],
     /// `customer_tier` column; `None` when absent.
     pub tier: Option<&'a str>,
-    /// The query text, already PII-masked.
-    pub text: &'a str,
+    /// The query text, already PII-masked, as read by `sentiment::tokens_of`: the tokens the
+    /// sentiment was scored on are the ones searched for urgency cues.
+    pub(crate) text: &'a Tokens,
     /// Contacts by the same customer within the repeat window (0 when unknown).
     pub prior_contacts: u32,
 }
+
+#[cfg(test)]
+static NO_TEXT: std::sync::LazyLock<Tokens> =
+    std::sync::LazyLock::new(|| crate::analysis::sentiment::tokens_of(""));
 
 #[cfg(test)]
 impl<'a> PriorityInput<'a> {
@@ -58,7 +64,7 @@ impl<'a> PriorityInput<'a> {
             sentiment: None,
             sentiment_cues: &[],
             tier: None,
-            text: "",
+            text: &NO_TEXT,
             prior_contacts: 0,
         }
     }
@@ -543,6 +549,7 @@ pub fn explain(p: &Priority) -> String {
 mod tests {
     use super::*;
     use crate::analysis::priority::Weights;
+    use crate::analysis::sentiment::tokens_of;
 
     use Factor::*;
     use Level::*;
@@ -570,7 +577,7 @@ mod tests {
                 let p = e.assess(&PriorityInput {
                     sentiment: Some(sentiment),
                     tier: Some(tier),
-                    text: "my card",
+                    text: &tokens_of("my card"),
                     ..PriorityInput::plain(intent)
                 });
                 assert!(
@@ -587,6 +594,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_negated_elongated_cue_is_not_urgent() {
+        let e = engine();
+        let urgency = |text: &str| {
+            let p = e.assess(&PriorityInput {
+                text: &tokens_of(text),
+                ..PriorityInput::plain("change_address")
+            });
+            p.reasons.iter().any(|r| r.factor == UrgencyCue)
+        };
+        assert!(!urgency("not sooo urgent, just curious"));
+        assert!(urgency("sooo urgent, please"));
     }
 
     #[test]
@@ -640,7 +661,8 @@ mod tests {
             "I lost £200 by friday",
             "hello",
             "stolen fraud urgent today",
-        ];
+        ]
+        .map(tokens_of);
         let floats = [
             f32::NAN,
             -5.0,
@@ -701,7 +723,7 @@ mod tests {
                     sentiment: (next() % 4 != 0).then_some(sentiment),
                     sentiment_cues: &cue_sets[pick(next(), cue_sets.len())],
                     tier: tiers[pick(next(), tiers.len())],
-                    text: texts[pick(next(), texts.len())],
+                    text: &texts[pick(next(), texts.len())],
                     prior_contacts: [0, 1, 2, 3, 10, u32::MAX][pick(next(), 6)],
                 };
                 let p = e.assess(&input);

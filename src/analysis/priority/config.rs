@@ -345,6 +345,7 @@ impl PriorityConfig {
 mod tests {
     use super::*;
     use crate::analysis::priority::{explain, Factor, PriorityEngine, PriorityInput};
+    use crate::analysis::sentiment::tokens_of;
 
     #[test]
     fn empty_file_is_the_defaults_and_shown_config_reads_back() {
@@ -396,7 +397,7 @@ mod tests {
         let e = PriorityEngine::new(c).unwrap();
         let p = e.assess(&PriorityInput {
             tier: Some("standard"),
-            text: "where is my refund",
+            text: &tokens_of("where is my refund"),
             prior_contacts: 2,
             ..PriorityInput::plain("Refund_Request")
         });
@@ -414,7 +415,7 @@ mod tests {
         let p = e.assess(&PriorityInput {
             sentiment: Some(-0.7),
             tier: Some("Enterprise"),
-            text: "explain this bill",
+            text: &tokens_of("explain this bill"),
             ..PriorityInput::plain("billing_question")
         });
         assert!(p.escalate, "{}", explain(&p));

@@ -8,6 +8,8 @@ use serde::Deserialize;
 use super::assess::{REPEAT_SATURATION, SENTIMENT_CUE_STRENGTH, UNCERTAINTY_FLOOR};
 use super::config::DEFAULT_TABLES_SRC;
 use super::*;
+use crate::analysis::sentiment::tokens_of;
+use crate::analysis::tokens::Tokens;
 
 const DOCS: &str = include_str!("../../../docs/priority.md");
 
@@ -291,7 +293,7 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn input_of<'a>(c: &'a Case, cues: &'a [String]) -> PriorityInput<'a> {
+fn input_of<'a>(c: &'a Case, cues: &'a [String], text: &'a Tokens) -> PriorityInput<'a> {
     PriorityInput {
         intent: c.intent,
         confidence: c.confidence,
@@ -300,7 +302,7 @@ fn input_of<'a>(c: &'a Case, cues: &'a [String]) -> PriorityInput<'a> {
         sentiment: c.sentiment,
         sentiment_cues: cues,
         tier: Some(c.tier),
-        text: c.text,
+        text,
         prior_contacts: c.prior,
     }
 }
@@ -363,7 +365,7 @@ fn documented_cases() {
     let mut rows = Vec::new();
     for (n, c) in cases().iter().enumerate() {
         let cues: Vec<String> = c.cues.iter().map(|s| s.to_string()).collect();
-        let p = e.assess(&input_of(c, &cues));
+        let p = e.assess(&input_of(c, &cues, &tokens_of(c.text)));
         rows.push(table_row(n + 1, c, &p));
         let got: Vec<Factor> = p.reasons.iter().map(|r| r.factor).collect();
         let ok = (p.score - c.score).abs() < 5e-4
@@ -424,7 +426,7 @@ fn explain_is_compact_and_ordered() {
         sentiment: Some(-0.82),
         sentiment_cues: &cues,
         tier: Some("Premium"),
-        text: "Someone used my card, please block it asap",
+        text: &tokens_of("Someone used my card, please block it asap"),
         prior_contacts: 1,
         ..PriorityInput::plain("card_compromised")
     });
@@ -432,7 +434,7 @@ fn explain_is_compact_and_ordered() {
     let expected = block("Every decision comes with its reasons", "```text");
     assert_eq!(format!("{}\n", explain(&p)), expected);
     let quiet = e.assess(&PriorityInput {
-        text: "new address please",
+        text: &tokens_of("new address please"),
         ..PriorityInput::plain("change_address")
     });
     assert_eq!(

@@ -3,8 +3,9 @@
 //! first token, the slot patterns ("by friday", "before 5pm", "within 24 hours", "lost £200"),
 //! and the two rules that discount a cue: a negator right before it ("not urgent", also across
 //! a softener: "not that urgent") and a day word after a verb of something already done
-//! ("received my order today"). Text is read with the shared tokenizer and negator list of
-//! `analysis::tokens`, never inside words; this module does not score.
+//! ("received my order today"). It reads the tokens sentiment read (`sentiment::tokens_of`, the
+//! shared tokenizer) and the shared negator list of `analysis::tokens`, never inside words, and
+//! reads cue phrases the same way; this module does not score.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -12,7 +13,8 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-use crate::analysis::tokens::{is_negator, tokenize, CURRENCY_SYMBOLS};
+use crate::analysis::sentiment::tokens_of;
+use crate::analysis::tokens::{is_negator, Tokens, CURRENCY_SYMBOLS};
 
 /// The word lists of `urgency.toml`.
 #[derive(Deserialize)]
@@ -48,9 +50,10 @@ fn drop_apostrophes(word: &str) -> Cow<'_, str> {
     }
 }
 
-/// The tokens a cue phrase is matched as; empty when it has nothing to match.
+/// The tokens a cue phrase is matched as, read like the text it is matched in; empty when it
+/// has nothing to match.
 pub(super) fn cue_tokens(phrase: &str) -> Vec<String> {
-    tokenize(phrase, None)
+    tokens_of(phrase)
         .words()
         .map(|w| drop_apostrophes(w).into_owned())
         .collect()
@@ -92,10 +95,10 @@ impl CueIndex {
         CueIndex { cues, by_first }
     }
 
-    /// The urgency cues found in `text`, in order of appearance, without repeats.
-    pub fn find(&self, text: &str) -> Vec<String> {
-        let tokenized = tokenize(text, None);
-        let words: Vec<Cow<str>> = tokenized.words().map(drop_apostrophes).collect();
+    /// The urgency cues found in a text read by `sentiment::tokens_of`, in order of appearance,
+    /// without repeats.
+    pub fn find(&self, text: &Tokens) -> Vec<String> {
+        let words: Vec<Cow<str>> = text.words().map(drop_apostrophes).collect();
         let tokens: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
         let mut found: Vec<String> = Vec::new();
         // Tokens inside an earlier match are not matched again, so "by tonight" is not also
@@ -265,6 +268,10 @@ fn match_pattern(tokens: &[&str], i: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn find(cues: &CueIndex, text: &str) -> Vec<String> {
+        cues.find(&tokens_of(text))
+    }
+
     #[test]
     fn urgency_cues_and_negation() {
         let cues = CueIndex::new(&[]);
@@ -315,11 +322,11 @@ mod tests {
             ("by the way", &[]),
         ];
         for (text, want) in table {
-            assert_eq!(&cues.find(text), want, "{text:?}");
+            assert_eq!(&find(&cues, text), want, "{text:?}");
         }
         let custom = CueIndex::new(&["Chargeback".into(), " going to my bank".into()]);
         assert_eq!(
-            custom.find("I'm going to my bank for a chargeback asap"),
+            find(&custom, "I'm going to my bank for a chargeback asap"),
             ["going to my bank", "Chargeback", "asap"]
         );
     }
@@ -328,12 +335,28 @@ mod tests {
     fn apostrophes_do_not_matter_and_negators_are_shared() {
         let custom = CueIndex::new(&["can't wait".into()]);
         for text in ["I cant wait", "I can't wait", "I can’t wait"] {
-            assert_eq!(custom.find(text), ["can't wait"], "{text:?}");
+            assert_eq!(find(&custom, text), ["can't wait"], "{text:?}");
         }
         let cues = CueIndex::new(&[]);
         // "neither" comes from the negator list sentiment uses too.
-        assert!(cues.find("neither urgent nor important").is_empty());
-        assert!(cues.find("it isn’t urgent").is_empty());
+        assert!(find(&cues, "neither urgent nor important").is_empty());
+        assert!(find(&cues, "it isn’t urgent").is_empty());
+    }
+
+    #[test]
+    fn elongated_words_read_as_sentiment_reads_them() {
+        let cues = CueIndex::new(&[]);
+        // "sooo" is the softener "so", as sentiment reads it, so the negation reaches the cue.
+        for text in [
+            "not sooo urgent",
+            "it isn't soooo urgent!!",
+            "NOT SOOO URGENT",
+        ] {
+            assert!(find(&cues, text).is_empty(), "{text:?}");
+        }
+        assert_eq!(find(&cues, "sooo urgent"), ["urgent"]);
+        let custom = CueIndex::new(&["sooo late".into()]);
+        assert_eq!(find(&custom, "it's soooooo late"), ["sooo late"]);
     }
 
     #[test]
