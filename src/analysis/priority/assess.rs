@@ -79,6 +79,9 @@ pub enum Level {
 }
 
 impl Level {
+    /// Every level, most urgent first.
+    pub const ALL: [Level; 4] = [Level::P1, Level::P2, Level::P3, Level::P4];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Level::P1 => "P1",
@@ -109,6 +112,17 @@ pub enum Factor {
 }
 
 impl Factor {
+    /// Every factor, in declaration order.
+    pub const ALL: [Factor; 7] = [
+        Factor::IntentSeverity,
+        Factor::Sentiment,
+        Factor::CustomerTier,
+        Factor::UrgencyCue,
+        Factor::RepeatContact,
+        Factor::Uncertainty,
+        Factor::Rule,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Factor::IntentSeverity => "intent_severity",
@@ -594,6 +608,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn all_lists_every_variant_in_declaration_order() {
+        for (i, f) in Factor::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i, "{f}");
+        }
+        assert_eq!(Factor::ALL.len(), Rule as usize + 1);
+        for (i, l) in Level::ALL.iter().enumerate() {
+            assert_eq!(*l as usize, i, "{l}");
+        }
+        assert_eq!(Level::ALL.len(), P4 as usize + 1);
     }
 
     #[test]

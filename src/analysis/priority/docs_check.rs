@@ -401,18 +401,10 @@ fn documented_cases() {
 #[test]
 fn table_covers_every_level_and_factor() {
     let all: Vec<Factor> = cases().iter().flat_map(|c| c.factors.to_vec()).collect();
-    for f in [
-        IntentSeverity,
-        Sentiment,
-        CustomerTier,
-        UrgencyCue,
-        RepeatContact,
-        Uncertainty,
-        Rule,
-    ] {
+    for f in Factor::ALL {
         assert!(all.contains(&f), "{f} not covered");
     }
-    for l in [P1, P2, P3, P4] {
+    for l in Level::ALL {
         assert!(cases().iter().any(|c| c.level == l), "{l} not covered");
     }
 }
