@@ -274,37 +274,34 @@ impl PriorityEngine {
         let confidence = unit_or_zero(input.confidence);
 
         let mut reasons: Vec<Reason> = Vec::new();
-        let mut add = |factor: Factor, weight: f32, strength: f32, detail: String| {
-            let contribution = snap(weight * unit_or_zero(strength));
-            if contribution > 0.0 {
-                reasons.push(Reason {
-                    factor,
-                    weight: contribution,
-                    detail,
-                });
-            }
-        };
-
         let (severity, detail) = self.severity_of(intent, input.abstained);
-        add(Factor::IntentSeverity, w.intent_severity, severity, detail);
+        add_reason(
+            &mut reasons,
+            Factor::IntentSeverity,
+            w.intent_severity,
+            severity,
+            || detail,
+        );
 
         let cues = distinct_cues(input.sentiment_cues);
         let negativity = sentiment.map_or(0.0, |s| (-s).max(0.0));
         let strength = negativity + SENTIMENT_CUE_STRENGTH * cues.len() as f32;
-        add(
+        add_reason(
+            &mut reasons,
             Factor::Sentiment,
             w.sentiment,
             strength,
-            sentiment_detail(sentiment, &cues),
+            || sentiment_detail(sentiment, &cues),
         );
 
         if let Some(t) = &tier {
             if let Some(&f) = self.tiers.get(t) {
-                add(
+                add_reason(
+                    &mut reasons,
                     Factor::CustomerTier,
                     w.customer_tier,
                     f,
-                    format!("{t} customer (tier factor {f:.2})"),
+                    || format!("{t} customer (tier factor {f:.2})"),
                 );
             }
         }
@@ -312,42 +309,44 @@ impl PriorityEngine {
         let urgent = self.cues.find(input.text);
         if !urgent.is_empty() {
             let noun = if urgent.len() == 1 { "cue" } else { "cues" };
-            add(
-                Factor::UrgencyCue,
-                w.urgency_cue,
-                1.0,
-                format!("urgency {noun} {}", quoted_list(&urgent)),
-            );
+            add_reason(&mut reasons, Factor::UrgencyCue, w.urgency_cue, 1.0, || {
+                format!("urgency {noun} {}", quoted_list(&urgent))
+            });
         }
 
         if input.prior_contacts > 0 {
             let n = input.prior_contacts;
-            add(
+            add_reason(
+                &mut reasons,
                 Factor::RepeatContact,
                 w.repeat_contact,
                 n as f32 / REPEAT_SATURATION as f32,
-                format!(
-                    "{n} earlier contact{} within {} h",
-                    if n == 1 { "" } else { "s" },
-                    self.config.repeat_window_hours
-                ),
+                || {
+                    format!(
+                        "{n} earlier contact{} within {} h",
+                        if n == 1 { "" } else { "s" },
+                        self.config.repeat_window_hours
+                    )
+                },
             );
         }
 
         if input.abstained {
-            add(
+            add_reason(
+                &mut reasons,
                 Factor::Uncertainty,
                 w.uncertainty,
                 1.0,
-                format!("model abstained (confidence {confidence:.2})"),
+                || format!("model abstained (confidence {confidence:.2})"),
             );
         } else {
             let u = unit_or_zero(input.uncertainty);
-            add(
+            add_reason(
+                &mut reasons,
                 Factor::Uncertainty,
                 w.uncertainty,
                 (u - UNCERTAINTY_FLOOR) / (1.0 - UNCERTAINTY_FLOOR),
-                format!("model uncertainty {u:.2} (confidence {confidence:.2})"),
+                || format!("model uncertainty {u:.2} (confidence {confidence:.2})"),
             );
         }
 
@@ -498,6 +497,24 @@ impl Facts {
             );
         }
         Some(why.join(", "))
+    }
+}
+
+/// Appends a factor's reason when it contributes to the score; its text is built only then.
+fn add_reason(
+    reasons: &mut Vec<Reason>,
+    factor: Factor,
+    weight: f32,
+    strength: f32,
+    detail: impl FnOnce() -> String,
+) {
+    let contribution = snap(weight * unit_or_zero(strength));
+    if contribution > 0.0 {
+        reasons.push(Reason {
+            factor,
+            weight: contribution,
+            detail: detail(),
+        });
     }
 }
 
