@@ -266,6 +266,8 @@ impl PriorityEngine {
     pub fn assess(&self, input: &PriorityInput) -> Priority {
         let w = &self.config.weights;
         let intent = input.intent.map(str::trim).filter(|s| !s.is_empty());
+        // Tables and rules are keyed by lowercased names; the reasons show the intent as written.
+        let intent_key = intent.map(key);
         let tier = input.tier.map(key).filter(|s| !s.is_empty());
         let sentiment = input
             .sentiment
@@ -274,7 +276,7 @@ impl PriorityEngine {
         let confidence = unit_or_zero(input.confidence);
 
         let mut reasons: Vec<Reason> = Vec::new();
-        let (severity, detail) = self.severity_of(intent, input.abstained);
+        let (severity, detail) = self.severity_of(intent, intent_key.as_deref(), input.abstained);
         add_reason(
             &mut reasons,
             Factor::IntentSeverity,
@@ -369,8 +371,8 @@ impl PriorityEngine {
             }
         }
         let facts = Facts {
-            intent: intent.map(key),
-            tier: tier.clone(),
+            intent: intent_key.as_deref(),
+            tier: tier.as_deref(),
             severity,
             score,
             sentiment,
@@ -397,9 +399,16 @@ impl PriorityEngine {
         }
     }
 
-    fn severity_of(&self, intent: Option<&str>, abstained: bool) -> (f32, String) {
+    /// The severity of `intent` (as written) and its reason text; `intent_key` is its
+    /// lowercased name.
+    fn severity_of(
+        &self,
+        intent: Option<&str>,
+        intent_key: Option<&str>,
+        abstained: bool,
+    ) -> (f32, String) {
         let default = self.config.default_severity;
-        let Some(name) = intent else {
+        let (Some(name), Some(intent_key)) = (intent, intent_key) else {
             let why = if abstained {
                 "model abstained"
             } else {
@@ -415,7 +424,7 @@ impl PriorityEngine {
         } else {
             ""
         };
-        match self.severity.get(&key(name)) {
+        match self.severity.get(intent_key) {
             Some(&s) => {
                 let grade = if s >= 0.75 {
                     "urgent"
@@ -438,9 +447,9 @@ impl PriorityEngine {
 }
 
 /// The normalised facts escalation rules are checked against.
-struct Facts {
-    intent: Option<String>,
-    tier: Option<String>,
+struct Facts<'a> {
+    intent: Option<&'a str>,
+    tier: Option<&'a str>,
     severity: f32,
     score: f32,
     sentiment: Option<f32>,
@@ -448,16 +457,16 @@ struct Facts {
     urgent: bool,
 }
 
-impl Facts {
+impl Facts<'_> {
     /// `Some(conditions that held)` when every condition of the rule holds.
     fn matches(&self, r: &CompiledRule) -> Option<String> {
         let mut why: Vec<String> = Vec::new();
         if !r.intents.is_empty() {
-            let i = self.intent.as_ref().filter(|i| r.intents.contains(i))?;
+            let i = self.intent.filter(|i| r.intents.iter().any(|n| n == i))?;
             why.push(format!("intent {i}"));
         }
         if !r.tiers.is_empty() {
-            let t = self.tier.as_ref().filter(|t| r.tiers.contains(t))?;
+            let t = self.tier.filter(|t| r.tiers.iter().any(|n| n == t))?;
             why.push(format!("tier {t}"));
         }
         let rule = &r.rule;
