@@ -83,6 +83,11 @@ impl Tokens {
         &self.buf[t.start..t.end]
     }
 
+    /// The text of token `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        (i < self.toks.len()).then(|| self.text(i))
+    }
+
     /// The token texts, in order.
     pub fn words(&self) -> impl Iterator<Item = &str> + '_ {
         (0..self.toks.len()).map(|i| self.text(i))
