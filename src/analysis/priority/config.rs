@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::assess::Level;
+use super::assess::{Factor, Level};
 use super::urgency::cue_tokens;
 
 /// The `[priority]` section of `cqr.toml`. Missing keys take the built-in defaults.
@@ -104,6 +104,22 @@ impl Default for Weights {
             urgency_cue: 0.2,
             repeat_contact: 0.3,
             uncertainty: 0.15,
+        }
+    }
+}
+
+impl Weights {
+    /// The weight of `factor`, whose name is its key here; `None` for [`Factor::Rule`], which
+    /// adds no score.
+    fn of(&self, factor: Factor) -> Option<f32> {
+        match factor {
+            Factor::IntentSeverity => Some(self.intent_severity),
+            Factor::Sentiment => Some(self.sentiment),
+            Factor::CustomerTier => Some(self.customer_tier),
+            Factor::UrgencyCue => Some(self.urgency_cue),
+            Factor::RepeatContact => Some(self.repeat_contact),
+            Factor::Uncertainty => Some(self.uncertainty),
+            Factor::Rule => None,
         }
     }
 }
@@ -254,16 +270,10 @@ impl PriorityConfig {
     /// Rejects values out of range, non-monotone levels, empty names, cues with nothing to
     /// match and rules without conditions. Messages name the offending `priority.*` key.
     pub fn validate(&self) -> Result<(), String> {
-        let w = &self.weights;
-        for (key, v) in [
-            ("intent_severity", w.intent_severity),
-            ("sentiment", w.sentiment),
-            ("customer_tier", w.customer_tier),
-            ("urgency_cue", w.urgency_cue),
-            ("repeat_contact", w.repeat_contact),
-            ("uncertainty", w.uncertainty),
-        ] {
-            check_unit(&format!("priority.weights.{key}"), v)?;
+        for factor in Factor::ALL {
+            if let Some(v) = self.weights.of(factor) {
+                check_unit(&format!("priority.weights.{factor}"), v)?;
+            }
         }
         check_table("priority.severity", &self.severity)?;
         check_unit("priority.default_severity", self.default_severity)?;
@@ -443,6 +453,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("a string or a list of strings"), "{err}");
+    }
+
+    #[test]
+    fn weight_keys_are_the_factor_names() {
+        // `validate` names a weight by its factor, so the key and the factor must agree.
+        let w = Weights {
+            intent_severity: 0.1,
+            sentiment: 0.2,
+            customer_tier: 0.3,
+            urgency_cue: 0.4,
+            repeat_contact: 0.5,
+            uncertainty: 0.6,
+        };
+        let shown = toml::to_string(&w).unwrap();
+        let keys: Vec<(&str, f32)> = shown
+            .lines()
+            .filter_map(|l| l.split_once(" = "))
+            .map(|(k, v)| (k, v.parse().unwrap()))
+            .collect();
+        let named: Vec<(&str, f32)> = Factor::ALL
+            .into_iter()
+            .filter_map(|f| Some((f.as_str(), w.of(f)?)))
+            .collect();
+        assert_eq!(keys, named);
     }
 
     #[test]
