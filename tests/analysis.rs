@@ -268,6 +268,21 @@ fn fields_explain_history_and_concurrent_audit() {
         "{stderr}"
     );
 
+    // Sentiment and the urgency cues read one token stream: to both, "sooo" is the softener
+    // "so", so the negation reaches the cue.
+    let out = run_ok(
+        cqr_in(w)
+            .args(["classify", model.to_str().unwrap(), "-"])
+            .write_stdin(
+                "{\"text\":\"not sooo urgent, how do I change my address?\"}\n\
+                 {\"text\":\"sooo urgent, how do I change my address?\"}\n",
+            ),
+    );
+    let recs = jsonl(&out.stdout);
+    let urgent = |r: &Value| factors(r).contains(&"urgency_cue".to_string());
+    assert!(!urgent(&recs[0]), "{}", recs[0]);
+    assert!(urgent(&recs[1]), "{}", recs[1]);
+
     // A contact at the very same second is a repeat, whether it came earlier in the input (C3)
     // or from the history (C1); a later one in the input is not (C4's first record).
     let same = w.join("same.csv");

@@ -37,14 +37,11 @@ impl ContactLog {
     /// records this one.
     pub fn count_and_add(&mut self, customer: &str, at: i64) -> u32 {
         let from = at.saturating_sub(self.window);
-        // Known customers (the common case) cost no allocation.
-        if !self.seen.contains_key(customer) {
-            self.seen.insert(customer.to_owned(), Vec::new());
-        }
-        let list = self
-            .seen
-            .get_mut(customer)
-            .expect("inserted above when missing");
+        // Known customers (the common case) cost one lookup and no allocation.
+        let list = match self.seen.get_mut(customer) {
+            Some(list) => list,
+            None => self.seen.entry(customer.to_owned()).or_default(),
+        };
         let n = list.iter().filter(|&&t| t >= from && t <= at).count();
         list.push(at);
         self.newest = self.newest.max(at);

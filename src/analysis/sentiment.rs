@@ -205,7 +205,12 @@ impl SentimentModel {
     }
 
     pub fn score(&self, text: &str) -> Sentiment {
-        let tokens = tokenize(text, Some(self.vocab as &dyn Lexicon));
+        self.score_tokens(&tokens_of(text))
+    }
+
+    /// [`score`](Self::score) of a text already read by [`tokens_of`], so that a caller that
+    /// also looks for urgency cues reads the text once.
+    pub(crate) fn score_tokens(&self, tokens: &Tokens) -> Sentiment {
         let n = tokens.toks.len();
         let vocab = self.vocab;
 
@@ -227,7 +232,7 @@ impl SentimentModel {
             .collect();
 
         let hits = if self.use_cues {
-            vocab.match_cues(&tokens, &mut slots)
+            vocab.match_cues(tokens, &mut slots)
         } else {
             Vec::new()
         };
@@ -261,7 +266,7 @@ impl SentimentModel {
                 if slots[j].hit != NO_HIT {
                     continue;
                 }
-                let mut s = booster_scalar(&tokens, &slots, j);
+                let mut s = booster_scalar(tokens, &slots, j);
                 if s == 0.0 {
                     continue;
                 }
@@ -318,7 +323,7 @@ impl SentimentModel {
             }
             if self.use_cues && cue_valence.is_none() {
                 if GRATITUDE.contains(&tokens.text(i)) {
-                    v *= gratitude_scalar(&tokens, &slots, i);
+                    v *= gratitude_scalar(tokens, &slots, i);
                 } else if v > 0.0 && tokens.toks[i].in_question && !tokens.toks[i].symbol {
                     // "Is there a good way to...?", "What's your best rate?":
                     // praise words in a question name a criterion. Negative
@@ -367,6 +372,13 @@ impl SentimentModel {
             .collect();
         Sentiment { label, score, cues }
     }
+}
+
+/// A query as every analyser reads it: the shared tokenizer with the sentiment vocabulary, which
+/// undoes the elongation it recognises ("sooo" → "so") and keeps emoticons whole. Sentiment and
+/// the urgency cues of `priority` read the same tokens, so they never disagree about a word.
+pub(crate) fn tokens_of(text: &str) -> Tokens {
+    tokenize(text, Some(&*VOCAB as &dyn Lexicon))
 }
 
 /// Support-domain reading of a bare "thanks": sign-off manners on a question

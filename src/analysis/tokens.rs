@@ -71,10 +71,21 @@ pub(crate) trait Lexicon {
     fn is_emoticon(&self, chunk: &str) -> bool;
 }
 
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.words()).finish()
+    }
+}
+
 impl Tokens {
     pub fn text(&self, i: usize) -> &str {
         let t = &self.toks[i];
         &self.buf[t.start..t.end]
+    }
+
+    /// The text of token `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        (i < self.toks.len()).then(|| self.text(i))
     }
 
     /// The token texts, in order.

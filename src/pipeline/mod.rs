@@ -11,7 +11,8 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::analysis::priority::{explain, PriorityConfig, PriorityEngine, PriorityInput};
-use crate::analysis::sentiment::{Sentiment, SentimentModel};
+use crate::analysis::sentiment::{tokens_of, Sentiment, SentimentModel};
+use crate::analysis::tokens::Tokens;
 use crate::analysis::{parse_timestamp, ContactLog, Fields};
 use crate::error::{Error, Result};
 use crate::io::read::Record;
@@ -253,11 +254,12 @@ impl QueryScorer {
         if let Some(why) = p.rec.skip.clone() {
             return self.skipped(p, why);
         }
-        // Priority reads the sentiment even when its group is not printed; score it once.
-        let sentiment =
-            (o.fields.sentiment || o.fields.priority).then(|| self.sentiment.score(&p.model_text));
-        let priority = match (o.fields.priority, d, &sentiment) {
-            (true, Some(d), Some(s)) => Some(self.assess(&p, d, s, prior)),
+        // Priority reads the sentiment even when its group is not printed; read the text and
+        // score it once, and let priority look for urgency cues in the same tokens.
+        let tokens = (o.fields.sentiment || o.fields.priority).then(|| tokens_of(&p.model_text));
+        let sentiment = tokens.as_ref().map(|t| self.sentiment.score_tokens(t));
+        let priority = match (o.fields.priority, d, &sentiment, &tokens) {
+            (true, Some(d), Some(s), Some(t)) => Some(self.assess(&p, d, s, t, prior)),
             _ => None,
         };
         let labels = self.labels();
@@ -302,6 +304,7 @@ impl QueryScorer {
         p: &Prepared,
         d: &Decision,
         s: &Sentiment,
+        text: &Tokens,
         prior: u32,
     ) -> crate::analysis::priority::Priority {
         let labels = self.labels();
@@ -314,7 +317,7 @@ impl QueryScorer {
             sentiment: Some(s.score),
             sentiment_cues: &s.cues,
             tier: p.tier.as_deref(),
-            text: &p.model_text,
+            text,
             prior_contacts: prior,
         })
     }

@@ -11,19 +11,20 @@ use serde::Serialize;
 
 use super::config::{EscalateRule, PriorityConfig};
 use super::urgency::CueIndex;
+use crate::analysis::tokens::Tokens;
 
 /// How much each distinct frustration cue (e.g. "still waiting") adds to the sentiment factor's
 /// strength. The compound score alone misses polite but repeated chasing, so cues lift it.
-pub const SENTIMENT_CUE_STRENGTH: f32 = 0.25;
+pub(super) const SENTIMENT_CUE_STRENGTH: f32 = 0.25;
 
 /// Uncertainty at or below this adds nothing: a model choosing clearly still spreads some
 /// probability, and counting that residue would nudge every query up a little and tip
 /// routine intents over a cut-off.
-pub const UNCERTAINTY_FLOOR: f32 = 0.5;
+pub(super) const UNCERTAINTY_FLOOR: f32 = 0.5;
 
 /// Prior contacts at which the repeat factor saturates: the third earlier contact inside the
 /// window means the customer has been chasing, and more chasing says nothing new.
-pub const REPEAT_SATURATION: u32 = 3;
+pub(super) const REPEAT_SATURATION: u32 = 3;
 
 /// What the engine needs to know about one query.
 #[derive(Debug, Clone, Copy)]
@@ -40,11 +41,16 @@ pub struct PriorityInput<'a> {
     pub sentiment_cues: &'a [String],
     /// `customer_tier` column; `None` when absent.
     pub tier: Option<&'a str>,
-    /// The query text, already PII-masked.
-    pub text: &'a str,
+    /// The query text, already PII-masked, as read by `sentiment::tokens_of`: the tokens the
+    /// sentiment was scored on are the ones searched for urgency cues.
+    pub(crate) text: &'a Tokens,
     /// Contacts by the same customer within the repeat window (0 when unknown).
     pub prior_contacts: u32,
 }
+
+#[cfg(test)]
+static NO_TEXT: std::sync::LazyLock<Tokens> =
+    std::sync::LazyLock::new(|| crate::analysis::sentiment::tokens_of(""));
 
 #[cfg(test)]
 impl<'a> PriorityInput<'a> {
@@ -58,7 +64,7 @@ impl<'a> PriorityInput<'a> {
             sentiment: None,
             sentiment_cues: &[],
             tier: None,
-            text: "",
+            text: &NO_TEXT,
             prior_contacts: 0,
         }
     }
@@ -73,6 +79,9 @@ pub enum Level {
 }
 
 impl Level {
+    /// Every level, most urgent first.
+    pub const ALL: [Level; 4] = [Level::P1, Level::P2, Level::P3, Level::P4];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Level::P1 => "P1",
@@ -103,6 +112,17 @@ pub enum Factor {
 }
 
 impl Factor {
+    /// Every factor, in declaration order.
+    pub const ALL: [Factor; 7] = [
+        Factor::IntentSeverity,
+        Factor::Sentiment,
+        Factor::CustomerTier,
+        Factor::UrgencyCue,
+        Factor::RepeatContact,
+        Factor::Uncertainty,
+        Factor::Rule,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Factor::IntentSeverity => "intent_severity",
@@ -241,16 +261,13 @@ impl PriorityEngine {
         (f64::from(self.config.repeat_window_hours) * 3600.0).round() as i64
     }
 
-    /// The urgency cues found in `text`, in order of appearance, without repeats.
-    pub fn urgency_cues_in(&self, text: &str) -> Vec<String> {
-        self.cues.find(text)
-    }
-
     /// Scores one query. Never fails: out-of-range or NaN inputs are clamped or ignored, so a
     /// bad value upstream degrades one explanation rather than a whole batch.
     pub fn assess(&self, input: &PriorityInput) -> Priority {
         let w = &self.config.weights;
         let intent = input.intent.map(str::trim).filter(|s| !s.is_empty());
+        // Tables and rules are keyed by lowercased names; the reasons show the intent as written.
+        let intent_key = intent.map(key);
         let tier = input.tier.map(key).filter(|s| !s.is_empty());
         let sentiment = input
             .sentiment
@@ -259,80 +276,79 @@ impl PriorityEngine {
         let confidence = unit_or_zero(input.confidence);
 
         let mut reasons: Vec<Reason> = Vec::new();
-        let mut add = |factor: Factor, weight: f32, strength: f32, detail: String| {
-            let contribution = snap(weight * unit_or_zero(strength));
-            if contribution > 0.0 {
-                reasons.push(Reason {
-                    factor,
-                    weight: contribution,
-                    detail,
-                });
-            }
-        };
-
-        let (severity, detail) = self.severity_of(intent, input.abstained);
-        add(Factor::IntentSeverity, w.intent_severity, severity, detail);
+        let (severity, detail) = self.severity_of(intent, intent_key.as_deref(), input.abstained);
+        add_reason(
+            &mut reasons,
+            Factor::IntentSeverity,
+            w.intent_severity,
+            severity,
+            || detail,
+        );
 
         let cues = distinct_cues(input.sentiment_cues);
         let negativity = sentiment.map_or(0.0, |s| (-s).max(0.0));
         let strength = negativity + SENTIMENT_CUE_STRENGTH * cues.len() as f32;
-        add(
+        add_reason(
+            &mut reasons,
             Factor::Sentiment,
             w.sentiment,
             strength,
-            sentiment_detail(sentiment, &cues),
+            || sentiment_detail(sentiment, &cues),
         );
 
         if let Some(t) = &tier {
             if let Some(&f) = self.tiers.get(t) {
-                add(
+                add_reason(
+                    &mut reasons,
                     Factor::CustomerTier,
                     w.customer_tier,
                     f,
-                    format!("{t} customer (tier factor {f:.2})"),
+                    || format!("{t} customer (tier factor {f:.2})"),
                 );
             }
         }
 
-        let urgent = self.urgency_cues_in(input.text);
+        let urgent = self.cues.find(input.text);
         if !urgent.is_empty() {
             let noun = if urgent.len() == 1 { "cue" } else { "cues" };
-            add(
-                Factor::UrgencyCue,
-                w.urgency_cue,
-                1.0,
-                format!("urgency {noun} {}", quoted_list(&urgent)),
-            );
+            add_reason(&mut reasons, Factor::UrgencyCue, w.urgency_cue, 1.0, || {
+                format!("urgency {noun} {}", quoted_list(&urgent))
+            });
         }
 
         if input.prior_contacts > 0 {
             let n = input.prior_contacts;
-            add(
+            add_reason(
+                &mut reasons,
                 Factor::RepeatContact,
                 w.repeat_contact,
                 n as f32 / REPEAT_SATURATION as f32,
-                format!(
-                    "{n} earlier contact{} within {} h",
-                    if n == 1 { "" } else { "s" },
-                    self.config.repeat_window_hours
-                ),
+                || {
+                    format!(
+                        "{n} earlier contact{} within {} h",
+                        if n == 1 { "" } else { "s" },
+                        self.config.repeat_window_hours
+                    )
+                },
             );
         }
 
         if input.abstained {
-            add(
+            add_reason(
+                &mut reasons,
                 Factor::Uncertainty,
                 w.uncertainty,
                 1.0,
-                format!("model abstained (confidence {confidence:.2})"),
+                || format!("model abstained (confidence {confidence:.2})"),
             );
         } else {
             let u = unit_or_zero(input.uncertainty);
-            add(
+            add_reason(
+                &mut reasons,
                 Factor::Uncertainty,
                 w.uncertainty,
                 (u - UNCERTAINTY_FLOOR) / (1.0 - UNCERTAINTY_FLOOR),
-                format!("model uncertainty {u:.2} (confidence {confidence:.2})"),
+                || format!("model uncertainty {u:.2} (confidence {confidence:.2})"),
             );
         }
 
@@ -355,8 +371,8 @@ impl PriorityEngine {
             }
         }
         let facts = Facts {
-            intent: intent.map(key),
-            tier: tier.clone(),
+            intent: intent_key.as_deref(),
+            tier: tier.as_deref(),
             severity,
             score,
             sentiment,
@@ -383,9 +399,16 @@ impl PriorityEngine {
         }
     }
 
-    fn severity_of(&self, intent: Option<&str>, abstained: bool) -> (f32, String) {
+    /// The severity of `intent` (as written) and its reason text; `intent_key` is its
+    /// lowercased name.
+    fn severity_of(
+        &self,
+        intent: Option<&str>,
+        intent_key: Option<&str>,
+        abstained: bool,
+    ) -> (f32, String) {
         let default = self.config.default_severity;
-        let Some(name) = intent else {
+        let (Some(name), Some(intent_key)) = (intent, intent_key) else {
             let why = if abstained {
                 "model abstained"
             } else {
@@ -401,7 +424,7 @@ impl PriorityEngine {
         } else {
             ""
         };
-        match self.severity.get(&key(name)) {
+        match self.severity.get(intent_key) {
             Some(&s) => {
                 let grade = if s >= 0.75 {
                     "urgent"
@@ -424,9 +447,9 @@ impl PriorityEngine {
 }
 
 /// The normalised facts escalation rules are checked against.
-struct Facts {
-    intent: Option<String>,
-    tier: Option<String>,
+struct Facts<'a> {
+    intent: Option<&'a str>,
+    tier: Option<&'a str>,
     severity: f32,
     score: f32,
     sentiment: Option<f32>,
@@ -434,16 +457,16 @@ struct Facts {
     urgent: bool,
 }
 
-impl Facts {
+impl Facts<'_> {
     /// `Some(conditions that held)` when every condition of the rule holds.
     fn matches(&self, r: &CompiledRule) -> Option<String> {
         let mut why: Vec<String> = Vec::new();
         if !r.intents.is_empty() {
-            let i = self.intent.as_ref().filter(|i| r.intents.contains(i))?;
+            let i = self.intent.filter(|i| r.intents.iter().any(|n| n == i))?;
             why.push(format!("intent {i}"));
         }
         if !r.tiers.is_empty() {
-            let t = self.tier.as_ref().filter(|t| r.tiers.contains(t))?;
+            let t = self.tier.filter(|t| r.tiers.iter().any(|n| n == t))?;
             why.push(format!("tier {t}"));
         }
         let rule = &r.rule;
@@ -483,6 +506,24 @@ impl Facts {
             );
         }
         Some(why.join(", "))
+    }
+}
+
+/// Appends a factor's reason when it contributes to the score; its text is built only then.
+fn add_reason(
+    reasons: &mut Vec<Reason>,
+    factor: Factor,
+    weight: f32,
+    strength: f32,
+    detail: impl FnOnce() -> String,
+) {
+    let contribution = snap(weight * unit_or_zero(strength));
+    if contribution > 0.0 {
+        reasons.push(Reason {
+            factor,
+            weight: contribution,
+            detail: detail(),
+        });
     }
 }
 
@@ -548,6 +589,7 @@ pub fn explain(p: &Priority) -> String {
 mod tests {
     use super::*;
     use crate::analysis::priority::Weights;
+    use crate::analysis::sentiment::tokens_of;
 
     use Factor::*;
     use Level::*;
@@ -575,7 +617,7 @@ mod tests {
                 let p = e.assess(&PriorityInput {
                     sentiment: Some(sentiment),
                     tier: Some(tier),
-                    text: "my card",
+                    text: &tokens_of("my card"),
                     ..PriorityInput::plain(intent)
                 });
                 assert!(
@@ -592,6 +634,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn all_lists_every_variant_in_declaration_order() {
+        for (i, f) in Factor::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i, "{f}");
+        }
+        assert_eq!(Factor::ALL.len(), Rule as usize + 1);
+        for (i, l) in Level::ALL.iter().enumerate() {
+            assert_eq!(*l as usize, i, "{l}");
+        }
+        assert_eq!(Level::ALL.len(), P4 as usize + 1);
+    }
+
+    #[test]
+    fn a_negated_elongated_cue_is_not_urgent() {
+        let e = engine();
+        let urgency = |text: &str| {
+            let p = e.assess(&PriorityInput {
+                text: &tokens_of(text),
+                ..PriorityInput::plain("change_address")
+            });
+            p.reasons.iter().any(|r| r.factor == UrgencyCue)
+        };
+        assert!(!urgency("not sooo urgent, just curious"));
+        assert!(urgency("sooo urgent, please"));
     }
 
     #[test]
@@ -645,7 +713,8 @@ mod tests {
             "I lost £200 by friday",
             "hello",
             "stolen fraud urgent today",
-        ];
+        ]
+        .map(tokens_of);
         let floats = [
             f32::NAN,
             -5.0,
@@ -706,7 +775,7 @@ mod tests {
                     sentiment: (next() % 4 != 0).then_some(sentiment),
                     sentiment_cues: &cue_sets[pick(next(), cue_sets.len())],
                     tier: tiers[pick(next(), tiers.len())],
-                    text: texts[pick(next(), texts.len())],
+                    text: &texts[pick(next(), texts.len())],
                     prior_contacts: [0, 1, 2, 3, 10, u32::MAX][pick(next(), 6)],
                 };
                 let p = e.assess(&input);

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::assess::Level;
+use super::assess::{Factor, Level};
 use super::urgency::cue_tokens;
 
 /// The `[priority]` section of `cqr.toml`. Missing keys take the built-in defaults.
@@ -108,6 +108,22 @@ impl Default for Weights {
     }
 }
 
+impl Weights {
+    /// The weight of `factor`, whose name is its key here; `None` for [`Factor::Rule`], which
+    /// adds no score.
+    fn of(&self, factor: Factor) -> Option<f32> {
+        match factor {
+            Factor::IntentSeverity => Some(self.intent_severity),
+            Factor::Sentiment => Some(self.sentiment),
+            Factor::CustomerTier => Some(self.customer_tier),
+            Factor::UrgencyCue => Some(self.urgency_cue),
+            Factor::RepeatContact => Some(self.repeat_contact),
+            Factor::Uncertainty => Some(self.uncertainty),
+            Factor::Rule => None,
+        }
+    }
+}
+
 impl Default for Levels {
     fn default() -> Self {
         Levels {
@@ -151,18 +167,18 @@ static DEFAULT_TABLES: LazyLock<DefaultTables> = LazyLock::new(|| {
 
 /// Built-in severities for the BANKING77 labels and the sample ticket intents, graded by what
 /// the customer stands to lose while waiting (see `default_tables.toml`).
-pub fn default_severity_table() -> BTreeMap<String, f32> {
+fn default_severity_table() -> BTreeMap<String, f32> {
     DEFAULT_TABLES.severity.clone()
 }
 
 /// Built-in tier factors.
-pub fn default_tier_table() -> BTreeMap<String, f32> {
+fn default_tier_table() -> BTreeMap<String, f32> {
     DEFAULT_TABLES.tiers.clone()
 }
 
 /// Built-in escalation rules: a critical intent (money or card exposed) must not wait in a
 /// queue behind its score when the customer is a key account or visibly upset.
-pub fn default_escalate_rules() -> Vec<EscalateRule> {
+fn default_escalate_rules() -> Vec<EscalateRule> {
     DEFAULT_TABLES.escalate_rules.clone()
 }
 
@@ -254,16 +270,10 @@ impl PriorityConfig {
     /// Rejects values out of range, non-monotone levels, empty names, cues with nothing to
     /// match and rules without conditions. Messages name the offending `priority.*` key.
     pub fn validate(&self) -> Result<(), String> {
-        let w = &self.weights;
-        for (key, v) in [
-            ("intent_severity", w.intent_severity),
-            ("sentiment", w.sentiment),
-            ("customer_tier", w.customer_tier),
-            ("urgency_cue", w.urgency_cue),
-            ("repeat_contact", w.repeat_contact),
-            ("uncertainty", w.uncertainty),
-        ] {
-            check_unit(&format!("priority.weights.{key}"), v)?;
+        for factor in Factor::ALL {
+            if let Some(v) = self.weights.of(factor) {
+                check_unit(&format!("priority.weights.{factor}"), v)?;
+            }
         }
         check_table("priority.severity", &self.severity)?;
         check_unit("priority.default_severity", self.default_severity)?;
@@ -345,6 +355,7 @@ impl PriorityConfig {
 mod tests {
     use super::*;
     use crate::analysis::priority::{explain, Factor, PriorityEngine, PriorityInput};
+    use crate::analysis::sentiment::tokens_of;
 
     #[test]
     fn empty_file_is_the_defaults_and_shown_config_reads_back() {
@@ -396,7 +407,7 @@ mod tests {
         let e = PriorityEngine::new(c).unwrap();
         let p = e.assess(&PriorityInput {
             tier: Some("standard"),
-            text: "where is my refund",
+            text: &tokens_of("where is my refund"),
             prior_contacts: 2,
             ..PriorityInput::plain("Refund_Request")
         });
@@ -414,7 +425,7 @@ mod tests {
         let p = e.assess(&PriorityInput {
             sentiment: Some(-0.7),
             tier: Some("Enterprise"),
-            text: "explain this bill",
+            text: &tokens_of("explain this bill"),
             ..PriorityInput::plain("billing_question")
         });
         assert!(p.escalate, "{}", explain(&p));
@@ -442,6 +453,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("a string or a list of strings"), "{err}");
+    }
+
+    #[test]
+    fn weight_keys_are_the_factor_names() {
+        // `validate` names a weight by its factor, so the key and the factor must agree.
+        let w = Weights {
+            intent_severity: 0.1,
+            sentiment: 0.2,
+            customer_tier: 0.3,
+            urgency_cue: 0.4,
+            repeat_contact: 0.5,
+            uncertainty: 0.6,
+        };
+        let shown = toml::to_string(&w).unwrap();
+        let keys: Vec<(&str, f32)> = shown
+            .lines()
+            .filter_map(|l| l.split_once(" = "))
+            .map(|(k, v)| (k, v.parse().unwrap()))
+            .collect();
+        let named: Vec<(&str, f32)> = Factor::ALL
+            .into_iter()
+            .filter_map(|f| Some((f.as_str(), w.of(f)?)))
+            .collect();
+        assert_eq!(keys, named);
     }
 
     #[test]

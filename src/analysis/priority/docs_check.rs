@@ -5,8 +5,11 @@
 
 use serde::Deserialize;
 
+use super::assess::{REPEAT_SATURATION, SENTIMENT_CUE_STRENGTH, UNCERTAINTY_FLOOR};
 use super::config::DEFAULT_TABLES_SRC;
 use super::*;
+use crate::analysis::sentiment::tokens_of;
+use crate::analysis::tokens::Tokens;
 
 const DOCS: &str = include_str!("../../../docs/priority.md");
 
@@ -290,7 +293,7 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn input_of<'a>(c: &'a Case, cues: &'a [String]) -> PriorityInput<'a> {
+fn input_of<'a>(c: &'a Case, cues: &'a [String], text: &'a Tokens) -> PriorityInput<'a> {
     PriorityInput {
         intent: c.intent,
         confidence: c.confidence,
@@ -299,7 +302,7 @@ fn input_of<'a>(c: &'a Case, cues: &'a [String]) -> PriorityInput<'a> {
         sentiment: c.sentiment,
         sentiment_cues: cues,
         tier: Some(c.tier),
-        text: c.text,
+        text,
         prior_contacts: c.prior,
     }
 }
@@ -362,7 +365,7 @@ fn documented_cases() {
     let mut rows = Vec::new();
     for (n, c) in cases().iter().enumerate() {
         let cues: Vec<String> = c.cues.iter().map(|s| s.to_string()).collect();
-        let p = e.assess(&input_of(c, &cues));
+        let p = e.assess(&input_of(c, &cues, &tokens_of(c.text)));
         rows.push(table_row(n + 1, c, &p));
         let got: Vec<Factor> = p.reasons.iter().map(|r| r.factor).collect();
         let ok = (p.score - c.score).abs() < 5e-4
@@ -398,18 +401,10 @@ fn documented_cases() {
 #[test]
 fn table_covers_every_level_and_factor() {
     let all: Vec<Factor> = cases().iter().flat_map(|c| c.factors.to_vec()).collect();
-    for f in [
-        IntentSeverity,
-        Sentiment,
-        CustomerTier,
-        UrgencyCue,
-        RepeatContact,
-        Uncertainty,
-        Rule,
-    ] {
+    for f in Factor::ALL {
         assert!(all.contains(&f), "{f} not covered");
     }
-    for l in [P1, P2, P3, P4] {
+    for l in Level::ALL {
         assert!(cases().iter().any(|c| c.level == l), "{l} not covered");
     }
 }
@@ -423,7 +418,7 @@ fn explain_is_compact_and_ordered() {
         sentiment: Some(-0.82),
         sentiment_cues: &cues,
         tier: Some("Premium"),
-        text: "Someone used my card, please block it asap",
+        text: &tokens_of("Someone used my card, please block it asap"),
         prior_contacts: 1,
         ..PriorityInput::plain("card_compromised")
     });
@@ -431,7 +426,7 @@ fn explain_is_compact_and_ordered() {
     let expected = block("Every decision comes with its reasons", "```text");
     assert_eq!(format!("{}\n", explain(&p)), expected);
     let quiet = e.assess(&PriorityInput {
-        text: "new address please",
+        text: &tokens_of("new address please"),
         ..PriorityInput::plain("change_address")
     });
     assert_eq!(

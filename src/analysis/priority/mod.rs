@@ -14,11 +14,7 @@ mod config;
 mod docs_check;
 mod urgency;
 
-pub use assess::{
-    explain, Factor, Level, Priority, PriorityEngine, PriorityInput, Reason, REPEAT_SATURATION,
-    SENTIMENT_CUE_STRENGTH, UNCERTAINTY_FLOOR,
-};
-pub use config::{
-    default_escalate_rules, default_severity_table, default_tier_table, EscalateRule, Levels,
-    PriorityConfig, Weights,
-};
+// Factor, Level and Reason appear in `Priority`, and EscalateRule, Levels and Weights in
+// `PriorityConfig`, so they stay nameable wherever those are.
+pub use assess::{explain, Factor, Level, Priority, PriorityEngine, PriorityInput, Reason};
+pub use config::{EscalateRule, Levels, PriorityConfig, Weights};

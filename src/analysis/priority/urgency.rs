@@ -3,16 +3,18 @@
 //! first token, the slot patterns ("by friday", "before 5pm", "within 24 hours", "lost £200"),
 //! and the two rules that discount a cue: a negator right before it ("not urgent", also across
 //! a softener: "not that urgent") and a day word after a verb of something already done
-//! ("received my order today"). Text is read with the shared tokenizer and negator list of
-//! `analysis::tokens`, never inside words; this module does not score.
+//! ("received my order today"). It reads the tokens sentiment read (`sentiment::tokens_of`, the
+//! shared tokenizer) and the shared negator list of `analysis::tokens`, never inside words, and
+//! reads cue phrases the same way; this module does not score.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-use crate::analysis::tokens::{is_negator, tokenize, CURRENCY_SYMBOLS};
+use crate::analysis::sentiment::tokens_of;
+use crate::analysis::tokens::{is_negator, Tokens, CURRENCY_SYMBOLS};
 
 /// The word lists of `urgency.toml`.
 #[derive(Deserialize)]
@@ -38,21 +40,24 @@ fn listed(list: &[String], word: &str) -> bool {
     list.iter().any(|w| w == word)
 }
 
-/// Apostrophes are dropped from the shared tokens, so that "cant" in a message and "can't" in
-/// a configured cue (or the other way round) are one word.
-fn drop_apostrophes(word: &str) -> Cow<'_, str> {
-    if word.contains('\'') {
-        Cow::Owned(word.replace('\'', ""))
-    } else {
-        Cow::Borrowed(word)
-    }
+/// A word with its apostrophes left out: "cant" in a message and "can't" in a cue (or the other
+/// way round) are one word. Cue tokens are stored this way; message tokens are compared this
+/// way as they are read, so the negator check still sees "shan't".
+fn without_apostrophes(word: &str) -> impl Iterator<Item = char> + Clone + '_ {
+    word.chars().filter(|&c| c != '\'')
 }
 
-/// The tokens a cue phrase is matched as; empty when it has nothing to match.
+/// Whether message token `token` is cue token `bare` (stored without apostrophes).
+fn same_word(token: &str, bare: &str) -> bool {
+    without_apostrophes(token).eq(bare.chars())
+}
+
+/// The tokens a cue phrase is matched as, read like the text it is matched in and without
+/// apostrophes; empty when it has nothing to match.
 pub(super) fn cue_tokens(phrase: &str) -> Vec<String> {
-    tokenize(phrase, None)
+    tokens_of(phrase)
         .words()
-        .map(|w| drop_apostrophes(w).into_owned())
+        .map(|w| without_apostrophes(w).collect())
         .collect()
 }
 
@@ -67,7 +72,9 @@ struct Cue {
 #[derive(Debug, Clone)]
 pub(super) struct CueIndex {
     cues: Vec<Cue>,
-    by_first: HashMap<String, Vec<usize>>,
+    /// First token (without apostrophes) → the cues that start with it, sorted by that token so
+    /// a message token is looked up apostrophe-insensitively without building a key.
+    by_first: Vec<(String, Vec<usize>)>,
 }
 
 impl CueIndex {
@@ -83,50 +90,63 @@ impl CueIndex {
                 label,
             })
             .collect();
-        let mut by_first: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_first: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, c) in cues.iter().enumerate() {
             if let Some(first) = c.tokens.first() {
                 by_first.entry(first.clone()).or_default().push(i);
             }
         }
-        CueIndex { cues, by_first }
+        CueIndex {
+            cues,
+            by_first: by_first.into_iter().collect(),
+        }
     }
 
-    /// The urgency cues found in `text`, in order of appearance, without repeats.
-    pub fn find(&self, text: &str) -> Vec<String> {
-        let tokenized = tokenize(text, None);
-        let words: Vec<Cow<str>> = tokenized.words().map(drop_apostrophes).collect();
-        let tokens: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
+    /// The plain cues that match `text` from token `i` on.
+    fn matches_at<'s>(&'s self, text: &'s Tokens, i: usize) -> impl Iterator<Item = &'s Cue> {
+        // `by_first` is in `String` order, which is the order of the chars compared here.
+        let first = without_apostrophes(text.text(i));
+        let starting = self
+            .by_first
+            .binary_search_by(|(key, _)| key.chars().cmp(first.clone()))
+            .map_or(&[][..], |at| &self.by_first[at].1[..]);
+        starting.iter().map(|&k| &self.cues[k]).filter(move |c| {
+            i + c.tokens.len() <= text.toks.len()
+                && c.tokens
+                    .iter()
+                    .enumerate()
+                    .all(|(k, w)| same_word(text.text(i + k), w))
+        })
+    }
+
+    /// The urgency cues found in a text read by `sentiment::tokens_of`, in order of appearance,
+    /// without repeats.
+    pub fn find(&self, text: &Tokens) -> Vec<String> {
         let mut found: Vec<String> = Vec::new();
         // Tokens inside an earlier match are not matched again, so "by tonight" is not also
         // reported as "tonight".
         let mut covered = 0;
-        for i in 0..tokens.len() {
+        for i in 0..text.toks.len() {
             if i < covered {
                 continue;
             }
-            let rest = &tokens[i..];
-            let mut hits: Vec<(String, usize)> = self
-                .by_first
-                .get(tokens[i])
-                .into_iter()
-                .flatten()
-                .map(|&k| &self.cues[k])
-                .filter(|c| {
-                    c.tokens.len() <= rest.len() && c.tokens.iter().zip(rest).all(|(a, b)| a == b)
-                })
-                .map(|c| (c.label.clone(), c.tokens.len()))
-                .collect();
-            if let Some(len) = match_pattern(&tokens, i) {
-                hits.push((render(&tokens[i..i + len]), len));
-            }
-            if hits.is_empty() || is_negated(&tokens, i) || is_past_day(&tokens, i) {
+            let pattern = match_pattern(text, i);
+            let plain_lens = self.matches_at(text, i).map(|c| c.tokens.len());
+            let longest = plain_lens.chain(pattern).max();
+            let Some(longest) = longest else {
+                continue;
+            };
+            if is_negated(text, i) || is_past_day(text, i) {
                 continue;
             }
-            covered = i + hits.iter().map(|h| h.1).max().unwrap_or(1);
-            for (h, _) in hits {
-                if !found.contains(&h) {
-                    found.push(h);
+            covered = i + longest;
+            let plain = self
+                .matches_at(text, i)
+                .map(|c| Cow::from(c.label.as_str()));
+            let slot = pattern.map(|len| Cow::from(render(text, i, len)));
+            for label in plain.chain(slot) {
+                if !found.iter().any(|f| *f == label) {
+                    found.push(label.into_owned());
                 }
             }
         }
@@ -134,21 +154,27 @@ impl CueIndex {
     }
 }
 
-/// Tokens joined by spaces, except right after a currency symbol ("lost £200").
-fn render(tokens: &[&str]) -> String {
+/// `len` tokens from `from` on, joined by spaces except right after a currency symbol
+/// ("lost £200").
+fn render(text: &Tokens, from: usize, len: usize) -> String {
     let mut out = String::new();
-    for (i, t) in tokens.iter().enumerate() {
-        let after_symbol = i > 0 && tokens[i - 1].chars().all(|c| CURRENCY_SYMBOLS.contains(&c));
-        if i > 0 && !after_symbol {
-            out.push(' ');
+    for j in from..from + len {
+        if j > from {
+            let after_symbol = text
+                .text(j - 1)
+                .chars()
+                .all(|c| CURRENCY_SYMBOLS.contains(&c));
+            if !after_symbol {
+                out.push(' ');
+            }
         }
-        out.push_str(t);
+        out.push_str(text.text(j));
     }
     out
 }
 
-fn is_negated(tokens: &[&str], i: usize) -> bool {
-    let before = |k: usize| i.checked_sub(k).map(|j| tokens[j]);
+fn is_negated(text: &Tokens, i: usize) -> bool {
+    let before = |k: usize| i.checked_sub(k).map(|j| text.text(j));
     match (before(2), before(1)) {
         (_, Some(w)) if is_negator(w) => true,
         (Some(n), Some(s)) => is_negator(n) && listed(&WORDS.softeners, s),
@@ -157,11 +183,9 @@ fn is_negated(tokens: &[&str], i: usize) -> bool {
 }
 
 /// "received my order today" says when, not by when (`done_verbs` in `urgency.toml`).
-fn is_past_day(tokens: &[&str], i: usize) -> bool {
-    matches!(tokens[i], "today" | "tonight")
-        && tokens[i.saturating_sub(3)..i]
-            .iter()
-            .any(|t| listed(&WORDS.done_verbs, t))
+fn is_past_day(text: &Tokens, i: usize) -> bool {
+    matches!(text.text(i), "today" | "tonight")
+        && (i.saturating_sub(3)..i).any(|j| listed(&WORDS.done_verbs, text.text(j)))
 }
 
 fn is_number(t: &str) -> bool {
@@ -178,15 +202,15 @@ fn number_value(t: &str) -> Option<f64> {
 }
 
 /// Tokens taken by a clock time at `j` ("5pm", "17:00", "5 pm", "5:30pm").
-fn time_len(tokens: &[&str], j: usize) -> Option<usize> {
-    let t = tokens.get(j)?;
+fn time_len(text: &Tokens, j: usize) -> Option<usize> {
+    let t = text.get(j)?;
     if let Some(stem) = t.strip_suffix("am").or_else(|| t.strip_suffix("pm")) {
         return is_number(stem).then_some(1);
     }
     if !is_number(t) {
         return None;
     }
-    if tokens.get(j + 1).is_some_and(|n| *n == "am" || *n == "pm") {
+    if text.get(j + 1).is_some_and(|n| n == "am" || n == "pm") {
         return Some(2);
     }
     t.contains(':').then_some(1)
@@ -194,8 +218,8 @@ fn time_len(tokens: &[&str], j: usize) -> Option<usize> {
 
 /// Length of a built-in slot pattern starting at `i`: a deadline ("by friday",
 /// "before 5pm", "by the end of the day", "within 24 hours") or money lost ("lost £200").
-fn match_pattern(tokens: &[&str], i: usize) -> Option<usize> {
-    let at = |j: usize| tokens.get(j).copied();
+fn match_pattern(text: &Tokens, i: usize) -> Option<usize> {
+    let at = |j: usize| text.get(j);
     match at(i)? {
         "by" | "before" => {
             let mut j = i + 1;
@@ -215,7 +239,7 @@ fn match_pattern(tokens: &[&str], i: usize) -> Option<usize> {
                 return matches!(at(k)?, "day" | "week" | "today" | "business")
                     .then_some(k + 1 - i);
             }
-            time_len(tokens, j).map(|n| j + n - i)
+            time_len(text, j).map(|n| j + n - i)
         }
         "within" => {
             let short = |unit: &str| listed(&WORDS.short_units, unit);
@@ -264,6 +288,10 @@ fn match_pattern(tokens: &[&str], i: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn find(cues: &CueIndex, text: &str) -> Vec<String> {
+        cues.find(&tokens_of(text))
+    }
 
     #[test]
     fn urgency_cues_and_negation() {
@@ -315,11 +343,11 @@ mod tests {
             ("by the way", &[]),
         ];
         for (text, want) in table {
-            assert_eq!(&cues.find(text), want, "{text:?}");
+            assert_eq!(&find(&cues, text), want, "{text:?}");
         }
         let custom = CueIndex::new(&["Chargeback".into(), " going to my bank".into()]);
         assert_eq!(
-            custom.find("I'm going to my bank for a chargeback asap"),
+            find(&custom, "I'm going to my bank for a chargeback asap"),
             ["going to my bank", "Chargeback", "asap"]
         );
     }
@@ -328,12 +356,46 @@ mod tests {
     fn apostrophes_do_not_matter_and_negators_are_shared() {
         let custom = CueIndex::new(&["can't wait".into()]);
         for text in ["I cant wait", "I can't wait", "I can’t wait"] {
-            assert_eq!(custom.find(text), ["can't wait"], "{text:?}");
+            assert_eq!(find(&custom, text), ["can't wait"], "{text:?}");
         }
         let cues = CueIndex::new(&[]);
         // "neither" comes from the negator list sentiment uses too.
-        assert!(cues.find("neither urgent nor important").is_empty());
-        assert!(cues.find("it isn’t urgent").is_empty());
+        assert!(find(&cues, "neither urgent nor important").is_empty());
+        assert!(find(&cues, "it isn’t urgent").is_empty());
+    }
+
+    #[test]
+    fn apostrophes_are_ignored_both_ways_and_contractions_negate() {
+        let bare = CueIndex::new(&["cant wait".into(), "dont ignore me".into()]);
+        for text in ["I can't wait", "I cant wait", "I can’t wait"] {
+            assert_eq!(find(&bare, text), ["cant wait"], "{text:?}");
+        }
+        assert_eq!(find(&bare, "don't ignore me"), ["dont ignore me"]);
+        // Any "n't" contraction negates, listed or not.
+        let cues = CueIndex::new(&[]);
+        for text in [
+            "we shan't urgently need it",
+            "it mightn't urgently matter",
+            "it isnt urgent",
+        ] {
+            assert!(find(&cues, text).is_empty(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn elongated_words_read_as_sentiment_reads_them() {
+        let cues = CueIndex::new(&[]);
+        // "sooo" is the softener "so", as sentiment reads it, so the negation reaches the cue.
+        for text in [
+            "not sooo urgent",
+            "it isn't soooo urgent!!",
+            "NOT SOOO URGENT",
+        ] {
+            assert!(find(&cues, text).is_empty(), "{text:?}");
+        }
+        assert_eq!(find(&cues, "sooo urgent"), ["urgent"]);
+        let custom = CueIndex::new(&["sooo late".into()]);
+        assert_eq!(find(&custom, "it's soooooo late"), ["sooo late"]);
     }
 
     #[test]
