@@ -1,8 +1,11 @@
 //! Output records as JSONL, CSV or Parquet, to stdout or to a file written atomically. Records
 //! are anything that serialises to a JSON object; JSONL writes them as serde writes them, CSV and
-//! Parquet flatten nested objects into `parent.child` columns and store arrays as JSON text. A
+//! Parquet flatten nested objects into `parent.child` columns and store arrays as JSON text. The
+//! columns are given by the caller when the writer is created (from the output schema), never
+//! guessed from a record, so every row has the same columns whatever the first one held. A
 //! number keeps its exact token (an id like `1e3` stays `1e3`) unless Parquet can type it exactly.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -58,13 +61,48 @@ enum Inner {
     Jsonl(Sink),
     Csv {
         sink: Sink,
-        header: Option<Vec<String>>,
+        header: Header,
+        /// Whether the header line is written yet: it goes out with the first rows (or at the
+        /// end, for no rows), so a run that fails before its first record writes nothing.
+        started: bool,
     },
     Parquet {
         dest: Box<AtomicParquet>,
-        header: Option<Vec<String>>,
+        header: Header,
         rows: Vec<Vec<Cell>>,
     },
+}
+
+/// The CSV and Parquet columns, in order, and where each flattened key goes.
+struct Header {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Header {
+    fn new(names: Vec<String>) -> Header {
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        Header { names, index }
+    }
+
+    /// A record as one row of cells in column order; a column the record lacks is null. An
+    /// object whose key is itself a column (a kept input column holding an object) is written
+    /// whole as JSON text. A key with no column is an error rather than a value silently lost.
+    fn row<T: Serialize>(&self, record: &T, path: &Path) -> Result<Vec<Cell>> {
+        let mut row = vec![Cell::Null; self.names.len()];
+        for (k, cell) in flat_record(record, path, &|k| self.index.contains_key(k))? {
+            let j = *self.index.get(&k).ok_or_else(|| Error::Output {
+                path: path.to_path_buf(),
+                message: format!("cannot write a record: its field `{k}` has no column"),
+            })?;
+            row[j] = cell;
+        }
+        Ok(row)
+    }
 }
 
 /// A Parquet file being written in row groups, renamed into place on `finish`.
@@ -92,8 +130,13 @@ pub struct RecordWriter {
 
 impl RecordWriter {
     /// The writer for `target` (`-o FILE` or stdout) in `format`, else the format `-o FILE`'s
-    /// extension names, else JSONL.
-    pub fn create(target: &Target, format: Option<OutputFormat>) -> Result<RecordWriter> {
+    /// extension names, else JSONL. `columns` are the CSV and Parquet columns, flattened
+    /// (`parent.child`), in order; JSONL writes each record as it is and ignores them.
+    pub fn create(
+        target: &Target,
+        format: Option<OutputFormat>,
+        columns: Vec<String>,
+    ) -> Result<RecordWriter> {
         let format = OutputFormat::resolve(format, target)?;
         let sink = || -> Result<Sink> {
             Ok(match target {
@@ -105,7 +148,8 @@ impl RecordWriter {
             OutputFormat::Jsonl => Inner::Jsonl(sink()?),
             OutputFormat::Csv => Inner::Csv {
                 sink: sink()?,
-                header: None,
+                header: Header::new(columns),
+                started: false,
             },
             OutputFormat::Parquet => match target {
                 Target::Std => {
@@ -120,7 +164,7 @@ impl RecordWriter {
                         writer: None,
                         committed: false,
                     }),
-                    header: None,
+                    header: Header::new(columns),
                     rows: Vec::new(),
                 },
             },
@@ -144,23 +188,25 @@ impl RecordWriter {
                     sink.flush().map_err(|e| Error::io(&name, e))?;
                 }
             }
-            Inner::Csv { sink, header } => {
+            Inner::Csv {
+                sink,
+                header,
+                started,
+            } => {
                 let name = sink.name();
                 let mut buf = Vec::new();
                 {
                     let mut w = csv::WriterBuilder::new()
                         .has_headers(false)
                         .from_writer(&mut buf);
+                    if !*started {
+                        w.write_record(&header.names)
+                            .map_err(|e| Error::io(&name, e.into()))?;
+                        *started = true;
+                    }
                     for r in records {
-                        let flat = flat_record(r, &name)?;
-                        if header.is_none() {
-                            let h: Vec<String> = flat.iter().map(|(k, _)| k.clone()).collect();
-                            w.write_record(&h).map_err(|e| Error::io(&name, e.into()))?;
-                            *header = Some(h);
-                        }
-                        let h = header.as_ref().expect("set above");
-                        let row = h.iter().map(|k| lookup(&flat, k).map_or("", Cell::text));
-                        w.write_record(row)
+                        let row = header.row(r, &name)?;
+                        w.write_record(row.iter().map(Cell::text))
                             .map_err(|e| Error::io(&name, e.into()))?;
                     }
                     w.flush().map_err(|e| Error::io(&name, e))?;
@@ -172,19 +218,10 @@ impl RecordWriter {
             }
             Inner::Parquet { dest, header, rows } => {
                 for r in records {
-                    let flat = flat_record(r, &dest.path)?;
-                    if header.is_none() {
-                        *header = Some(flat.iter().map(|(k, _)| k.clone()).collect());
-                    }
-                    let h = header.as_ref().expect("set above");
-                    rows.push(
-                        h.iter()
-                            .map(|k| lookup(&flat, k).cloned().unwrap_or(Cell::Null))
-                            .collect(),
-                    );
+                    rows.push(header.row(r, &dest.path)?);
                 }
                 if rows.len() >= PARQUET_ROW_GROUP {
-                    flush_parquet(dest, header.as_ref().expect("rows imply a header"), rows)?;
+                    flush_parquet(dest, &header.names, rows)?;
                 }
             }
         }
@@ -194,15 +231,31 @@ impl RecordWriter {
     /// Completes the output: flushes stdout, or renames the finished file into place.
     pub fn finish(self) -> Result<()> {
         match self.inner {
-            Inner::Jsonl(sink) | Inner::Csv { sink, .. } => sink.finish(),
+            Inner::Jsonl(sink) => sink.finish(),
+            Inner::Csv {
+                mut sink,
+                header,
+                started,
+            } => {
+                if !started {
+                    // No records: the header alone says what the columns would have been.
+                    let name = sink.name();
+                    let mut w = csv::WriterBuilder::new()
+                        .has_headers(false)
+                        .from_writer(&mut sink);
+                    w.write_record(&header.names)
+                        .map_err(|e| Error::io(&name, e.into()))?;
+                    w.flush().map_err(|e| Error::io(&name, e))?;
+                }
+                sink.finish()
+            }
             Inner::Parquet {
                 mut dest,
                 header,
                 mut rows,
             } => {
-                let header = header.unwrap_or_default();
                 if !rows.is_empty() || dest.writer.is_none() {
-                    flush_parquet(&mut dest, &header, &mut rows)?;
+                    flush_parquet(&mut dest, &header.names, &mut rows)?;
                 }
                 let w = dest.writer.take().expect("flush_parquet opened the writer");
                 w.finish().map_err(|e| Error::Output {
@@ -294,26 +347,37 @@ fn unserialisable(path: &Path, e: serde_json::Error) -> Error {
 }
 
 /// A record flattened into dotted keys, through its JSON text so that raw numbers stay exact.
-fn flat_record<T: Serialize>(record: &T, path: &Path) -> Result<Vec<(String, Cell)>> {
+/// An object under a key for which `whole` holds stays one cell of JSON text.
+fn flat_record<T: Serialize>(
+    record: &T,
+    path: &Path,
+    whole: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, Cell)>> {
     let json = serde_json::to_string(record).map_err(|e| unserialisable(path, e))?;
     let raw: &RawValue = serde_json::from_str(&json).map_err(|e| unserialisable(path, e))?;
     let mut out = Vec::new();
-    flatten_raw("", raw, &mut out).map_err(|e| unserialisable(path, e))?;
+    flatten_raw("", raw, whole, &mut out).map_err(|e| unserialisable(path, e))?;
     Ok(out)
 }
 
-fn flatten_raw(key: &str, raw: &RawValue, out: &mut Vec<(String, Cell)>) -> serde_json::Result<()> {
+fn flatten_raw(
+    key: &str,
+    raw: &RawValue,
+    whole: &dyn Fn(&str) -> bool,
+    out: &mut Vec<(String, Cell)>,
+) -> serde_json::Result<()> {
     let cell = match Kind::of(raw) {
-        Kind::Object => {
+        Kind::Object if key.is_empty() || !whole(key) => {
             for (k, v) in Members::parse(raw.get())?.iter() {
                 if key.is_empty() {
-                    flatten_raw(k, v, out)?;
+                    flatten_raw(k, v, whole, out)?;
                 } else {
-                    flatten_raw(&format!("{key}.{k}"), v, out)?;
+                    flatten_raw(&format!("{key}.{k}"), v, whole, out)?;
                 }
             }
             return Ok(());
         }
+        Kind::Object => Cell::Json(raw.get().to_string()),
         Kind::Null => Cell::Null,
         Kind::Bool => Cell::Bool(raw.get() == "true"),
         Kind::Number => Cell::Number(raw.get().to_string()),
@@ -380,10 +444,6 @@ pub fn flatten(v: &Value) -> Vec<(String, Value)> {
     out
 }
 
-fn lookup<'a>(flat: &'a [(String, Cell)], key: &str) -> Option<&'a Cell> {
-    flat.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
 /// Writes bytes to a path atomically (reports, JSON summaries).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = AtomicFile::create(path)?;
@@ -403,7 +463,7 @@ mod tests {
         let f = flatten(&v);
         let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["id", "u.a", "u.b.c", "top"]);
-        let cells = flat_record(&v, Path::new("x")).unwrap();
+        let cells = flat_record(&v, Path::new("x"), &|_| false).unwrap();
         let shown: Vec<(&str, &str)> = cells.iter().map(|(k, c)| (k.as_str(), c.text())).collect();
         assert_eq!(
             shown,
@@ -442,7 +502,8 @@ mod tests {
     }
 
     fn write_to(path: &Path, recs: &[Out]) {
-        let mut w = RecordWriter::create(&Target::Path(path.to_path_buf()), None).unwrap();
+        let columns = ["id", "n", "p.score"].map(String::from).to_vec();
+        let mut w = RecordWriter::create(&Target::Path(path.to_path_buf()), None, columns).unwrap();
         w.write_batch(&recs[..2]).unwrap();
         w.write_batch(&recs[2..]).unwrap();
         w.finish().unwrap();
@@ -516,7 +577,7 @@ mod tests {
             json!({"id": 1, "x": [1.5, null], "s": "a\"b"}),
             json!({"id": "z"}),
         ];
-        let mut w = RecordWriter::create(&Target::Path(p.clone()), None).unwrap();
+        let mut w = RecordWriter::create(&Target::Path(p.clone()), None, Vec::new()).unwrap();
         w.write_batch(&v).unwrap();
         w.finish().unwrap();
         let want: String = v.iter().map(|r| format!("{r}\n")).collect();
@@ -557,7 +618,7 @@ mod tests {
             e.contains("-o out: cannot tell the output format from a name without an extension"),
             "{e}"
         );
-        let e = RecordWriter::create(&Target::Std, Some(OutputFormat::Parquet))
+        let e = RecordWriter::create(&Target::Std, Some(OutputFormat::Parquet), Vec::new())
             .err()
             .unwrap();
         assert!(e.to_string().contains("-o FILE.parquet"), "{e}");
@@ -567,7 +628,10 @@ mod tests {
     fn parquet_round_trip_is_atomic() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.parquet");
-        let mut w = RecordWriter::create(&Target::Path(p.clone()), None).unwrap();
+        let columns = ["id", "confidence", "abstained", "n"]
+            .map(String::from)
+            .to_vec();
+        let mut w = RecordWriter::create(&Target::Path(p.clone()), None, columns).unwrap();
         w.write_batch(&[json!({"id": "a", "confidence": 0.5, "abstained": false, "n": 3})])
             .unwrap();
         assert!(!p.exists());
@@ -580,5 +644,54 @@ mod tests {
         assert_eq!(df.column("abstained").unwrap().dtype(), &DataType::Boolean);
         assert_eq!(df.column("confidence").unwrap().dtype(), &DataType::Float64);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Writes `batches` to `name` in `dir` with the columns `a`, `b.c`, `b.d`, `k`.
+    fn write_columns(dir: &Path, name: &str, batches: &[Vec<Value>]) -> Result<PathBuf> {
+        let p = dir.join(name);
+        let columns = ["a", "b.c", "b.d", "k"].map(String::from).to_vec();
+        let mut w = RecordWriter::create(&Target::Path(p.clone()), None, columns)?;
+        for b in batches {
+            w.write_batch(b)?;
+        }
+        w.finish()?;
+        Ok(p)
+    }
+
+    #[test]
+    fn columns_come_from_the_writer_not_the_first_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = [
+            vec![json!({"a": 1})],
+            vec![json!({"a": 2, "b": {"c": 0.5, "d": "x"}, "k": {"z": [1]}})],
+        ];
+        let p = write_columns(dir.path(), "o.csv", &batches).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "a,b.c,b.d,k\n1,,,\n2,0.5,x,\"{\"\"z\"\":[1]}\"\n"
+        );
+        let p = write_columns(dir.path(), "o.parquet", &batches).unwrap();
+        let df = ParquetReader::new(File::open(&p).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(df.get_column_names(), ["a", "b.c", "b.d", "k"]);
+        let c: Vec<Option<f64>> = df.column("b.c").unwrap().f64().unwrap().iter().collect();
+        assert_eq!(c, [None, Some(0.5)]);
+
+        let p = write_columns(dir.path(), "none.csv", &[]).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a,b.c,b.d,k\n");
+    }
+
+    #[test]
+    fn a_field_without_a_column_is_an_error_not_a_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["o.csv", "o.parquet"] {
+            let e = write_columns(dir.path(), name, &[vec![json!({"a": 1, "b": {"e": 2}})]])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("its field `b.e` has no column"), "{e}");
+            assert!(!dir.path().join(name).exists());
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::models::{Decision, Model, ModelRef};
 use crate::text::pii::{self, Finding, MaskStyle, Masking};
 use crate::util::{now_rfc3339, sha256_hex};
 use record::{intent_label, IntentGroup, PiiSpan};
-pub use record::{AuditEntry, Kept, QueryResult};
+pub use record::{AuditEntry, Kept, OptionalScores, QueryResult};
 
 /// Below this many records a batch is processed on the calling thread: waking the thread pool
 /// costs more than the work (batch sizes 2–7 were ten times slower than 1 through the pool).
@@ -113,6 +113,20 @@ impl QueryScorer {
 
     pub fn model(&self) -> Option<&Model> {
         self.model.as_ref()
+    }
+
+    /// The CSV and Parquet columns of the records this scorer makes, whatever each one holds.
+    pub fn columns(&self) -> Vec<String> {
+        let scores = self
+            .model
+            .as_ref()
+            .map(|m| OptionalScores {
+                // `Model::predict` measures disagreement between exactly two components.
+                disagreement: m.components.len() == 2,
+                mc: m.mc_samples > 0 && m.has_dropout(),
+            })
+            .unwrap_or_default();
+        QueryResult::columns(self.opts.fields, &self.opts.keep, scores)
     }
 
     /// The model's intents (none without a model).
