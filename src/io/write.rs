@@ -110,6 +110,10 @@ struct AtomicParquet {
     path: PathBuf,
     tmp: PathBuf,
     writer: Option<polars::io::parquet::write::BatchedWriter<File>>,
+    /// The column types, fixed by the first row group: the file has one schema.
+    dtypes: Vec<DataType>,
+    /// Rows written so far.
+    written: usize,
     committed: bool,
 }
 
@@ -162,6 +166,8 @@ impl RecordWriter {
                         path: p.clone(),
                         tmp: sibling(p, "tmp")?,
                         writer: None,
+                        dtypes: Vec::new(),
+                        written: 0,
                         committed: false,
                     }),
                     header: Header::new(columns),
@@ -280,23 +286,92 @@ fn flush_parquet(
         path: dest.path.clone(),
         message: format!("writing Parquet: {e}"),
     };
-    let columns: Vec<Column> = header
-        .iter()
-        .enumerate()
-        .map(|(j, name)| to_column(name, rows.iter().map(|r| &r[j])))
-        .collect();
+    let mut columns = Vec::with_capacity(header.len());
+    for (j, name) in header.iter().enumerate() {
+        let values = rows.iter().map(|r| &r[j]);
+        let column = match dest.dtypes.get(j) {
+            // A later row group must match the first one's types, or the writer garbles it.
+            Some(dtype) => {
+                typed_column(name, values.clone(), dtype).ok_or_else(|| Error::Output {
+                    path: dest.path.clone(),
+                    message: format!(
+                        "writing Parquet: column `{name}` has {} values after row {}, where \
+                         the rows before made it {dtype}",
+                        to_column(name, values).dtype(),
+                        dest.written
+                    ),
+                })?
+            }
+            None => to_column(name, values),
+        };
+        columns.push(column);
+    }
     let df = DataFrame::new(rows.len(), columns).map_err(err)?;
     if dest.writer.is_none() {
         let f = File::create(&dest.tmp).map_err(|e| Error::io(&dest.tmp, e))?;
         dest.writer = Some(ParquetWriter::new(f).batched(df.schema()).map_err(err)?);
+        dest.dtypes = df.dtypes();
     }
     dest.writer
         .as_mut()
         .expect("opened above")
         .write_batch(&df)
         .map_err(err)?;
+    dest.written += rows.len();
     rows.clear();
     Ok(())
+}
+
+/// A column of `dtype` holding `values` exactly, or `None` when one of them does not fit.
+fn typed_column<'a>(
+    name: &str,
+    values: impl Iterator<Item = &'a Cell> + Clone,
+    dtype: &DataType,
+) -> Option<Column> {
+    fits(values.clone(), dtype).then(|| build_column(name, values, dtype))
+}
+
+/// Whether every value is null or fits a column of `dtype` exactly; any value fits as text.
+fn fits<'a>(mut values: impl Iterator<Item = &'a Cell>, dtype: &DataType) -> bool {
+    values.all(|v| {
+        *v == Cell::Null
+            || match dtype {
+                DataType::String => true,
+                DataType::Boolean => matches!(v, Cell::Bool(_)),
+                DataType::Int64 => v.exact_i64().is_some(),
+                DataType::Float64 => v.exact_f64().is_some(),
+                _ => false,
+            }
+    })
+}
+
+/// A column of `dtype` (booleans, integers, floats, else strings); a value that does not fit
+/// it is null.
+fn build_column<'a>(
+    name: &str,
+    values: impl Iterator<Item = &'a Cell>,
+    dtype: &DataType,
+) -> Column {
+    let name = PlSmallStr::from(name);
+    match dtype {
+        DataType::Boolean => Column::new(
+            name,
+            values
+                .map(|v| match v {
+                    Cell::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        DataType::Int64 => Column::new(name, values.map(Cell::exact_i64).collect::<Vec<_>>()),
+        DataType::Float64 => Column::new(name, values.map(Cell::exact_f64).collect::<Vec<_>>()),
+        _ => Column::new(
+            name,
+            values
+                .map(|v| (*v != Cell::Null).then(|| v.text().to_string()))
+                .collect::<Vec<_>>(),
+        ),
+    }
 }
 
 /// A flattened output value. Numbers keep their JSON token.
@@ -393,32 +468,13 @@ fn flatten_raw(
 /// that neither `i64` nor `f64` holds exactly (`1e3`, `-0`, 2^64 + 1) make a string column, so
 /// no id is rounded.
 fn to_column<'a>(name: &str, values: impl Iterator<Item = &'a Cell> + Clone) -> Column {
-    let first = values.clone().find(|v| **v != Cell::Null);
-    let name = PlSmallStr::from(name);
-    let all = |f: &dyn Fn(&Cell) -> bool| values.clone().all(|v| *v == Cell::Null || f(v));
-    match first {
-        Some(Cell::Bool(_)) => Column::new(
-            name,
-            values
-                .map(|v| match v {
-                    Cell::Bool(b) => Some(*b),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-        ),
-        Some(Cell::Number(_)) if all(&|v| v.exact_i64().is_some()) => {
-            Column::new(name, values.map(Cell::exact_i64).collect::<Vec<_>>())
-        }
-        Some(Cell::Number(_)) if all(&|v| v.exact_f64().is_some()) => {
-            Column::new(name, values.map(Cell::exact_f64).collect::<Vec<_>>())
-        }
-        _ => Column::new(
-            name,
-            values
-                .map(|v| (*v != Cell::Null).then(|| v.text().to_string()))
-                .collect::<Vec<_>>(),
-        ),
-    }
+    let dtype = match values.clone().find(|v| **v != Cell::Null) {
+        Some(Cell::Bool(_)) => DataType::Boolean,
+        Some(Cell::Number(_)) if fits(values.clone(), &DataType::Int64) => DataType::Int64,
+        Some(Cell::Number(_)) if fits(values.clone(), &DataType::Float64) => DataType::Float64,
+        _ => DataType::String,
+    };
+    build_column(name, values, &dtype)
 }
 
 /// Flattens nested objects into dotted keys; arrays stay whole (written as JSON text).
@@ -693,5 +749,33 @@ mod tests {
             assert!(e.contains("its field `b.e` has no column"), "{e}");
             assert!(!dir.path().join(name).exists());
         }
+    }
+
+    /// Every row group has the first one's column types: a column that was all null there
+    /// still holds later values (as text), and a value its type cannot hold is an error rather
+    /// than a garbled cell.
+    #[test]
+    fn later_row_groups_keep_the_first_ones_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let ints: Vec<Value> = (0..PARQUET_ROW_GROUP).map(|i| json!({"a": i})).collect();
+        let later = vec![json!({"a": 7, "b": {"c": 2.5}})];
+        let p = write_columns(dir.path(), "o.parquet", &[ints.clone(), later]).unwrap();
+        let df = ParquetReader::new(File::open(&p).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(df.column("a").unwrap().dtype(), &DataType::Int64);
+        let c: Vec<Option<&str>> = df.column("b.c").unwrap().str().unwrap().iter().collect();
+        assert_eq!(c[PARQUET_ROW_GROUP - 1..], [None, Some("2.5")]);
+
+        let e = write_columns(dir.path(), "f.parquet", &[ints, vec![json!({"a": 0.5})]])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(
+                "column `a` has f64 values after row 65536, where the rows before made it i64"
+            ),
+            "{e}"
+        );
     }
 }
