@@ -74,13 +74,21 @@ pub struct QueryScorer {
 /// A record after masking, before the model.
 struct Prepared {
     rec: Record,
-    /// The text as the model was trained on it: also what sentiment and priority read, so the
-    /// output style never changes an answer.
-    model_text: String,
+    /// The text masked the way the model was trained, when that differs from the text (see
+    /// [`Prepared::model_text`]).
+    masked: Option<String>,
     findings: Vec<Finding>,
     tier: Option<String>,
     customer: Option<String>,
     at: Option<i64>,
+}
+
+impl Prepared {
+    /// The text as the model was trained on it: also what sentiment and priority read, so the
+    /// output style never changes an answer. Most texts hold no PII and are not copied for it.
+    fn model_text(&self) -> &str {
+        self.masked.as_deref().unwrap_or(&self.rec.text)
+    }
 }
 
 impl QueryScorer {
@@ -197,7 +205,7 @@ impl QueryScorer {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.rec.skip.is_none())
-            .map(|(i, p)| (i, p.model_text.as_str()))
+            .map(|(i, p)| (i, p.model_text()))
             .unzip();
         if texts.is_empty() {
             return Ok(out);
@@ -220,11 +228,11 @@ impl QueryScorer {
         } else {
             Vec::new()
         };
-        let model_text = match self.masking {
+        let masked = match self.masking {
             Masking::Full if !findings.is_empty() => {
-                pii::mask(&rec.text, &findings, MaskStyle::Full)
+                Some(pii::mask(&rec.text, &findings, MaskStyle::Full))
             }
-            _ => rec.text.clone(),
+            _ => None,
         };
         let (mut tier, mut customer, mut at) = (None, None, None);
         let cols = &o.columns;
@@ -249,7 +257,7 @@ impl QueryScorer {
         });
         Prepared {
             rec,
-            model_text,
+            masked,
             findings,
             tier,
             customer,
@@ -269,7 +277,7 @@ impl QueryScorer {
         }
         // Priority reads the sentiment even when its group is not printed; score it once.
         let sentiment =
-            (o.fields.sentiment || o.fields.priority).then(|| self.sentiment.score(&p.model_text));
+            (o.fields.sentiment || o.fields.priority).then(|| self.sentiment.score(p.model_text()));
         let priority = match (o.fields.priority, d, &sentiment) {
             (true, Some(d), Some(s)) => Some(self.assess(&p, d, s, prior)),
             _ => None,
@@ -328,7 +336,7 @@ impl QueryScorer {
             sentiment: Some(s.score),
             sentiment_cues: &s.cues,
             tier: p.tier.as_deref(),
-            text: &p.model_text,
+            text: p.model_text(),
             prior_contacts: prior,
         })
     }
