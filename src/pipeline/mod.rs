@@ -236,22 +236,23 @@ impl QueryScorer {
         };
         let (mut tier, mut customer, mut at) = (None, None, None);
         let cols = &o.columns;
+        // Columns are read in place: only the context values and the masked kept text are copied.
         rec.keep.retain_mut(|(k, v)| {
-            let s = v.as_str().map(str::to_string);
+            let s = v.as_str();
             if *k == cols.tier {
-                tier = s.clone();
+                tier = s.map(str::to_string);
             }
             if *k == cols.customer {
-                customer = s.clone();
+                customer = s.map(str::to_string);
             }
             if *k == cols.time {
-                at = s.as_deref().and_then(parse_timestamp);
+                at = s.and_then(parse_timestamp);
             }
             if !o.keep.contains(k) {
                 return false;
             }
             if let (Some(style), Some(text)) = (o.output_mask, s) {
-                *v = Value::from(pii::mask_text(&text, style).0);
+                *v = Value::from(pii::mask_text(text, style).0);
             }
             true
         });
