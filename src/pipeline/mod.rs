@@ -228,12 +228,7 @@ impl QueryScorer {
         } else {
             Vec::new()
         };
-        let masked = match self.masking {
-            Masking::Full if !findings.is_empty() => {
-                Some(pii::mask(&rec.text, &findings, MaskStyle::Full))
-            }
-            _ => None,
-        };
+        let masked = model_masked(self.masking, &rec.text, &findings);
         let (mut tier, mut customer, mut at) = (None, None, None);
         let cols = &o.columns;
         // Columns are read in place: only the context values and the masked kept text are copied.
@@ -251,8 +246,12 @@ impl QueryScorer {
             if !o.keep.contains(k) {
                 return false;
             }
-            if let (Some(style), Some(text)) = (o.output_mask, s) {
-                *v = Value::from(pii::mask_text(text, style).0);
+            if let Some(m) = o
+                .output_mask
+                .zip(s)
+                .and_then(|(style, text)| mask_found(text, &pii::detect(text), style))
+            {
+                *v = Value::from(m);
             }
             true
         });
@@ -344,10 +343,10 @@ impl QueryScorer {
 
     /// The text as written to the audit trail: masked in the output style, or kept.
     fn output_text(&self, p: &Prepared) -> String {
-        match self.opts.output_mask {
-            Some(style) if !p.findings.is_empty() => pii::mask(&p.rec.text, &p.findings, style),
-            _ => p.rec.text.clone(),
-        }
+        self.opts
+            .output_mask
+            .and_then(|style| mask_found(&p.rec.text, &p.findings, style))
+            .unwrap_or_else(|| p.rec.text.clone())
     }
 
     /// A record that could not be scored: its id, kept columns and the reason.
@@ -386,9 +385,24 @@ pub fn mask_for_model(masking: Masking, records: &mut [Record]) {
         return;
     }
     records.par_iter_mut().for_each(|r| {
-        let (masked, found) = pii::mask_text(&r.text, MaskStyle::Full);
-        if !found.is_empty() {
-            r.text = masked;
+        if let Some(m) = model_masked(masking, &r.text, &pii::detect(&r.text)) {
+            r.text = m;
         }
     });
+}
+
+/// The text the model sees, when it differs from `text`: masked the way the model was trained,
+/// where `findings` found PII. Training, evaluation and the scorer all go through here, so a
+/// model is always scored on text masked as it was trained.
+fn model_masked(masking: Masking, text: &str, findings: &[Finding]) -> Option<String> {
+    match masking {
+        Masking::Full => mask_found(text, findings, MaskStyle::Full),
+        Masking::Off => None,
+    }
+}
+
+/// `text` with the PII in `findings` masked in `style`; `None` when there is none, so the
+/// usual text without PII is not copied.
+fn mask_found(text: &str, findings: &[Finding], style: MaskStyle) -> Option<String> {
+    (!findings.is_empty()).then(|| pii::mask(text, findings, style))
 }
