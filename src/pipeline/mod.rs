@@ -119,10 +119,6 @@ impl QueryScorer {
         })
     }
 
-    pub fn model(&self) -> Option<&Model> {
-        self.model.as_ref()
-    }
-
     /// The CSV and Parquet columns of the records this scorer makes, whatever each one holds.
     pub fn columns(&self) -> Vec<String> {
         let scores = self
@@ -144,14 +140,13 @@ impl QueryScorer {
 
     /// Records earlier contacts (customer and time columns) so repeat contacts in the input
     /// count them. Records without both columns are skipped; a time that does not parse is an
-    /// error naming its place in `source`. Returns how many contacts were recorded.
+    /// error naming its place in `source`.
     pub fn add_history(
         &mut self,
         records: impl Iterator<Item = Result<Record>>,
         source: &str,
-    ) -> Result<usize> {
+    ) -> Result<()> {
         let cols = &self.opts.columns;
-        let mut n = 0;
         for rec in records {
             let rec = rec?;
             let get = |k: &str| {
@@ -170,9 +165,8 @@ impl QueryScorer {
                 )
             })?;
             self.contacts.add(c, at);
-            n += 1;
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Scores one batch, in input order. Repeat contacts count earlier records of the same
