@@ -1,35 +1,13 @@
 //! Integration tests of the readers and writers through the real binary: unclosed CSV quotes,
-//! exact ids, ids decided per JSONL record, the output format, blank lines and empty inputs.
+//! exact ids, ids decided per JSONL record, the output format, CSV and Parquet columns that do
+//! not hang on the first record, blank lines and empty inputs.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 mod common;
 
 use assert_cmd::Command;
-use common::{cqr_in, jsonl, run_err, run_ok, tickets};
-
-/// A scratch directory shared by these tests, with a linear model trained once.
-fn work() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
-}
-
-fn model() -> &'static Path {
-    static MODEL: OnceLock<PathBuf> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let out = work().join("m");
-        run_ok(
-            cqr_in(work())
-                .arg("train")
-                .arg(tickets())
-                .arg("-o")
-                .arg(&out)
-                .args(["--components", "linear", "--seed", "1"]),
-        );
-        out
-    })
-}
+use common::{cqr_in, jsonl, linear_model as model, run_err, run_ok};
 
 /// `cqr classify MODEL DATA --fields sentiment,pii` in a private directory.
 fn classify(dir: &Path, data: &str) -> Command {
