@@ -68,12 +68,10 @@ impl fmt::Display for Location {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The OS error is part of the message and, so that it is said once, not also the error's
+    /// `source()` (a field named `source` would be one).
+    #[error("{}: {io}", path.display())]
+    Io { path: PathBuf, io: std::io::Error },
 
     #[error("{location}: {message}")]
     Input { location: Location, message: String },
@@ -133,10 +131,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    pub fn io(path: impl AsRef<Path>, io: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            io,
         }
     }
 
@@ -165,7 +163,7 @@ impl Error {
     /// True when the error is the reader of our stdout going away (`cqr classify … | head`):
     /// not a failure, the run ends quietly with status 0.
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+        matches!(self, Error::Io { io, .. } if io.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 
@@ -188,5 +186,17 @@ mod tests {
         let l = Location::new("data.csv").line(4).row(3).field("text");
         assert_eq!(l.to_string(), "data.csv: line 4, row 3, field `text`");
         assert_eq!(Location::new("-").to_string(), "-");
+    }
+
+    #[test]
+    fn an_io_error_is_said_in_the_message_not_again_as_its_source() {
+        use std::error::Error as _;
+        let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = Error::io("data.csv", gone);
+        assert_eq!(e.to_string(), "data.csv: gone");
+        assert!(e.source().is_none());
+        assert!(!e.is_broken_pipe());
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(Error::io("<stdout>", pipe).is_broken_pipe());
     }
 }

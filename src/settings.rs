@@ -1087,7 +1087,6 @@ pub struct ClassifySettings {
     pub mc_samples: Option<usize>,
     pub history: Option<String>,
     pub audit_log: Option<PathBuf>,
-    pub strict: bool,
     pub score: crate::pipeline::ScoreOptions,
 }
 
@@ -1161,7 +1160,6 @@ impl ClassifySettings {
             mc_samples: a.mc_samples,
             history: a.history.clone(),
             audit_log: a.audit_log.clone(),
-            strict: a.strict,
             score: ScoreOptions {
                 fields,
                 top_k,

@@ -100,9 +100,9 @@ pub fn verdict(text: &str) {
     eprintln!("{text}");
 }
 
-/// `error: …` then one `caused by: …` line per cause the lines above do not already say: an
-/// error that shows its source in its own message (`data.csv: No such file or directory (os
-/// error 2)`) also returns it as its `source()`, and that is not news.
+/// `error: …` then one `caused by: …` line per cause. An error that shows its cause in its own
+/// message (`data.csv: No such file or directory (os error 2)`) does not also return it as its
+/// `source()`, so nothing is said twice.
 pub fn error(e: &anyhow::Error) {
     eprint!("{}", error_lines(e));
 }
@@ -110,10 +110,7 @@ pub fn error(e: &anyhow::Error) {
 fn error_lines(e: &anyhow::Error) -> String {
     let mut said = format!("error: {e}\n");
     for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !said.contains(&text) {
-            said.push_str(&format!("caused by: {text}\n"));
-        }
+        said.push_str(&format!("caused by: {cause}\n"));
     }
     said
 }
@@ -176,5 +173,17 @@ mod tests {
             error_lines(&e),
             "error: reading the training data\ncaused by: data.csv: gone\n"
         );
+    }
+
+    #[test]
+    fn a_broken_pipe_is_found_in_our_error_and_in_a_bare_one() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let ours = anyhow::Error::new(crate::Error::io("<stdout>", pipe())).context("writing");
+        assert!(is_broken_pipe(&ours));
+        assert!(is_broken_pipe(&anyhow::Error::new(pipe())));
+        let other = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert!(!is_broken_pipe(&anyhow::Error::new(crate::Error::io(
+            "x", other
+        ))));
     }
 }

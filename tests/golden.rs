@@ -4,28 +4,26 @@
 
 mod common;
 
-use common::{cqr_in, jsonl, root, run_ok, tickets, tickets_test, without_model};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::{cqr_in, jsonl, root, run_ok, tickets, tickets_test, train_linear, without_model};
 use serde_json::Value;
 
-fn train_linear(work: &std::path::Path) -> std::path::PathBuf {
-    let model = work.join("m");
-    run_ok(
-        cqr_in(work)
-            .args(["train", "--components", "linear", "--seed", "42", "-o"])
-            .arg(&model)
-            .arg(tickets()),
-    );
-    model
+/// The linear model (seed 42) the golden records were made with, trained once for these tests.
+fn linear_42() -> &'static Path {
+    static MODEL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &MODEL.get_or_init(|| train_linear(42)).1
 }
 
 #[test]
 fn classify_output_on_the_sample_data_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let model = train_linear(dir.path());
+    let model = linear_42();
     let out = run_ok(
         cqr_in(dir.path())
             .arg("classify")
-            .arg(&model)
+            .arg(model)
             .arg(tickets_test())
             .args(["--keep", "customer_tier,channel"]),
     );
@@ -59,14 +57,14 @@ const CARD_QUERIES: &str = r#"{"id": 1, "text": "someone used my card 4111 1111 
 #[test]
 fn the_mask_style_changes_what_is_written_never_the_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let model = train_linear(dir.path());
+    let model = linear_42();
     let input = dir.path().join("cards.jsonl");
     std::fs::write(&input, CARD_QUERIES).unwrap();
     let audit = |style: &str| dir.path().join(format!("audit-{style}.jsonl"));
     let run = |style: &str| {
         let mut c = cqr_in(dir.path());
         c.arg("classify")
-            .arg(&model)
+            .arg(model)
             .arg(&input)
             .arg("--keep")
             .arg("text");

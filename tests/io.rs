@@ -1,35 +1,13 @@
 //! Integration tests of the readers and writers through the real binary: unclosed CSV quotes,
-//! exact ids, ids decided per JSONL record, the output format, blank lines and empty inputs.
+//! exact ids, ids decided per JSONL record, the output format, CSV and Parquet columns that do
+//! not hang on the first record, blank lines and empty inputs.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 mod common;
 
 use assert_cmd::Command;
-use common::{cqr_in, jsonl, run_err, run_ok, tickets};
-
-/// A scratch directory shared by these tests, with a linear model trained once.
-fn work() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
-}
-
-fn model() -> &'static Path {
-    static MODEL: OnceLock<PathBuf> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let out = work().join("m");
-        run_ok(
-            cqr_in(work())
-                .arg("train")
-                .arg(tickets())
-                .arg("-o")
-                .arg(&out)
-                .args(["--components", "linear", "--seed", "1"]),
-        );
-        out
-    })
-}
+use common::{cqr_in, jsonl, linear_model as model, run_err, run_ok};
 
 /// `cqr classify MODEL DATA --fields sentiment,pii` in a private directory.
 fn classify(dir: &Path, data: &str) -> Command {
@@ -217,5 +195,79 @@ fn no_records_fails_training_but_not_classification() {
     for format in ["csv", "jsonl", "lines"] {
         let out = run_ok(classify(d, "-").args(["--format", format]).write_stdin(""));
         assert!(out.stdout.is_empty());
+    }
+}
+
+/// `cqr classify MODEL q.jsonl -o out` for the queries `texts`, in `dir`.
+fn classify_to(dir: &Path, texts: &[&str], out: &str) {
+    let input: String = texts
+        .iter()
+        .map(|t| format!("{{\"text\": {}}}\n", serde_json::Value::from(*t)))
+        .collect();
+    std::fs::write(dir.join("q.jsonl"), input).unwrap();
+    run_ok(
+        cqr_in(dir)
+            .arg("classify")
+            .arg(model())
+            .args(["q.jsonl", "-o", out]),
+    );
+}
+
+/// CSV and Parquet columns come from the output schema, not from the first record: a skipped
+/// first record (empty text) does not take the intent columns away from the rest, and a scored
+/// first record does not take away the `skipped` column.
+#[test]
+fn csv_and_parquet_columns_do_not_depend_on_the_first_record() {
+    use polars::prelude::{ParquetReader, SerReader};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let empty = "the text is empty";
+    for texts in [["", "where is my order"], ["where is my order", "  "]] {
+        let skipped_row = texts.iter().position(|t| t.trim().is_empty()).unwrap();
+        let scored_row = 1 - skipped_row;
+
+        classify_to(d, &texts, "out.csv");
+        let mut r = csv::Reader::from_path(d.join("out.csv")).unwrap();
+        let header = r.headers().unwrap().clone();
+        let col = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("no `{name}` column in {header:?}"))
+        };
+        let (intent, skipped, priority) = (col("intent"), col("skipped"), col("priority.level"));
+        let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2);
+        assert!(
+            !rows[scored_row][intent].is_empty(),
+            "{:?}",
+            rows[scored_row]
+        );
+        assert!(
+            !rows[scored_row][priority].is_empty(),
+            "{:?}",
+            rows[scored_row]
+        );
+        assert_eq!(&rows[scored_row][skipped], "");
+        assert_eq!(&rows[skipped_row][skipped], empty);
+        assert_eq!(&rows[skipped_row][intent], "");
+
+        classify_to(d, &texts, "out.parquet");
+        let df = ParquetReader::new(std::fs::File::open(d.join("out.parquet")).unwrap())
+            .finish()
+            .unwrap();
+        let text_col = |name: &str| -> Vec<Option<String>> {
+            let c = df.column(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let c = c.str().unwrap_or_else(|e| panic!("{name}: {e}"));
+            c.iter().map(|v| v.map(str::to_string)).collect()
+        };
+        let intents = text_col("intent");
+        assert!(intents[scored_row].is_some(), "{intents:?}");
+        assert_eq!(intents[skipped_row], None);
+        let reasons = text_col("skipped");
+        assert_eq!(reasons[skipped_row].as_deref(), Some(empty));
+        assert_eq!(reasons[scored_row], None);
+        let confidence = df.column("confidence").unwrap();
+        assert_eq!(confidence.null_count(), 1, "{confidence:?}");
     }
 }

@@ -130,7 +130,7 @@ pub fn run(
         Some(p) => Some(AuditLog::open(p)?),
         None => None,
     };
-    let mut writer = RecordWriter::create(&s.output, s.output_format)?;
+    let mut writer = RecordWriter::create(&s.output, s.output_format, scorer.columns())?;
     if s.input.target == Target::Std && std::io::stdin().is_terminal() {
         ui::note("reading queries from the terminal (one JSON object per line; Ctrl-D ends)");
     }

@@ -232,20 +232,25 @@ fn plan(source: &str, columns: &[String], spec: &ReadSpec) -> Result<Plan> {
 const EMPTY_TEXT: &str = "the text is empty";
 
 /// `None` for a usable text; for an empty one, the reason to skip the record when the spec allows
-/// skipping, else an error.
-fn check_text(text: &str, loc: Location, spec: &ReadSpec) -> Result<Option<String>> {
+/// skipping, else an error. The checks here take the location as a closure: it copies the
+/// source and field names, and is built only for an error.
+fn check_text(
+    text: &str,
+    loc: impl FnOnce() -> Location,
+    spec: &ReadSpec,
+) -> Result<Option<String>> {
     if !text.trim().is_empty() {
         Ok(None)
     } else if spec.skip_bad_text {
         Ok(Some(EMPTY_TEXT.to_string()))
     } else {
-        Err(Error::input(loc, EMPTY_TEXT))
+        Err(Error::input(loc(), EMPTY_TEXT))
     }
 }
 
-fn check_label(label: &str, loc: Location) -> Result<()> {
+fn check_label(label: &str, loc: impl FnOnce() -> Location) -> Result<()> {
     if label.trim().is_empty() {
-        return Err(Error::input(loc, "the label is empty"));
+        return Err(Error::input(loc(), "the label is empty"));
     }
     Ok(())
 }
@@ -672,10 +677,10 @@ fn csv_records(
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         let loc = || Location::new(&source).line(line).row(row);
         let t = &rec[text];
-        let skip = check_text(t, loc().field(&plan.text), &spec)?;
+        let skip = check_text(t, || loc().field(&plan.text), &spec)?;
         let lab = match label {
             Some(i) => {
-                check_label(&rec[i], loc().field(&label_name))?;
+                check_label(&rec[i], || loc().field(&label_name))?;
                 Some(rec[i].to_string())
             }
             None => None,
@@ -788,10 +793,12 @@ struct JsonlRecords<R> {
     plan: Option<Plan>,
 }
 
-/// Decodes a JSON value already known to be well formed.
-fn decode<T: serde::de::DeserializeOwned>(raw: &RawValue, loc: &Location) -> Result<T> {
-    serde_json::from_str(raw.get())
-        .map_err(|e| Error::input(loc.clone(), format!("invalid JSON: {e}")))
+/// Decodes a JSON value already known to be well formed; `loc` is called only on an error.
+fn decode<T: serde::de::DeserializeOwned>(
+    raw: &RawValue,
+    loc: impl FnOnce() -> Location,
+) -> Result<T> {
+    serde_json::from_str(raw.get()).map_err(|e| Error::input(loc(), format!("invalid JSON: {e}")))
 }
 
 impl<R: Read> JsonlRecords<R> {
@@ -800,19 +807,20 @@ impl<R: Read> JsonlRecords<R> {
             return Ok(None);
         };
         let (line, row) = (l.line, l.row);
-        let loc = l.location();
+        // Built only for an error: a location copies the source and field names.
+        let loc = || l.location();
         let obj = match Members::parse(l.text) {
             Ok(m) => m,
             Err(e) => {
                 let invalid = |e: serde_json::Error| {
                     Error::input(
-                        loc.clone().column(e.column() as u64),
+                        loc().column(e.column() as u64),
                         format!("invalid JSON: {e}"),
                     )
                 };
                 return Err(match serde_json::from_str::<&RawValue>(l.text) {
                     Ok(raw) if e.is_data() => Error::input(
-                        loc.clone(),
+                        loc(),
                         format!(
                             "expected a JSON object, found {}",
                             Kind::of(raw).described()
@@ -831,19 +839,16 @@ impl<R: Read> JsonlRecords<R> {
         let spec = &self.spec;
         let field = |name: &str| -> Result<&RawValue> {
             obj.get(name).ok_or_else(|| {
-                Error::input(
-                    loc.clone().field(name),
-                    "the field is missing from this record",
-                )
+                Error::input(loc().field(name), "the field is missing from this record")
             })
         };
         let raw = field(&plan.text)?;
-        let text_loc = loc.clone().field(&plan.text);
+        let text_loc = || loc().field(&plan.text);
         let text: String = match Kind::of(raw) {
-            Kind::String => decode(raw, &text_loc)?,
+            Kind::String => decode(raw, text_loc)?,
             other => {
                 return Err(Error::input(
-                    text_loc,
+                    text_loc(),
                     format!("the text must be a string, found {}", other.described()),
                 ))
             }
@@ -853,13 +858,13 @@ impl<R: Read> JsonlRecords<R> {
             None => None,
             Some(l) => {
                 let raw = field(l)?;
-                let l_loc = loc.clone().field(l);
+                let l_loc = || loc().field(l);
                 let s = match Kind::of(raw) {
-                    Kind::String => decode(raw, &l_loc)?,
-                    Kind::Number => decode::<serde_json::Number>(raw, &l_loc)?.to_string(),
+                    Kind::String => decode(raw, l_loc)?,
+                    Kind::Number => decode::<serde_json::Number>(raw, l_loc)?.to_string(),
                     other => {
                         return Err(Error::input(
-                            l_loc,
+                            l_loc(),
                             format!(
                                 "the label must be a string or a number, found {}",
                                 other.described()
@@ -879,20 +884,20 @@ impl<R: Read> JsonlRecords<R> {
         };
         let id = match id_raw {
             Some((raw, name)) => RecordId::from_json(raw)
-                .map_err(|e| Error::input(loc.clone().field(name), format!("invalid JSON: {e}")))?,
+                .map_err(|e| Error::input(loc().field(name), format!("invalid JSON: {e}")))?,
             None => RecordId::Row(row),
         };
         let mut keep = Vec::with_capacity(spec.keep.len() + spec.optional.len());
         for k in &spec.keep {
             let v = match obj.get(k) {
-                Some(raw) => decode(raw, &loc.clone().field(k))?,
+                Some(raw) => decode(raw, || loc().field(k))?,
                 None => Value::Null,
             };
             keep.push((k.clone(), v));
         }
         for k in spec.optional.iter().filter(|k| !spec.keep.contains(k)) {
             if let Some(raw) = obj.get(k) {
-                keep.push((k.clone(), decode(raw, &loc.clone().field(k))?));
+                keep.push((k.clone(), decode(raw, || loc().field(k))?));
             }
         }
         Ok(Some(Record {
@@ -1015,11 +1020,11 @@ fn parquet_records(path: &std::path::Path, spec: &ReadSpec) -> Result<Records> {
                 let loc = || Location::new(&source).row(row);
                 let rec = (|| -> Result<Record> {
                     let t = text.get(i).unwrap_or("");
-                    let skip = check_text(t, loc().field(&plan.text), &spec)?;
+                    let skip = check_text(t, || loc().field(&plan.text), &spec)?;
                     let lab = match (&label, &plan.label) {
                         (Some(ca), Some(name)) => {
                             let v = ca.get(i).unwrap_or("");
-                            check_label(v, loc().field(name))?;
+                            check_label(v, || loc().field(name))?;
                             Some(v.to_string())
                         }
                         _ => None,

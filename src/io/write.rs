@@ -1,8 +1,11 @@
 //! Output records as JSONL, CSV or Parquet, to stdout or to a file written atomically. Records
 //! are anything that serialises to a JSON object; JSONL writes them as serde writes them, CSV and
-//! Parquet flatten nested objects into `parent.child` columns and store arrays as JSON text. A
+//! Parquet flatten nested objects into `parent.child` columns and store arrays as JSON text. The
+//! columns are given by the caller when the writer is created (from the output schema), never
+//! guessed from a record, so every row has the same columns whatever the first one held. A
 //! number keeps its exact token (an id like `1e3` stays `1e3`) unless Parquet can type it exactly.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -58,13 +61,48 @@ enum Inner {
     Jsonl(Sink),
     Csv {
         sink: Sink,
-        header: Option<Vec<String>>,
+        header: Header,
+        /// Whether the header line is written yet: it goes out with the first rows (or at the
+        /// end, for no rows), so a run that fails before its first record writes nothing.
+        started: bool,
     },
     Parquet {
         dest: Box<AtomicParquet>,
-        header: Option<Vec<String>>,
+        header: Header,
         rows: Vec<Vec<Cell>>,
     },
+}
+
+/// The CSV and Parquet columns, in order, and where each flattened key goes.
+struct Header {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Header {
+    fn new(names: Vec<String>) -> Header {
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        Header { names, index }
+    }
+
+    /// A record as one row of cells in column order; a column the record lacks is null. An
+    /// object whose key is itself a column (a kept input column holding an object) is written
+    /// whole as JSON text. A key with no column is an error rather than a value silently lost.
+    fn row<T: Serialize>(&self, record: &T, path: &Path) -> Result<Vec<Cell>> {
+        let mut row = vec![Cell::Null; self.names.len()];
+        for (k, cell) in flat_record(record, path, &|k| self.index.contains_key(k))? {
+            let j = *self.index.get(&k).ok_or_else(|| Error::Output {
+                path: path.to_path_buf(),
+                message: format!("cannot write a record: its field `{k}` has no column"),
+            })?;
+            row[j] = cell;
+        }
+        Ok(row)
+    }
 }
 
 /// A Parquet file being written in row groups, renamed into place on `finish`.
@@ -72,6 +110,10 @@ struct AtomicParquet {
     path: PathBuf,
     tmp: PathBuf,
     writer: Option<polars::io::parquet::write::BatchedWriter<File>>,
+    /// The column types, fixed by the first row group: the file has one schema.
+    dtypes: Vec<DataType>,
+    /// Rows written so far.
+    written: usize,
     committed: bool,
 }
 
@@ -92,8 +134,13 @@ pub struct RecordWriter {
 
 impl RecordWriter {
     /// The writer for `target` (`-o FILE` or stdout) in `format`, else the format `-o FILE`'s
-    /// extension names, else JSONL.
-    pub fn create(target: &Target, format: Option<OutputFormat>) -> Result<RecordWriter> {
+    /// extension names, else JSONL. `columns` are the CSV and Parquet columns, flattened
+    /// (`parent.child`), in order; JSONL writes each record as it is and ignores them.
+    pub fn create(
+        target: &Target,
+        format: Option<OutputFormat>,
+        columns: Vec<String>,
+    ) -> Result<RecordWriter> {
         let format = OutputFormat::resolve(format, target)?;
         let sink = || -> Result<Sink> {
             Ok(match target {
@@ -105,7 +152,8 @@ impl RecordWriter {
             OutputFormat::Jsonl => Inner::Jsonl(sink()?),
             OutputFormat::Csv => Inner::Csv {
                 sink: sink()?,
-                header: None,
+                header: Header::new(columns),
+                started: false,
             },
             OutputFormat::Parquet => match target {
                 Target::Std => {
@@ -118,9 +166,11 @@ impl RecordWriter {
                         path: p.clone(),
                         tmp: sibling(p, "tmp")?,
                         writer: None,
+                        dtypes: Vec::new(),
+                        written: 0,
                         committed: false,
                     }),
-                    header: None,
+                    header: Header::new(columns),
                     rows: Vec::new(),
                 },
             },
@@ -144,23 +194,25 @@ impl RecordWriter {
                     sink.flush().map_err(|e| Error::io(&name, e))?;
                 }
             }
-            Inner::Csv { sink, header } => {
+            Inner::Csv {
+                sink,
+                header,
+                started,
+            } => {
                 let name = sink.name();
                 let mut buf = Vec::new();
                 {
                     let mut w = csv::WriterBuilder::new()
                         .has_headers(false)
                         .from_writer(&mut buf);
+                    if !*started {
+                        w.write_record(&header.names)
+                            .map_err(|e| Error::io(&name, e.into()))?;
+                        *started = true;
+                    }
                     for r in records {
-                        let flat = flat_record(r, &name)?;
-                        if header.is_none() {
-                            let h: Vec<String> = flat.iter().map(|(k, _)| k.clone()).collect();
-                            w.write_record(&h).map_err(|e| Error::io(&name, e.into()))?;
-                            *header = Some(h);
-                        }
-                        let h = header.as_ref().expect("set above");
-                        let row = h.iter().map(|k| lookup(&flat, k).map_or("", Cell::text));
-                        w.write_record(row)
+                        let row = header.row(r, &name)?;
+                        w.write_record(row.iter().map(Cell::text))
                             .map_err(|e| Error::io(&name, e.into()))?;
                     }
                     w.flush().map_err(|e| Error::io(&name, e))?;
@@ -172,19 +224,10 @@ impl RecordWriter {
             }
             Inner::Parquet { dest, header, rows } => {
                 for r in records {
-                    let flat = flat_record(r, &dest.path)?;
-                    if header.is_none() {
-                        *header = Some(flat.iter().map(|(k, _)| k.clone()).collect());
-                    }
-                    let h = header.as_ref().expect("set above");
-                    rows.push(
-                        h.iter()
-                            .map(|k| lookup(&flat, k).cloned().unwrap_or(Cell::Null))
-                            .collect(),
-                    );
+                    rows.push(header.row(r, &dest.path)?);
                 }
                 if rows.len() >= PARQUET_ROW_GROUP {
-                    flush_parquet(dest, header.as_ref().expect("rows imply a header"), rows)?;
+                    flush_parquet(dest, &header.names, rows)?;
                 }
             }
         }
@@ -194,15 +237,31 @@ impl RecordWriter {
     /// Completes the output: flushes stdout, or renames the finished file into place.
     pub fn finish(self) -> Result<()> {
         match self.inner {
-            Inner::Jsonl(sink) | Inner::Csv { sink, .. } => sink.finish(),
+            Inner::Jsonl(sink) => sink.finish(),
+            Inner::Csv {
+                mut sink,
+                header,
+                started,
+            } => {
+                if !started {
+                    // No records: the header alone says what the columns would have been.
+                    let name = sink.name();
+                    let mut w = csv::WriterBuilder::new()
+                        .has_headers(false)
+                        .from_writer(&mut sink);
+                    w.write_record(&header.names)
+                        .map_err(|e| Error::io(&name, e.into()))?;
+                    w.flush().map_err(|e| Error::io(&name, e))?;
+                }
+                sink.finish()
+            }
             Inner::Parquet {
                 mut dest,
                 header,
                 mut rows,
             } => {
-                let header = header.unwrap_or_default();
                 if !rows.is_empty() || dest.writer.is_none() {
-                    flush_parquet(&mut dest, &header, &mut rows)?;
+                    flush_parquet(&mut dest, &header.names, &mut rows)?;
                 }
                 let w = dest.writer.take().expect("flush_parquet opened the writer");
                 w.finish().map_err(|e| Error::Output {
@@ -227,23 +286,92 @@ fn flush_parquet(
         path: dest.path.clone(),
         message: format!("writing Parquet: {e}"),
     };
-    let columns: Vec<Column> = header
-        .iter()
-        .enumerate()
-        .map(|(j, name)| to_column(name, rows.iter().map(|r| &r[j])))
-        .collect();
+    let mut columns = Vec::with_capacity(header.len());
+    for (j, name) in header.iter().enumerate() {
+        let values = rows.iter().map(|r| &r[j]);
+        let column = match dest.dtypes.get(j) {
+            // A later row group must match the first one's types, or the writer garbles it.
+            Some(dtype) => {
+                typed_column(name, values.clone(), dtype).ok_or_else(|| Error::Output {
+                    path: dest.path.clone(),
+                    message: format!(
+                        "writing Parquet: column `{name}` has {} values after row {}, where \
+                         the rows before made it {dtype}",
+                        to_column(name, values).dtype(),
+                        dest.written
+                    ),
+                })?
+            }
+            None => to_column(name, values),
+        };
+        columns.push(column);
+    }
     let df = DataFrame::new(rows.len(), columns).map_err(err)?;
     if dest.writer.is_none() {
         let f = File::create(&dest.tmp).map_err(|e| Error::io(&dest.tmp, e))?;
         dest.writer = Some(ParquetWriter::new(f).batched(df.schema()).map_err(err)?);
+        dest.dtypes = df.dtypes();
     }
     dest.writer
         .as_mut()
         .expect("opened above")
         .write_batch(&df)
         .map_err(err)?;
+    dest.written += rows.len();
     rows.clear();
     Ok(())
+}
+
+/// A column of `dtype` holding `values` exactly, or `None` when one of them does not fit.
+fn typed_column<'a>(
+    name: &str,
+    values: impl Iterator<Item = &'a Cell> + Clone,
+    dtype: &DataType,
+) -> Option<Column> {
+    fits(values.clone(), dtype).then(|| build_column(name, values, dtype))
+}
+
+/// Whether every value is null or fits a column of `dtype` exactly; any value fits as text.
+fn fits<'a>(mut values: impl Iterator<Item = &'a Cell>, dtype: &DataType) -> bool {
+    values.all(|v| {
+        *v == Cell::Null
+            || match dtype {
+                DataType::String => true,
+                DataType::Boolean => matches!(v, Cell::Bool(_)),
+                DataType::Int64 => v.exact_i64().is_some(),
+                DataType::Float64 => v.exact_f64().is_some(),
+                _ => false,
+            }
+    })
+}
+
+/// A column of `dtype` (booleans, integers, floats, else strings); a value that does not fit
+/// it is null.
+fn build_column<'a>(
+    name: &str,
+    values: impl Iterator<Item = &'a Cell>,
+    dtype: &DataType,
+) -> Column {
+    let name = PlSmallStr::from(name);
+    match dtype {
+        DataType::Boolean => Column::new(
+            name,
+            values
+                .map(|v| match v {
+                    Cell::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        DataType::Int64 => Column::new(name, values.map(Cell::exact_i64).collect::<Vec<_>>()),
+        DataType::Float64 => Column::new(name, values.map(Cell::exact_f64).collect::<Vec<_>>()),
+        _ => Column::new(
+            name,
+            values
+                .map(|v| (*v != Cell::Null).then(|| v.text().to_string()))
+                .collect::<Vec<_>>(),
+        ),
+    }
 }
 
 /// A flattened output value. Numbers keep their JSON token.
@@ -294,26 +422,37 @@ fn unserialisable(path: &Path, e: serde_json::Error) -> Error {
 }
 
 /// A record flattened into dotted keys, through its JSON text so that raw numbers stay exact.
-fn flat_record<T: Serialize>(record: &T, path: &Path) -> Result<Vec<(String, Cell)>> {
+/// An object under a key for which `whole` holds stays one cell of JSON text.
+fn flat_record<T: Serialize>(
+    record: &T,
+    path: &Path,
+    whole: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, Cell)>> {
     let json = serde_json::to_string(record).map_err(|e| unserialisable(path, e))?;
     let raw: &RawValue = serde_json::from_str(&json).map_err(|e| unserialisable(path, e))?;
     let mut out = Vec::new();
-    flatten_raw("", raw, &mut out).map_err(|e| unserialisable(path, e))?;
+    flatten_raw("", raw, whole, &mut out).map_err(|e| unserialisable(path, e))?;
     Ok(out)
 }
 
-fn flatten_raw(key: &str, raw: &RawValue, out: &mut Vec<(String, Cell)>) -> serde_json::Result<()> {
+fn flatten_raw(
+    key: &str,
+    raw: &RawValue,
+    whole: &dyn Fn(&str) -> bool,
+    out: &mut Vec<(String, Cell)>,
+) -> serde_json::Result<()> {
     let cell = match Kind::of(raw) {
-        Kind::Object => {
+        Kind::Object if key.is_empty() || !whole(key) => {
             for (k, v) in Members::parse(raw.get())?.iter() {
                 if key.is_empty() {
-                    flatten_raw(k, v, out)?;
+                    flatten_raw(k, v, whole, out)?;
                 } else {
-                    flatten_raw(&format!("{key}.{k}"), v, out)?;
+                    flatten_raw(&format!("{key}.{k}"), v, whole, out)?;
                 }
             }
             return Ok(());
         }
+        Kind::Object => Cell::Json(raw.get().to_string()),
         Kind::Null => Cell::Null,
         Kind::Bool => Cell::Bool(raw.get() == "true"),
         Kind::Number => Cell::Number(raw.get().to_string()),
@@ -329,32 +468,13 @@ fn flatten_raw(key: &str, raw: &RawValue, out: &mut Vec<(String, Cell)>) -> serd
 /// that neither `i64` nor `f64` holds exactly (`1e3`, `-0`, 2^64 + 1) make a string column, so
 /// no id is rounded.
 fn to_column<'a>(name: &str, values: impl Iterator<Item = &'a Cell> + Clone) -> Column {
-    let first = values.clone().find(|v| **v != Cell::Null);
-    let name = PlSmallStr::from(name);
-    let all = |f: &dyn Fn(&Cell) -> bool| values.clone().all(|v| *v == Cell::Null || f(v));
-    match first {
-        Some(Cell::Bool(_)) => Column::new(
-            name,
-            values
-                .map(|v| match v {
-                    Cell::Bool(b) => Some(*b),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-        ),
-        Some(Cell::Number(_)) if all(&|v| v.exact_i64().is_some()) => {
-            Column::new(name, values.map(Cell::exact_i64).collect::<Vec<_>>())
-        }
-        Some(Cell::Number(_)) if all(&|v| v.exact_f64().is_some()) => {
-            Column::new(name, values.map(Cell::exact_f64).collect::<Vec<_>>())
-        }
-        _ => Column::new(
-            name,
-            values
-                .map(|v| (*v != Cell::Null).then(|| v.text().to_string()))
-                .collect::<Vec<_>>(),
-        ),
-    }
+    let dtype = match values.clone().find(|v| **v != Cell::Null) {
+        Some(Cell::Bool(_)) => DataType::Boolean,
+        Some(Cell::Number(_)) if fits(values.clone(), &DataType::Int64) => DataType::Int64,
+        Some(Cell::Number(_)) if fits(values.clone(), &DataType::Float64) => DataType::Float64,
+        _ => DataType::String,
+    };
+    build_column(name, values, &dtype)
 }
 
 /// Flattens nested objects into dotted keys; arrays stay whole (written as JSON text).
@@ -380,10 +500,6 @@ pub fn flatten(v: &Value) -> Vec<(String, Value)> {
     out
 }
 
-fn lookup<'a>(flat: &'a [(String, Cell)], key: &str) -> Option<&'a Cell> {
-    flat.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
 /// Writes bytes to a path atomically (reports, JSON summaries).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = AtomicFile::create(path)?;
@@ -403,7 +519,7 @@ mod tests {
         let f = flatten(&v);
         let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["id", "u.a", "u.b.c", "top"]);
-        let cells = flat_record(&v, Path::new("x")).unwrap();
+        let cells = flat_record(&v, Path::new("x"), &|_| false).unwrap();
         let shown: Vec<(&str, &str)> = cells.iter().map(|(k, c)| (k.as_str(), c.text())).collect();
         assert_eq!(
             shown,
@@ -442,7 +558,8 @@ mod tests {
     }
 
     fn write_to(path: &Path, recs: &[Out]) {
-        let mut w = RecordWriter::create(&Target::Path(path.to_path_buf()), None).unwrap();
+        let columns = ["id", "n", "p.score"].map(String::from).to_vec();
+        let mut w = RecordWriter::create(&Target::Path(path.to_path_buf()), None, columns).unwrap();
         w.write_batch(&recs[..2]).unwrap();
         w.write_batch(&recs[2..]).unwrap();
         w.finish().unwrap();
@@ -516,7 +633,7 @@ mod tests {
             json!({"id": 1, "x": [1.5, null], "s": "a\"b"}),
             json!({"id": "z"}),
         ];
-        let mut w = RecordWriter::create(&Target::Path(p.clone()), None).unwrap();
+        let mut w = RecordWriter::create(&Target::Path(p.clone()), None, Vec::new()).unwrap();
         w.write_batch(&v).unwrap();
         w.finish().unwrap();
         let want: String = v.iter().map(|r| format!("{r}\n")).collect();
@@ -557,7 +674,7 @@ mod tests {
             e.contains("-o out: cannot tell the output format from a name without an extension"),
             "{e}"
         );
-        let e = RecordWriter::create(&Target::Std, Some(OutputFormat::Parquet))
+        let e = RecordWriter::create(&Target::Std, Some(OutputFormat::Parquet), Vec::new())
             .err()
             .unwrap();
         assert!(e.to_string().contains("-o FILE.parquet"), "{e}");
@@ -567,7 +684,10 @@ mod tests {
     fn parquet_round_trip_is_atomic() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.parquet");
-        let mut w = RecordWriter::create(&Target::Path(p.clone()), None).unwrap();
+        let columns = ["id", "confidence", "abstained", "n"]
+            .map(String::from)
+            .to_vec();
+        let mut w = RecordWriter::create(&Target::Path(p.clone()), None, columns).unwrap();
         w.write_batch(&[json!({"id": "a", "confidence": 0.5, "abstained": false, "n": 3})])
             .unwrap();
         assert!(!p.exists());
@@ -580,5 +700,82 @@ mod tests {
         assert_eq!(df.column("abstained").unwrap().dtype(), &DataType::Boolean);
         assert_eq!(df.column("confidence").unwrap().dtype(), &DataType::Float64);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Writes `batches` to `name` in `dir` with the columns `a`, `b.c`, `b.d`, `k`.
+    fn write_columns(dir: &Path, name: &str, batches: &[Vec<Value>]) -> Result<PathBuf> {
+        let p = dir.join(name);
+        let columns = ["a", "b.c", "b.d", "k"].map(String::from).to_vec();
+        let mut w = RecordWriter::create(&Target::Path(p.clone()), None, columns)?;
+        for b in batches {
+            w.write_batch(b)?;
+        }
+        w.finish()?;
+        Ok(p)
+    }
+
+    #[test]
+    fn columns_come_from_the_writer_not_the_first_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = [
+            vec![json!({"a": 1})],
+            vec![json!({"a": 2, "b": {"c": 0.5, "d": "x"}, "k": {"z": [1]}})],
+        ];
+        let p = write_columns(dir.path(), "o.csv", &batches).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "a,b.c,b.d,k\n1,,,\n2,0.5,x,\"{\"\"z\"\":[1]}\"\n"
+        );
+        let p = write_columns(dir.path(), "o.parquet", &batches).unwrap();
+        let df = ParquetReader::new(File::open(&p).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(df.get_column_names(), ["a", "b.c", "b.d", "k"]);
+        let c: Vec<Option<f64>> = df.column("b.c").unwrap().f64().unwrap().iter().collect();
+        assert_eq!(c, [None, Some(0.5)]);
+
+        let p = write_columns(dir.path(), "none.csv", &[]).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a,b.c,b.d,k\n");
+    }
+
+    #[test]
+    fn a_field_without_a_column_is_an_error_not_a_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["o.csv", "o.parquet"] {
+            let e = write_columns(dir.path(), name, &[vec![json!({"a": 1, "b": {"e": 2}})]])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("its field `b.e` has no column"), "{e}");
+            assert!(!dir.path().join(name).exists());
+        }
+    }
+
+    /// Every row group has the first one's column types: a column that was all null there
+    /// still holds later values (as text), and a value its type cannot hold is an error rather
+    /// than a garbled cell.
+    #[test]
+    fn later_row_groups_keep_the_first_ones_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let ints: Vec<Value> = (0..PARQUET_ROW_GROUP).map(|i| json!({"a": i})).collect();
+        let later = vec![json!({"a": 7, "b": {"c": 2.5}})];
+        let p = write_columns(dir.path(), "o.parquet", &[ints.clone(), later]).unwrap();
+        let df = ParquetReader::new(File::open(&p).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(df.column("a").unwrap().dtype(), &DataType::Int64);
+        let c: Vec<Option<&str>> = df.column("b.c").unwrap().str().unwrap().iter().collect();
+        assert_eq!(c[PARQUET_ROW_GROUP - 1..], [None, Some("2.5")]);
+
+        let e = write_columns(dir.path(), "f.parquet", &[ints, vec![json!({"a": 0.5})]])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(
+                "column `a` has f64 values after row 65536, where the rows before made it i64"
+            ),
+            "{e}"
+        );
     }
 }

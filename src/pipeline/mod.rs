@@ -20,7 +20,7 @@ use crate::models::{Decision, Model, ModelRef};
 use crate::text::pii::{self, Finding, MaskStyle, Masking};
 use crate::util::{now_rfc3339, sha256_hex};
 use record::{intent_label, IntentGroup, PiiSpan};
-pub use record::{AuditEntry, Kept, QueryResult};
+pub use record::{AuditEntry, Kept, OptionalScores, QueryResult};
 
 /// Below this many records a batch is processed on the calling thread: waking the thread pool
 /// costs more than the work (batch sizes 2–7 were ten times slower than 1 through the pool).
@@ -75,13 +75,21 @@ pub struct QueryScorer {
 /// A record after masking, before the model.
 struct Prepared {
     rec: Record,
-    /// The text as the model was trained on it: also what sentiment and priority read, so the
-    /// output style never changes an answer.
-    model_text: String,
+    /// The text masked the way the model was trained, when that differs from the text (see
+    /// [`Prepared::model_text`]).
+    masked: Option<String>,
     findings: Vec<Finding>,
     tier: Option<String>,
     customer: Option<String>,
     at: Option<i64>,
+}
+
+impl Prepared {
+    /// The text as the model was trained on it: also what sentiment and priority read, so the
+    /// output style never changes an answer. Most texts hold no PII and are not copied for it.
+    fn model_text(&self) -> &str {
+        self.masked.as_deref().unwrap_or(&self.rec.text)
+    }
 }
 
 impl QueryScorer {
@@ -112,8 +120,18 @@ impl QueryScorer {
         })
     }
 
-    pub fn model(&self) -> Option<&Model> {
-        self.model.as_ref()
+    /// The CSV and Parquet columns of the records this scorer makes, whatever each one holds.
+    pub fn columns(&self) -> Vec<String> {
+        let scores = self
+            .model
+            .as_ref()
+            .map(|m| OptionalScores {
+                // `Model::predict` measures disagreement between exactly two components.
+                disagreement: m.components.len() == 2,
+                mc: m.mc_samples > 0 && m.has_dropout(),
+            })
+            .unwrap_or_default();
+        QueryResult::columns(self.opts.fields, &self.opts.keep, scores)
     }
 
     /// The model's intents (none without a model).
@@ -123,14 +141,13 @@ impl QueryScorer {
 
     /// Records earlier contacts (customer and time columns) so repeat contacts in the input
     /// count them. Records without both columns are skipped; a time that does not parse is an
-    /// error naming its place in `source`. Returns how many contacts were recorded.
+    /// error naming its place in `source`.
     pub fn add_history(
         &mut self,
         records: impl Iterator<Item = Result<Record>>,
         source: &str,
-    ) -> Result<usize> {
+    ) -> Result<()> {
         let cols = &self.opts.columns;
-        let mut n = 0;
         for rec in records {
             let rec = rec?;
             let get = |k: &str| {
@@ -149,9 +166,8 @@ impl QueryScorer {
                 )
             })?;
             self.contacts.add(c, at);
-            n += 1;
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Scores one batch, in input order. Repeat contacts count earlier records of the same
@@ -184,7 +200,7 @@ impl QueryScorer {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.rec.skip.is_none())
-            .map(|(i, p)| (i, p.model_text.as_str()))
+            .map(|(i, p)| (i, p.model_text()))
             .unzip();
         if texts.is_empty() {
             return Ok(out);
@@ -207,36 +223,36 @@ impl QueryScorer {
         } else {
             Vec::new()
         };
-        let model_text = match self.masking {
-            Masking::Full if !findings.is_empty() => {
-                pii::mask(&rec.text, &findings, MaskStyle::Full)
-            }
-            _ => rec.text.clone(),
-        };
+        let masked = model_masked(self.masking, &rec.text, &findings);
         let (mut tier, mut customer, mut at) = (None, None, None);
         let cols = &o.columns;
+        // Columns are read in place: only the context values and the masked kept text are copied.
         rec.keep.retain_mut(|(k, v)| {
-            let s = v.as_str().map(str::to_string);
+            let s = v.as_str();
             if *k == cols.tier {
-                tier = s.clone();
+                tier = s.map(str::to_string);
             }
             if *k == cols.customer {
-                customer = s.clone();
+                customer = s.map(str::to_string);
             }
             if *k == cols.time {
-                at = s.as_deref().and_then(parse_timestamp);
+                at = s.and_then(parse_timestamp);
             }
             if !o.keep.contains(k) {
                 return false;
             }
-            if let (Some(style), Some(text)) = (o.output_mask, s) {
-                *v = Value::from(pii::mask_text(&text, style).0);
+            if let Some(m) = o
+                .output_mask
+                .zip(s)
+                .and_then(|(style, text)| mask_found(text, &pii::detect(text), style))
+            {
+                *v = Value::from(m);
             }
             true
         });
         Prepared {
             rec,
-            model_text,
+            masked,
             findings,
             tier,
             customer,
@@ -256,7 +272,7 @@ impl QueryScorer {
         }
         // Priority reads the sentiment even when its group is not printed; read the text and
         // score it once, and let priority look for urgency cues in the same tokens.
-        let tokens = (o.fields.sentiment || o.fields.priority).then(|| tokens_of(&p.model_text));
+        let tokens = (o.fields.sentiment || o.fields.priority).then(|| tokens_of(p.model_text()));
         let sentiment = tokens.as_ref().map(|t| self.sentiment.score_tokens(t));
         let priority = match (o.fields.priority, d, &sentiment, &tokens) {
             (true, Some(d), Some(s), Some(t)) => Some(self.assess(&p, d, s, t, prior)),
@@ -324,10 +340,10 @@ impl QueryScorer {
 
     /// The text as written to the audit trail: masked in the output style, or kept.
     fn output_text(&self, p: &Prepared) -> String {
-        match self.opts.output_mask {
-            Some(style) if !p.findings.is_empty() => pii::mask(&p.rec.text, &p.findings, style),
-            _ => p.rec.text.clone(),
-        }
+        self.opts
+            .output_mask
+            .and_then(|style| mask_found(&p.rec.text, &p.findings, style))
+            .unwrap_or_else(|| p.rec.text.clone())
     }
 
     /// A record that could not be scored: its id, kept columns and the reason.
@@ -366,9 +382,24 @@ pub fn mask_for_model(masking: Masking, records: &mut [Record]) {
         return;
     }
     records.par_iter_mut().for_each(|r| {
-        let (masked, found) = pii::mask_text(&r.text, MaskStyle::Full);
-        if !found.is_empty() {
-            r.text = masked;
+        if let Some(m) = model_masked(masking, &r.text, &pii::detect(&r.text)) {
+            r.text = m;
         }
     });
+}
+
+/// The text the model sees, when it differs from `text`: masked the way the model was trained,
+/// where `findings` found PII. Training, evaluation and the scorer all go through here, so a
+/// model is always scored on text masked as it was trained.
+fn model_masked(masking: Masking, text: &str, findings: &[Finding]) -> Option<String> {
+    match masking {
+        Masking::Full => mask_found(text, findings, MaskStyle::Full),
+        Masking::Off => None,
+    }
+}
+
+/// `text` with the PII in `findings` masked in `style`; `None` when there is none, so the
+/// usual text without PII is not copied.
+fn mask_found(text: &str, findings: &[Finding], style: MaskStyle) -> Option<String> {
+    (!findings.is_empty()).then(|| pii::mask(text, findings, style))
 }

@@ -215,11 +215,50 @@ impl PiiSpan {
     }
 }
 
+/// Which optional uncertainty scores the model gives: they are columns of CSV and Parquet output
+/// only when it can.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OptionalScores {
+    /// Two components: their `disagreement`.
+    pub disagreement: bool,
+    /// MC dropout: `std` and `mutual_info`.
+    pub mc: bool,
+}
+
 impl QueryResult {
     /// The top-level field names a record has when the groups in `fields` are asked for (and,
     /// with `model`, the model answered). `--keep` columns may not take these names. Derived by
     /// serialising a full example, so it can never drift from the struct.
     pub fn field_names(fields: Fields) -> Vec<String> {
+        match serde_json::to_value(Self::example(fields, &[], OptionalScores::default())) {
+            Ok(Value::Object(m)) => m.keys().cloned().collect(),
+            _ => unreachable!("a QueryResult serialises to an object"),
+        }
+    }
+
+    /// The CSV and Parquet columns, flattened (`parent.child`), of the records that the groups
+    /// in `fields`, the `--keep` columns `keep` and a model giving `scores` make: the same for
+    /// every record, skipped or scored. Derived by serialising a full example like
+    /// [`QueryResult::field_names`]. `skipped` comes last, so the scored columns keep the places
+    /// they have always had.
+    pub fn columns(fields: Fields, keep: &[String], scores: OptionalScores) -> Vec<String> {
+        let example = serde_json::to_value(Self::example(fields, keep, scores))
+            .expect("a QueryResult always serialises");
+        let mut columns: Vec<String> = crate::io::write::flatten(&example)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let skipped = columns
+            .iter()
+            .position(|c| c == "skipped")
+            .expect("the example has every field");
+        let skipped = columns.remove(skipped);
+        columns.push(skipped);
+        columns
+    }
+
+    /// A record with every field that `fields`, `keep` and `scores` allow.
+    fn example(fields: Fields, keep: &[String], scores: OptionalScores) -> QueryResult {
         let d = Decision {
             best: 0,
             confidence: 1.0,
@@ -227,12 +266,12 @@ impl QueryResult {
             top_k: vec![(0, 1.0)],
             entropy: 0.0,
             margin: 1.0,
-            disagreement: None,
-            mc: None,
+            disagreement: scores.disagreement.then_some(0.0),
+            mc: scores.mc.then_some((0.0, 0.0)),
         };
-        let example = QueryResult {
+        QueryResult {
             id: RecordId::Row(1),
-            kept: Kept::default(),
+            kept: Kept(keep.iter().map(|k| (k.clone(), Value::Null)).collect()),
             skipped: Some(String::new()),
             intent: fields
                 .intent
@@ -254,10 +293,6 @@ impl QueryResult {
                 version: String::new(),
                 checksum: String::new(),
             }),
-        };
-        match serde_json::to_value(&example) {
-            Ok(Value::Object(m)) => m.keys().cloned().collect(),
-            _ => unreachable!("a QueryResult serialises to an object"),
         }
     }
 }
@@ -287,6 +322,53 @@ mod tests {
         let pii_only = QueryResult::field_names(Fields::parse(&["pii".into()]).unwrap());
         assert!(!pii_only.iter().any(|n| n == "confidence"), "{pii_only:?}");
         assert!(pii_only.iter().any(|n| n == "pii"));
+    }
+
+    #[test]
+    fn columns_are_flat_and_skipped_comes_last() {
+        let keep = ["tier".to_string()];
+        let cols = QueryResult::columns(Fields::default(), &keep, OptionalScores::default());
+        assert_eq!(
+            cols,
+            [
+                "id",
+                "tier",
+                "intent",
+                "confidence",
+                "top_k",
+                "abstained",
+                "uncertainty.entropy",
+                "uncertainty.margin",
+                "sentiment.label",
+                "sentiment.score",
+                "sentiment.cues",
+                "priority.level",
+                "priority.score",
+                "priority.escalate",
+                "priority.reasons",
+                "pii",
+                "model.name",
+                "model.version",
+                "model.checksum",
+                "skipped",
+            ]
+        );
+        let all = OptionalScores {
+            disagreement: true,
+            mc: true,
+        };
+        let cols = QueryResult::columns(Fields::parse(&["intent".into()]).unwrap(), &[], all);
+        let at = cols.iter().position(|c| c == "uncertainty.margin").unwrap();
+        assert_eq!(
+            cols[at + 1..at + 4],
+            [
+                "uncertainty.disagreement",
+                "uncertainty.std",
+                "uncertainty.mutual_info"
+            ]
+        );
+        let pii_only = QueryResult::columns(Fields::parse(&["pii".into()]).unwrap(), &[], all);
+        assert_eq!(pii_only, ["id", "pii", "skipped"]);
     }
 
     #[test]

@@ -119,21 +119,25 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A linear model trained on the sample data with `seed`, in a fresh temporary directory (kept
+/// alive with the model).
+pub fn train_linear(seed: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tickets");
+    run_ok(
+        cqr_in(dir.path())
+            .args(["train", "--components", "linear", "--seed"])
+            .arg(seed.to_string())
+            .arg("-o")
+            .arg(&out)
+            .arg(tickets()),
+    );
+    (dir, out)
+}
+
 /// One linear model trained on the sample data (seed 7) for the whole test binary, for tests that
 /// only read it.
 pub fn linear_model() -> &'static Path {
     static MODEL: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
-    &MODEL
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let out = dir.path().join("tickets");
-            run_ok(
-                cqr_in(dir.path())
-                    .args(["train", "--components", "linear", "--seed", "7", "-o"])
-                    .arg(&out)
-                    .arg(tickets()),
-            );
-            (dir, out)
-        })
-        .1
+    &MODEL.get_or_init(|| train_linear(7)).1
 }
