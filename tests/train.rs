@@ -6,7 +6,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{cqr_in, linear_model as model, run_ok, tickets, tickets_test};
+use common::{cqr_in, linear_model as model, run_ok, tickets, tickets_test, walk};
 use serde_json::Value;
 
 /// Runs `train` in a fresh directory, expecting a usage error before any work: exit 2, nothing
@@ -170,6 +170,48 @@ fn evaluate_prints_json_with_json_or_output_format_and_warns_on_the_old_format_f
         Some(2),
         "--json and --output-format conflict"
     );
+}
+
+#[test]
+fn evaluate_report_dir_files_are_the_runs_report_artifacts() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    run_ok(
+        cqr_in(w)
+            .arg("evaluate")
+            .arg(model())
+            .arg(tickets_test())
+            .args(["--report-dir", "rep"]),
+    );
+    let reports: Vec<_> = walk(&w.join("runs"))
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("artifacts/report")))
+        .collect();
+    let mut names: Vec<_> = reports
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "confusion.png",
+            "coverage.png",
+            "metrics.json",
+            "reliability.png",
+            "report.md"
+        ]
+    );
+    for p in reports {
+        let written = w.join("rep").join(p.file_name().unwrap());
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            std::fs::read(&written).unwrap(),
+            "{} differs from {}",
+            p.display(),
+            written.display()
+        );
+    }
 }
 
 #[test]

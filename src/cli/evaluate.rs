@@ -112,9 +112,16 @@ pub fn run(
         "evaluate",
     )?;
     log_evaluation(&run.local, &args.model, &model, &data_name, &report)?;
+    if args.report_dir.is_none() {
+        write_report(&run.local.dir.join("artifacts").join(REPORT), &report)?;
+    }
     ui::print(&settings.report.render(&report))?;
     if let Some(dir) = &args.report_dir {
+        // Rendered once, into the directory asked for; the run keeps copies of those files.
         let files = write_report(dir, &report)?;
+        for f in &files {
+            run.local.add_artifact(&format!("{REPORT}/{f}"), &dir.join(f))?;
+        }
         ui::note(&format!(
             "report written to {}: {}",
             dir.display(),
@@ -143,8 +150,11 @@ pub fn run(
     }
 }
 
-/// The evaluation as a run: the model it measured (tags), the metrics, and the report with its
-/// plots as artifacts.
+/// Where the report and its plots go among the run's artifacts.
+const REPORT: &str = "report";
+
+/// The evaluation as a run: the model it measured (tags) and the metrics; `run` adds the report
+/// with its plots as artifacts.
 fn log_evaluation(
     run: &LocalRun,
     reference: &str,
@@ -163,7 +173,5 @@ fn log_evaluation(
     for (k, v) in r.run_metrics() {
         run.log_metric(k, v, 0)?;
     }
-    let dir = run.dir.join("artifacts").join("report");
-    write_report(&dir, r)?;
     Ok(())
 }
