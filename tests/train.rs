@@ -119,6 +119,42 @@ fn the_summary_keeps_its_shape() {
     assert!(!text.contains("NaN"), "{text}");
 }
 
+#[test]
+fn the_runs_validation_digest_is_the_manifests() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // A validation row whose label training never sees is left out of validation: the run's
+    // dataset digest must describe the same rows as the manifest's.
+    let mut valid = std::fs::read_to_string(tickets_test()).unwrap();
+    valid.push_str("X00001,Where is the lighthouse?,never_trained,C0001,standard,email,2026-09-01T00:00:00Z\n");
+    std::fs::write(w.join("valid.csv"), valid).unwrap();
+    run_ok(
+        cqr_in(w)
+            .args(["train", "--components", "linear", "--valid", "valid.csv", "-o", "m"])
+            .arg(tickets()),
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(w.join("m/manifest.json")).unwrap()).unwrap();
+    let inputs = walk(&w.join("runs"))
+        .into_iter()
+        .find(|p| p.ends_with("cqr_inputs.json"))
+        .expect("the run logged its datasets");
+    let inputs: Value = serde_json::from_slice(&std::fs::read(inputs).unwrap()).unwrap();
+    for (context, key) in [("training", "train_data"), ("validation", "valid_data")] {
+        let logged = inputs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["context"] == context)
+            .unwrap_or_else(|| panic!("no {context} dataset in {inputs}"));
+        assert_eq!(
+            logged["digest"], manifest["training"][key]["sha256"],
+            "{context}"
+        );
+    }
+    assert_eq!(manifest["training"]["valid_data"]["rows"], 480);
+}
+
 fn evaluate(extra: &[&str], data: &Path) -> std::process::Output {
     let work = tempfile::tempdir().unwrap();
     cqr_in(work.path())

@@ -13,7 +13,7 @@ use crate::io::read::{read_all, ReadSpec, Record};
 use crate::io::{Format, Target};
 use crate::metrics::pct;
 use crate::models::bundle::check_destination;
-use crate::models::train::{fingerprint, stratified_split, train, HeadKind, Step, Trained};
+use crate::models::train::{stratified_split, train, HeadKind, Rows, Step, Trained};
 use crate::settings::defaults::{self, help, help_env};
 use crate::settings::{FileConfig, TrainRecord, TrainSettings};
 use crate::tracking::store::{Dataset, LocalRun, Registration, RunStatus};
@@ -181,7 +181,7 @@ pub fn run(
     };
     let result = log_start(&run.local, &recorded, &split)
         .map_err(anyhow::Error::from)
-        .and_then(|_| train_and_save(&job, &params));
+        .and_then(|rows| train_and_save(&job, &params, rows));
     match result {
         Ok(TrainEnd::Written(summary, register)) => {
             let outcome = run.end(RunStatus::Finished, register)?;
@@ -210,21 +210,30 @@ enum TrainEnd {
     Gated(String),
 }
 
-/// Params (the resolved settings, flattened) and the datasets, before training starts.
-fn log_start(run: &LocalRun, recorded: &TrainRecord, split: &Split<'_>) -> crate::Result<()> {
+/// Params (the resolved settings, flattened), then the rows to train on with their datasets
+/// (the rows actually used, so the digests are the manifest's), before training starts.
+fn log_start<'a>(
+    run: &LocalRun,
+    recorded: &TrainRecord,
+    split: &Split<'a>,
+) -> crate::Result<Rows<'a>> {
     for (k, v) in recorded.params() {
         run.log_param(&k, &v)?;
     }
-    for ((source, rows), context) in [(&split.train, "training"), (&split.valid, "validation")] {
-        let fp = fingerprint(source, rows);
+    let rows = Rows::new(
+        &split.train.1,
+        &split.valid.1,
+        (&split.train.0, &split.valid.0),
+    )?;
+    for (fp, context) in [(&rows.train_data, "training"), (&rows.valid_data, "validation")] {
         run.log_input(&Dataset {
-            name: source.to_string(),
-            digest: fp.sha256,
-            source: source.to_string(),
+            name: fp.source.clone(),
+            digest: fp.sha256.clone(),
+            source: fp.source.clone(),
             context: context.to_string(),
         })?;
     }
-    Ok(())
+    Ok(rows)
 }
 
 /// One training run's inputs once its settings are resolved and its data read.
@@ -240,9 +249,10 @@ struct Job<'a> {
 fn train_and_save(
     job: &Job<'_>,
     params: &crate::models::train::ValidTrainParams,
+    rows: Rows<'_>,
 ) -> anyhow::Result<TrainEnd> {
     let (args, run, split) = (job.args, job.run, job.split);
-    let trained = train_with_progress(job, params)?;
+    let trained = train_with_progress(job, params, rows)?;
     for (i, pp) in trained.path.iter().enumerate() {
         run.log_metric("l2_path.l2", pp.l2 as f64, i as i64)?;
         run.log_metric("l2_path.valid_accuracy", pp.valid_accuracy, i as i64)?;
@@ -308,6 +318,7 @@ fn train_and_save(
 fn train_with_progress(
     job: &Job<'_>,
     params: &crate::models::train::ValidTrainParams,
+    rows: Rows<'_>,
 ) -> anyhow::Result<Trained> {
     let bar = ui::spinner("training");
     let mut solver_steps = 0i64;
@@ -330,14 +341,7 @@ fn train_with_progress(
             log_error.get_or_insert(e);
         }
     };
-    let split = job.split;
-    let trained = train(
-        params,
-        &split.train.1,
-        &split.valid.1,
-        (&split.train.0, &split.valid.0),
-        &mut on_step,
-    )?;
+    let trained = train(params, rows, &mut on_step)?;
     bar.finish_and_clear();
     match log_error {
         Some(e) => Err(e.into()),

@@ -370,7 +370,7 @@ pub struct Trained {
     pub dropped_valid: usize,
 }
 
-pub fn fingerprint(source: &str, records: &[&Record]) -> DataFingerprint {
+fn fingerprint(source: &str, records: &[&Record]) -> DataFingerprint {
     let mut bytes = Vec::new();
     for r in records {
         bytes.extend_from_slice(r.text.as_bytes());
@@ -417,12 +417,14 @@ pub fn stratified_split(records: &[Record], share: f64, seed: u64) -> (Vec<&Reco
 }
 
 /// The labelled rows of one run in class-index form: training rows, and the validation rows
-/// whose label occurs in training.
-struct Rows<'a> {
+/// whose label occurs in training, with the fingerprints of exactly those rows (for the
+/// manifest and the run's datasets alike).
+pub struct Rows<'a> {
+    pub train_data: DataFingerprint,
+    pub valid_data: DataFingerprint,
     labels: Vec<String>,
     train_texts: Vec<&'a str>,
     y_train: Vec<u32>,
-    valid: Vec<&'a Record>,
     valid_texts: Vec<&'a str>,
     y_valid: Vec<u32>,
     /// Validation rows left out because their label never occurs in training.
@@ -430,7 +432,12 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    fn new(train: &[&'a Record], valid: &[&'a Record]) -> Result<Rows<'a>> {
+    /// Labels the rows; `sources` name where the training and validation rows came from.
+    pub fn new(
+        train: &[&'a Record],
+        valid: &[&'a Record],
+        sources: (&str, &str),
+    ) -> Result<Rows<'a>> {
         let labels: Vec<String> = train
             .iter()
             .filter_map(|r| r.label.clone())
@@ -460,12 +467,13 @@ impl<'a> Rows<'a> {
             ));
         }
         Ok(Rows {
+            train_data: fingerprint(sources.0, train),
+            valid_data: fingerprint(sources.1, &valid_known),
             y_train: train.iter().map(|r| class(r)).collect(),
             y_valid: valid_known.iter().map(|r| class(r)).collect(),
             train_texts: train.iter().map(|r| r.text.as_str()).collect(),
             valid_texts: valid_known.iter().map(|r| r.text.as_str()).collect(),
             dropped_valid: valid.len() - valid_known.len(),
-            valid: valid_known,
             labels,
         })
     }
@@ -475,17 +483,10 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// Fits, calibrates and measures a model.
-pub fn train(
-    params: &ValidTrainParams,
-    train: &[&Record],
-    valid: &[&Record],
-    sources: (&str, &str),
-    progress: Progress<'_>,
-) -> Result<Trained> {
+/// Fits, calibrates and measures a model on `rows`.
+pub fn train(params: &ValidTrainParams, rows: Rows<'_>, progress: Progress<'_>) -> Result<Trained> {
     let p = params.params();
     let start = Instant::now();
-    let rows = Rows::new(train, valid)?;
     let linear = fit_linear(p, &rows, progress)?;
     let encoder = match &p.encoder {
         None => None,
@@ -517,8 +518,8 @@ pub fn train(
         }
     };
     Ok(Trained {
-        train_data: fingerprint(sources.0, train),
-        valid_data: fingerprint(sources.1, &rows.valid),
+        train_data: rows.train_data,
+        valid_data: rows.valid_data,
         labels: rows.labels,
         linear: linear.model,
         path: linear.path,
