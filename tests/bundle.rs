@@ -41,7 +41,7 @@ fn load_of_save_predicts_identically() {
     .unwrap();
     let (tr, va) = stratified_split(&records, 0.1, 5);
     let rows = Rows::new(&tr, &va, ("train", "valid")).unwrap();
-    let trained = train(&params, rows, &mut |_| {}).unwrap();
+    let trained = train(&params, &rows, &mut |_| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m");
     let manifest = trained

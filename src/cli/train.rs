@@ -176,7 +176,6 @@ pub fn run(
         settings: &settings,
         recorded: &recorded,
         run: &run.local,
-        split: &split,
         tracking,
     };
     let result = log_start(&run.local, &recorded, &split)
@@ -242,7 +241,6 @@ struct Job<'a> {
     settings: &'a TrainSettings,
     recorded: &'a TrainRecord,
     run: &'a LocalRun,
-    split: &'a Split<'a>,
     tracking: &'a TrackingSettings,
 }
 
@@ -251,8 +249,8 @@ fn train_and_save(
     params: &crate::models::train::ValidTrainParams,
     rows: Rows<'_>,
 ) -> anyhow::Result<TrainEnd> {
-    let (args, run, split) = (job.args, job.run, job.split);
-    let trained = train_with_progress(job, params, rows)?;
+    let (args, run) = (job.args, job.run);
+    let trained = train_with_progress(job, params, &rows)?;
     for (i, pp) in trained.path.iter().enumerate() {
         run.log_metric("l2_path.l2", pp.l2 as f64, i as i64)?;
         run.log_metric("l2_path.valid_accuracy", pp.valid_accuracy, i as i64)?;
@@ -291,8 +289,8 @@ fn train_and_save(
         Some(name) => {
             let move_alias = match (&args.alias, args.promote_if_better) {
                 (Some(alias), true) => {
-                    let p =
-                        promote::compare(run, job.tracking, (name, alias), acc, &split.valid.1)?;
+                    // The holder is scored on the rows the candidate's accuracy was measured on.
+                    let p = promote::compare(run, job.tracking, (name, alias), acc, rows.valid())?;
                     if p.holder.is_some() {
                         ui::note(&p.verdict());
                     }
@@ -318,7 +316,7 @@ fn train_and_save(
 fn train_with_progress(
     job: &Job<'_>,
     params: &crate::models::train::ValidTrainParams,
-    rows: Rows<'_>,
+    rows: &Rows<'_>,
 ) -> anyhow::Result<Trained> {
     let bar = ui::spinner("training");
     let mut solver_steps = 0i64;

@@ -425,6 +425,7 @@ pub struct Rows<'a> {
     labels: Vec<String>,
     train_texts: Vec<&'a str>,
     y_train: Vec<u32>,
+    valid: Vec<&'a Record>,
     valid_texts: Vec<&'a str>,
     y_valid: Vec<u32>,
     /// Validation rows left out because their label never occurs in training.
@@ -474,6 +475,7 @@ impl<'a> Rows<'a> {
             train_texts: train.iter().map(|r| r.text.as_str()).collect(),
             valid_texts: valid_known.iter().map(|r| r.text.as_str()).collect(),
             dropped_valid: valid.len() - valid_known.len(),
+            valid: valid_known,
             labels,
         })
     }
@@ -481,18 +483,23 @@ impl<'a> Rows<'a> {
     fn n_classes(&self) -> usize {
         self.labels.len()
     }
+
+    /// The validation rows training measures on: those whose label occurs in training.
+    pub fn valid(&self) -> &[&'a Record] {
+        &self.valid
+    }
 }
 
 /// Fits, calibrates and measures a model on `rows`.
-pub fn train(params: &ValidTrainParams, rows: Rows<'_>, progress: Progress<'_>) -> Result<Trained> {
+pub fn train(params: &ValidTrainParams, rows: &Rows<'_>, progress: Progress<'_>) -> Result<Trained> {
     let p = params.params();
     let start = Instant::now();
-    let linear = fit_linear(p, &rows, progress)?;
+    let linear = fit_linear(p, rows, progress)?;
     let encoder = match &p.encoder {
         None => None,
-        Some(ep) => Some(fit_encoder(ep, &rows, p.refit, progress)?),
+        Some(ep) => Some(fit_encoder(ep, rows, p.refit, progress)?),
     };
-    let ensemble = fit_ensemble(&linear, encoder.as_ref(), &rows);
+    let ensemble = fit_ensemble(&linear, encoder.as_ref(), rows);
     let (answers, threshold) = choose_threshold(
         &ensemble.probs,
         &rows.y_valid,
@@ -501,7 +508,7 @@ pub fn train(params: &ValidTrainParams, rows: Rows<'_>, progress: Progress<'_>) 
     );
     let metrics = validation_metrics(
         Fitted {
-            rows: &rows,
+            rows,
             linear: &linear,
             encoder: encoder.as_ref(),
             ensemble: &ensemble,
@@ -518,9 +525,9 @@ pub fn train(params: &ValidTrainParams, rows: Rows<'_>, progress: Progress<'_>) 
         }
     };
     Ok(Trained {
-        train_data: rows.train_data,
-        valid_data: rows.valid_data,
-        labels: rows.labels,
+        train_data: rows.train_data.clone(),
+        valid_data: rows.valid_data.clone(),
+        labels: rows.labels.clone(),
         linear: linear.model,
         path: linear.path,
         temperature: linear.temperature,
