@@ -258,7 +258,7 @@ fn train_and_save(
         run.log_metric("l2_path.iterations", pp.iterations as f64, i as i64)?;
     }
     for (k, v) in trained.run_metrics() {
-        run.log_metric(k, v, 0)?;
+        run.log_metric(&k, v, 0)?;
     }
     for warning in trained.warnings() {
         ui::warn(&warning);

@@ -306,43 +306,9 @@ pub struct FineTuneMetrics {
 
 impl ValidationMetrics {
     /// The metrics as (name, value), the one place they become key/values (the manifest's
-    /// `metrics` and the run's metrics); the names are the serialised field names.
-    pub fn entries(&self) -> Vec<(&'static str, f64)> {
-        let mut out = vec![
-            ("valid_accuracy", self.valid_accuracy),
-            ("valid_macro_f1", self.valid_macro_f1),
-            ("valid_ece", self.valid_ece),
-            ("valid_ece_uncalibrated", self.valid_ece_uncalibrated),
-            ("valid_nll", self.valid_nll),
-            ("valid_nll_uncalibrated", self.valid_nll_uncalibrated),
-            ("valid_coverage", self.valid_coverage),
-            ("valid_precision_answered", self.valid_precision_answered),
-            ("valid_accuracy_linear", self.valid_accuracy_linear),
-            ("n_features", self.n_features as f64),
-            ("refit", self.refit as u8 as f64),
-        ];
-        if let Some(e) = &self.encoder {
-            out.extend([
-                ("valid_accuracy_encoder", e.valid_accuracy_encoder),
-                ("ensemble_weight_encoder", e.ensemble_weight_encoder),
-                ("ensemble_temperature", e.ensemble_temperature),
-                ("cascade_threshold", e.cascade_threshold),
-                ("valid_cascade_accuracy", e.valid_cascade_accuracy),
-                (
-                    "valid_cascade_encoder_fraction",
-                    e.valid_cascade_encoder_fraction,
-                ),
-                ("encoder_seconds", e.encoder_seconds),
-            ]);
-            if let Some(ft) = &e.fine_tune {
-                out.push(("fine_tune_seconds", ft.fine_tune_seconds));
-                out.push(("fine_tune_best_epoch", ft.fine_tune_best_epoch as f64));
-                if let Some(a) = ft.fine_tune_valid_accuracy {
-                    out.push(("fine_tune_valid_accuracy", a));
-                }
-            }
-        }
-        out
+    /// `metrics` and the run's metrics): the serialised fields, in their order.
+    pub fn entries(&self) -> Vec<(String, f64)> {
+        metrics::named_values(self)
     }
 }
 
@@ -1092,12 +1058,7 @@ impl Trained {
                 valid_data: self.valid_data.clone(),
                 seconds: self.seconds,
             },
-            metrics: self
-                .metrics
-                .entries()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect::<BTreeMap<_, _>>(),
+            metrics: self.metrics.entries().into_iter().collect(),
         };
         bundle::save(dir, force, manifest, |tmp| {
             let mut linear =
@@ -1120,13 +1081,16 @@ impl Trained {
 
     /// The run's single-valued metrics as (name, value): the validation metrics, then the
     /// linear temperature, the abstain threshold and the training time.
-    pub fn run_metrics(&self) -> Vec<(&'static str, f64)> {
+    pub fn run_metrics(&self) -> Vec<(String, f64)> {
         let mut out = self.metrics.entries();
-        out.extend([
-            ("temperature", self.temperature.temperature as f64),
-            ("abstain_threshold", self.threshold.threshold as f64),
-            ("train_seconds", self.seconds),
-        ]);
+        out.extend(
+            [
+                ("temperature", self.temperature.temperature as f64),
+                ("abstain_threshold", self.threshold.threshold as f64),
+                ("train_seconds", self.seconds),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
         out
     }
 
@@ -1389,14 +1353,51 @@ mod tests {
             .keys()
             .map(|k| k.as_str())
             .collect();
-        let entries: Vec<&str> = m.entries().iter().map(|(k, _)| *k).collect();
-        assert_eq!(entries, keys);
+        let entries = m.entries();
+        let names: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, keys);
+        assert_eq!(
+            names,
+            [
+                "valid_accuracy",
+                "valid_macro_f1",
+                "valid_ece",
+                "valid_ece_uncalibrated",
+                "valid_nll",
+                "valid_nll_uncalibrated",
+                "valid_coverage",
+                "valid_precision_answered",
+                "valid_accuracy_linear",
+                "n_features",
+                "refit",
+                "valid_accuracy_encoder",
+                "ensemble_weight_encoder",
+                "ensemble_temperature",
+                "cascade_threshold",
+                "valid_cascade_accuracy",
+                "valid_cascade_encoder_fraction",
+                "encoder_seconds",
+                "fine_tune_seconds",
+                "fine_tune_best_epoch",
+                "fine_tune_valid_accuracy"
+            ]
+        );
         for ((k, v), (_, e)) in json.as_object().unwrap().iter().zip(m.entries()) {
             match v {
                 Value::Bool(b) => assert_eq!(*b as u8 as f64, e, "{k}"),
                 _ => assert_eq!(v.as_f64().unwrap(), e, "{k}"),
             }
         }
+        // A cascade that routes everything has an infinite threshold; JSON would lose it.
+        let mut routes_all = m.clone();
+        let e = routes_all.encoder.as_mut().unwrap();
+        e.cascade_threshold = f64::INFINITY;
+        e.fine_tune.as_mut().unwrap().fine_tune_valid_accuracy = None;
+        routes_all.valid_macro_f1 = f64::NAN;
+        let got = routes_all.entries();
+        assert_eq!(got.len(), 20, "a missing fine-tune accuracy is left out");
+        assert_eq!(got[14], ("cascade_threshold".to_string(), f64::INFINITY));
+        assert!(got[1].1.is_nan());
         let linear_only = ValidationMetrics { encoder: None, ..m };
         assert_eq!(linear_only.entries().len(), 11);
         assert_eq!(
