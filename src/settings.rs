@@ -386,7 +386,7 @@ fn shown<T: fmt::Debug>(s: &Setting<T>) -> Setting<String> {
 }
 
 /// A `[0, 1]` share given on the command line only (`--min-accuracy` and the like).
-fn share_flag(flag: &'static str, given: Option<f64>) -> Result<Option<Setting<f64>>> {
+fn share_flag(flag: &'static str, given: Option<f64>) -> Result<Option<f64>> {
     given
         .map(|value| {
             Setting {
@@ -395,6 +395,7 @@ fn share_flag(flag: &'static str, given: Option<f64>) -> Result<Option<Setting<f
                 flag,
             }
             .check(|v| (0.0..=1.0).contains(v), "must be in [0, 1]")
+            .map(|s| s.value)
         })
         .transpose()
 }
@@ -406,7 +407,7 @@ pub struct TrainSettings {
     pub valid_split: Setting<f64>,
     pub target_precision: Setting<f64>,
     /// The `--min-accuracy` gate, in [0, 1].
-    pub min_accuracy: Option<Setting<f64>>,
+    pub min_accuracy: Option<f64>,
     /// `linear`, optionally `encoder`.
     pub components: Setting<Vec<String>>,
     pub encoder: Setting<PathBuf>,
@@ -715,7 +716,7 @@ impl TrainSettings {
             valid_split: p.valid_split,
             seed: p.seed,
             target_precision: p.target_precision,
-            min_accuracy: self.min_accuracy.as_ref().map(|s| s.value),
+            min_accuracy: self.min_accuracy,
             components: self.components.value.clone(),
             encoder: p.encoder.as_ref().map(|e| e.dir.display().to_string()),
             features: p.features.clone(),
@@ -783,9 +784,9 @@ pub struct EvaluateSettings {
     pub input_format: Option<Format>,
     /// How the report is printed on stdout.
     pub report: ReportFormat,
-    pub min_accuracy: Option<Setting<f64>>,
-    pub min_macro_f1: Option<Setting<f64>>,
-    pub batch_size: Setting<usize>,
+    /// The `--min-accuracy` and `--min-macro-f1` gates, in [0, 1].
+    pub min_accuracy: Option<f64>,
+    pub min_macro_f1: Option<f64>,
     pub options: EvalOptions,
     /// MC-dropout samples per query (`None`: the model's own default).
     pub mc_samples: Option<usize>,
@@ -835,7 +836,6 @@ impl EvaluateSettings {
                     .unwrap_or_else(|| defaults::OOS_LABEL.to_string()),
             },
             mc_samples: args.mc_samples,
-            batch_size,
             warnings,
         })
     }

@@ -131,10 +131,7 @@ pub fn run(
     if let Some(warning) = report.unknown_labels_warning() {
         ui::warn(&warning);
     }
-    let failed = report.failed_gates(
-        settings.min_accuracy.map(|s| s.value),
-        settings.min_macro_f1.map(|s| s.value),
-    );
+    let failed = report.failed_gates(settings.min_accuracy, settings.min_macro_f1);
     if !failed.is_empty() {
         run.local.set_tag("cqr.gate", "failed")?;
     }

@@ -264,12 +264,12 @@ fn train_and_save(
         ui::warn(&warning);
     }
     let acc = trained.metrics.valid_accuracy;
-    if let Some(min) = &job.settings.min_accuracy {
-        if acc < min.value {
+    if let Some(min) = job.settings.min_accuracy {
+        if acc < min {
             return Ok(TrainEnd::Gated(format!(
                 "gate failed: validation accuracy {} is below --min-accuracy {}; no model was written",
                 pct(acc),
-                pct(min.value)
+                pct(min)
             )));
         }
     }
