@@ -827,12 +827,14 @@ fn fit_ensemble(linear: &LinearStep, encoder: Option<&EncoderStep>, rows: &Rows<
         }
     }
     let weight = best.1;
-    let mut probs = mix(&linear_probs, &e.valid_probs, weight);
-    let ens_logits: Vec<f32> = probs.iter().map(|p| p.max(1e-12).ln()).collect();
+    // Re-tempering the mix is softmax(ln p / t) (as `super::recalibrate` does when scoring),
+    // over the same logs the temperature is fitted on.
+    let ens_logits: Vec<f32> = mix(&linear_probs, &e.valid_probs, weight)
+        .iter()
+        .map(|p| p.max(1e-12).ln())
+        .collect();
     let temperature = calibration::fit_temperature(&ens_logits, y, c).temperature;
-    probs
-        .chunks_mut(c)
-        .for_each(|row| super::recalibrate(row, temperature));
+    let probs = calibration::softmax_rows(&ens_logits, c, temperature);
     let raw_probs = mix(
         &raw_linear(),
         &calibration::softmax_rows(&e.valid_logits, c, 1.0),
