@@ -631,10 +631,7 @@ impl TrainSettings {
                 }),
             }),
         };
-        match params.broken_rule() {
-            Some(bad) => Err(self.blame(bad)),
-            None => params.validate(),
-        }
+        params.validate().map_err(|bad| self.blame(bad))
     }
 
     /// The error for a broken rule, naming where the offending value was set.
@@ -690,11 +687,11 @@ impl TrainRecord {
         serde_json::to_value(self).expect("a train record serialises")
     }
 
-    /// The record as MLflow params: nested keys dotted, nulls left out, non-strings as JSON
-    /// text.
-    pub fn params(&self) -> Vec<(String, String)> {
+    /// A record's JSON (from [`TrainRecord::to_json`], serialised once per run) as MLflow
+    /// params: nested keys dotted, nulls left out, non-strings as JSON text.
+    pub fn params_of(json: &serde_json::Value) -> Vec<(String, String)> {
         use serde_json::Value;
-        crate::io::write::flatten(&self.to_json())
+        crate::io::write::flatten(json)
             .into_iter()
             .filter_map(|(k, v)| match v {
                 Value::Null => None,

@@ -169,7 +169,8 @@ pub fn run(
             }
         }
     };
-    let recorded = settings.record(&params, &args, data_name);
+    // Serialised once: the manifest keeps this JSON and the run's params are made from it.
+    let recorded = settings.record(&params, &args, data_name).to_json();
     let run = ActiveRun::start(tracking, &format!("train {}", settings.name), "train")?;
     let job = Job {
         args: &args,
@@ -213,10 +214,10 @@ enum TrainEnd {
 /// (the rows actually used, so the digests are the manifest's), before training starts.
 fn log_start<'a>(
     run: &LocalRun,
-    recorded: &TrainRecord,
+    recorded: &serde_json::Value,
     split: &Split<'a>,
 ) -> crate::Result<Rows<'a>> {
-    for (k, v) in recorded.params() {
+    for (k, v) in TrainRecord::params_of(recorded) {
         run.log_param(&k, &v)?;
     }
     let rows = Rows::new(
@@ -239,7 +240,7 @@ fn log_start<'a>(
 struct Job<'a> {
     args: &'a TrainArgs,
     settings: &'a TrainSettings,
-    recorded: &'a TrainRecord,
+    recorded: &'a serde_json::Value,
     run: &'a LocalRun,
     tracking: &'a TrackingSettings,
 }
@@ -279,7 +280,7 @@ fn train_and_save(
         &job.settings.name,
         args.force,
         seed,
-        job.recorded.to_json(),
+        job.recorded.clone(),
         args.input.masking(),
     )?;
     run.add_artifact("model", &args.output)?;

@@ -112,6 +112,12 @@ pub struct Invalid {
     pub why: &'static str,
 }
 
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.param, self.why)
+    }
+}
+
 /// Parameters that passed validation; only these can start the expensive work.
 #[derive(Debug, Clone)]
 pub struct ValidTrainParams(TrainParams);
@@ -148,9 +154,11 @@ impl TrainParams {
         bad(Param::FineTune(p), why)
     }
 
-    pub fn validate(self) -> Result<ValidTrainParams> {
+    /// The parameters as validated, or the first rule they break (the settings resolver turns
+    /// it into an error naming where the value came from).
+    pub fn validate(self) -> std::result::Result<ValidTrainParams, Invalid> {
         match self.broken_rule() {
-            Some(Invalid { param, why }) => Err(Error::Usage(format!("{param}: {why}"))),
+            Some(bad) => Err(bad),
             None => Ok(ValidTrainParams(self)),
         }
     }
