@@ -38,10 +38,6 @@ impl MlflowClient {
         }
     }
 
-    pub fn with_http(http: HttpClient) -> MlflowClient {
-        MlflowClient { http }
-    }
-
     pub fn uri(&self) -> &str {
         self.http.base()
     }
@@ -113,14 +109,9 @@ impl MlflowClient {
         Ok(self.get::<RunResponse>(&endpoint)?.run)
     }
 
-    /// Logs params, tags and metrics in as many calls as the server's limits need.
-    pub fn log_batch(
-        &self,
-        run_id: &str,
-        params: &[(String, String)],
-        tags: &[(String, String)],
-        metrics: &[Metric],
-    ) -> Result<()> {
+    /// Logs params in as many calls as the server's limit needs, after checking every key and
+    /// that no value is long enough for the server to truncate.
+    pub fn log_params(&self, run_id: &str, params: &[(String, String)]) -> Result<()> {
         for (k, v) in params {
             validate_key(k)?;
             if v.chars().count() > MAX_PARAM_CHARS {
@@ -129,30 +120,31 @@ impl MlflowClient {
                 )));
             }
         }
-        for (k, _) in tags.iter() {
-            validate_key(k)?;
-        }
-        for m in metrics {
-            validate_key(&m.key)?;
-        }
-        let batch = |params: &[KeyValue], tags: &[KeyValue]| -> Result<()> {
+        for chunk in KeyValue::list(params).chunks(MAX_PARAMS_PER_BATCH) {
             let body = LogBatch {
                 run_id,
-                params,
-                tags,
+                params: chunk,
+                tags: &[],
                 metrics: &[],
             };
             self.post::<_, Ignored>("runs/log-batch", &body)?;
-            Ok(())
-        };
-        for chunk in KeyValue::list(params).chunks(MAX_PARAMS_PER_BATCH) {
-            batch(chunk, &[])?;
+        }
+        Ok(())
+    }
+
+    /// Logs tags in as many calls as the server's limit needs, after checking every key.
+    pub fn log_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
+        for (k, _) in tags {
+            validate_key(k)?;
         }
         for chunk in KeyValue::list(tags).chunks(MAX_TAGS_PER_BATCH) {
-            batch(&[], chunk)?;
-        }
-        for chunk in metrics.chunks(MAX_METRICS_PER_BATCH) {
-            self.log_metrics(run_id, chunk)?;
+            let body = LogBatch {
+                run_id,
+                params: &[],
+                tags: chunk,
+                metrics: &[],
+            };
+            self.post::<_, Ignored>("runs/log-batch", &body)?;
         }
         Ok(())
     }
