@@ -126,11 +126,21 @@ fn the_runs_validation_digest_is_the_manifests() {
     // A validation row whose label training never sees is left out of validation: the run's
     // dataset digest must describe the same rows as the manifest's.
     let mut valid = std::fs::read_to_string(tickets_test()).unwrap();
-    valid.push_str("X00001,Where is the lighthouse?,never_trained,C0001,standard,email,2026-09-01T00:00:00Z\n");
+    valid.push_str(
+        "X00001,Where is the lighthouse?,never_trained,C0001,standard,email,2026-09-01T00:00:00Z\n",
+    );
     std::fs::write(w.join("valid.csv"), valid).unwrap();
     run_ok(
         cqr_in(w)
-            .args(["train", "--components", "linear", "--valid", "valid.csv", "-o", "m"])
+            .args([
+                "train",
+                "--components",
+                "linear",
+                "--valid",
+                "valid.csv",
+                "-o",
+                "m",
+            ])
             .arg(tickets()),
     );
     let manifest: Value =

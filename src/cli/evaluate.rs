@@ -168,7 +168,8 @@ pub fn run(
         // Rendered once, into the directory asked for; the run keeps copies of those files.
         let files = write_report(dir, &report)?;
         for f in &files {
-            run.local.add_artifact(&format!("{REPORT}/{f}"), &dir.join(f))?;
+            run.local
+                .add_artifact(&format!("{REPORT}/{f}"), &dir.join(f))?;
         }
         ui::note(&format!(
             "report written to {}: {}",

@@ -416,7 +416,10 @@ fn log_start<'a>(
         &split.valid.1,
         (&split.train.0, &split.valid.0),
     )?;
-    for (fp, context) in [(&rows.train_data, "training"), (&rows.valid_data, "validation")] {
+    for (fp, context) in [
+        (&rows.train_data, "training"),
+        (&rows.valid_data, "validation"),
+    ] {
         run.log_input(&Dataset {
             name: fp.source.clone(),
             digest: fp.sha256.clone(),
@@ -727,7 +730,6 @@ mod tests {
             "{err}"
         );
     }
-
 
     /// Every option the resolver names by flag exists on `train` under that name.
     #[test]

@@ -465,7 +465,11 @@ impl<'a> Rows<'a> {
 }
 
 /// Fits, calibrates and measures a model on `rows`.
-pub fn train(params: &ValidTrainParams, rows: &Rows<'_>, progress: Progress<'_>) -> Result<Trained> {
+pub fn train(
+    params: &ValidTrainParams,
+    rows: &Rows<'_>,
+    progress: Progress<'_>,
+) -> Result<Trained> {
     let p = params.params();
     let start = Instant::now();
     let linear = fit_linear(p, rows, progress)?;

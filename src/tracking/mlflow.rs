@@ -264,8 +264,10 @@ impl MlflowClient {
     /// Every artifact file under `path` of a run with its size, when the server knows it
     /// (recursing: the server lists one level).
     pub fn list_artifacts(&self, run_id: &str, path: &str) -> Result<Vec<(String, Option<u64>)>> {
-        let listing: ListArtifactsResponse =
-            self.get(&with_query("artifacts/list", &[("run_id", run_id), ("path", path)]))?;
+        let listing: ListArtifactsResponse = self.get(&with_query(
+            "artifacts/list",
+            &[("run_id", run_id), ("path", path)],
+        ))?;
         let mut out = Vec::new();
         for f in listing.files {
             if f.is_dir {
@@ -324,7 +326,10 @@ impl MlflowClient {
 
     /// The version an alias points at, or `None` when the alias (or model) does not exist.
     pub fn alias_version(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>> {
-        let endpoint = with_query("registered-models/alias", &[("name", name), ("alias", alias)]);
+        let endpoint = with_query(
+            "registered-models/alias",
+            &[("name", name), ("alias", alias)],
+        );
         let reply = self.get::<ModelVersionResponse>(&endpoint);
         // 3.17.2 answers a missing alias with 400 INVALID_PARAMETER_VALUE, a missing model with
         // 404.
@@ -333,7 +338,10 @@ impl MlflowClient {
     }
 
     pub fn model_version(&self, name: &str, version: &str) -> Result<ModelVersion> {
-        let endpoint = with_query("model-versions/get", &[("name", name), ("version", version)]);
+        let endpoint = with_query(
+            "model-versions/get",
+            &[("name", name), ("version", version)],
+        );
         Ok(self.get::<ModelVersionResponse>(&endpoint)?.model_version)
     }
 
