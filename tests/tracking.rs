@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 mod common;
 
 use assert_cmd::Command;
-use common::{cqr_in, jsonl, root, run_ok, tickets, tickets_test, walk, without_model};
+use common::{
+    cqr_in, jsonl, root, run_ok, tickets, tickets_test, valid_with_unseen_label, walk,
+    without_model,
+};
 use predicates::prelude::*;
 use serde_json::{json, Value};
 
@@ -347,11 +350,7 @@ fn promote_if_better_scores_the_holder_on_the_candidates_rows() {
     let w = work.path();
     // A validation row with a label training never sees is not one the candidate is measured
     // on, so it must not count against the holder either.
-    let mut valid = std::fs::read_to_string(tickets_test()).unwrap();
-    valid.push_str(
-        "X00001,Where is the lighthouse?,never_trained,C0001,standard,email,2026-09-01T00:00:00Z\n",
-    );
-    std::fs::write(w.join("valid.csv"), valid).unwrap();
+    valid_with_unseen_label(w);
     // Without refit the bundle is the model measured on validation, so the same data and seed
     // give the holder exactly the candidate's accuracy.
     let train = |out: &str, extra: &[&str]| {

@@ -6,7 +6,9 @@ use std::path::Path;
 
 mod common;
 
-use common::{cqr_in, linear_model as model, run_ok, tickets, tickets_test, walk};
+use common::{
+    cqr_in, linear_model as model, run_ok, tickets, tickets_test, valid_with_unseen_label, walk,
+};
 use serde_json::Value;
 
 /// Runs `train` in a fresh directory, expecting a usage error before any work: exit 2, nothing
@@ -125,11 +127,7 @@ fn the_runs_validation_digest_is_the_manifests() {
     let w = work.path();
     // A validation row whose label training never sees is left out of validation: the run's
     // dataset digest must describe the same rows as the manifest's.
-    let mut valid = std::fs::read_to_string(tickets_test()).unwrap();
-    valid.push_str(
-        "X00001,Where is the lighthouse?,never_trained,C0001,standard,email,2026-09-01T00:00:00Z\n",
-    );
-    std::fs::write(w.join("valid.csv"), valid).unwrap();
+    valid_with_unseen_label(w);
     run_ok(
         cqr_in(w)
             .args([
