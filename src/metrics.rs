@@ -245,6 +245,150 @@ pub fn pct(x: f64) -> String {
     }
 }
 
+/// A metrics struct as (serialised field name, value), in serialisation order, flattened
+/// fields included: numbers as they are, a bool as 0 or 1, a `None` left out. Unlike a trip
+/// through `serde_json::Value`, NaN and infinities survive (JSON has neither). Nested structs
+/// must be `#[serde(flatten)]`; anything but numbers, bools and options is refused.
+pub fn named_values<T: Serialize>(metrics: &T) -> Vec<(String, f64)> {
+    let mut out = NamedValues {
+        out: Vec::new(),
+        name: String::new(),
+    };
+    metrics
+        .serialize(&mut out)
+        .expect("a metrics struct holds only numbers, bools and options");
+    out.out
+}
+
+/// The serializer behind [`named_values`]: map keys and struct fields set `name`, scalars push
+/// `(name, value)`.
+struct NamedValues {
+    out: Vec<(String, f64)>,
+    name: String,
+}
+
+impl NamedValues {
+    fn push(&mut self, value: f64) -> Result<(), std::fmt::Error> {
+        self.out.push((self.name.clone(), value));
+        Ok(())
+    }
+}
+
+type Refused = serde::ser::Impossible<(), std::fmt::Error>;
+
+/// Scalar methods that push their value as `f64`.
+macro_rules! push_as_f64 {
+    ($($method:ident: $t:ty),*) => {$(
+        fn $method(self, v: $t) -> Result<(), Self::Error> {
+            self.push(v as f64)
+        }
+    )*};
+}
+
+/// Methods for shapes a metrics struct never has.
+macro_rules! refuse {
+    ($($method:ident($($t:ty),*) -> $ok:ty;)*) => {$(
+        fn $method(self, $(_: $t),*) -> Result<$ok, Self::Error> {
+            Err(std::fmt::Error)
+        }
+    )*};
+}
+
+impl serde::Serializer for &mut NamedValues {
+    type Ok = ();
+    type Error = std::fmt::Error;
+    type SerializeSeq = Refused;
+    type SerializeTuple = Refused;
+    type SerializeTupleStruct = Refused;
+    type SerializeTupleVariant = Refused;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Refused;
+
+    push_as_f64!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64,
+        serialize_f32: f32, serialize_f64: f64);
+    refuse! {
+        serialize_char(char) -> ();
+        serialize_bytes(&[u8]) -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> Refused;
+        serialize_tuple(usize) -> Refused;
+        serialize_tuple_struct(&'static str, usize) -> Refused;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Refused;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Refused;
+    }
+
+    fn serialize_bool(self, v: bool) -> Result<(), Self::Error> {
+        self.push(v as u8 as f64)
+    }
+    /// A map key.
+    fn serialize_str(self, v: &str) -> Result<(), Self::Error> {
+        self.name = v.to_string();
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), Self::Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Self::Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Self::Error> {
+        Err(std::fmt::Error)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self, Self::Error> {
+        Ok(self)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Self::Error> {
+        Ok(self)
+    }
+}
+
+impl serde::ser::SerializeMap for &mut NamedValues {
+    type Ok = ();
+    type Error = std::fmt::Error;
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Self::Error> {
+        key.serialize(&mut **self)
+    }
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeStruct for &mut NamedValues {
+    type Ok = ();
+    type Error = std::fmt::Error;
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Self::Error> {
+        self.name = key.to_string();
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

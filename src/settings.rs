@@ -208,11 +208,11 @@ pub struct TrainFile {
 }
 
 // ---- train and evaluate ----
+// Their `resolve`, which reads the command-line arguments, lives in `cli::train` and
+// `cli::evaluate`, so this part of the module builds on nothing in `cli`.
 
 use serde::Serialize;
 
-use crate::cli::evaluate::{EvaluateArgs, FormatArg};
-use crate::cli::train::TrainArgs;
 use crate::eval::report::ReportFormat;
 use crate::eval::EvalOptions;
 use crate::io::Format;
@@ -364,7 +364,7 @@ pub mod opts {
 }
 
 /// A value set only on the command line (no environment variable, no file key).
-fn from_flag<T>(flag: &'static str, given: Option<T>, default: T) -> Setting<T> {
+pub fn from_flag<T>(flag: &'static str, given: Option<T>, default: T) -> Setting<T> {
     let (value, origin) = match given {
         Some(value) => (value, Origin::Flag(flag)),
         None => (default, Origin::Default),
@@ -386,7 +386,7 @@ fn shown<T: fmt::Debug>(s: &Setting<T>) -> Setting<String> {
 }
 
 /// A `[0, 1]` share given on the command line only (`--min-accuracy` and the like).
-fn share_flag(flag: &'static str, given: Option<f64>) -> Result<Option<Setting<f64>>> {
+pub fn share_flag(flag: &'static str, given: Option<f64>) -> Result<Option<f64>> {
     given
         .map(|value| {
             Setting {
@@ -395,6 +395,7 @@ fn share_flag(flag: &'static str, given: Option<f64>) -> Result<Option<Setting<f
                 flag,
             }
             .check(|v| (0.0..=1.0).contains(v), "must be in [0, 1]")
+            .map(|s| s.value)
         })
         .transpose()
 }
@@ -406,7 +407,7 @@ pub struct TrainSettings {
     pub valid_split: Setting<f64>,
     pub target_precision: Setting<f64>,
     /// The `--min-accuracy` gate, in [0, 1].
-    pub min_accuracy: Option<Setting<f64>>,
+    pub min_accuracy: Option<f64>,
     /// `linear`, optionally `encoder`.
     pub components: Setting<Vec<String>>,
     pub encoder: Setting<PathBuf>,
@@ -433,165 +434,6 @@ pub struct TrainSettings {
 }
 
 impl TrainSettings {
-    /// Resolves every `train` option (CLI > `CQR_*` env > `cqr.toml` > [`defaults`]) and checks
-    /// the rules between them (components, `--fine-tune`, the gate's range). The parameters'
-    /// own ranges are checked by [`TrainSettings::params`].
-    pub fn resolve(args: &TrainArgs, config: &FileConfig) -> Result<TrainSettings> {
-        let f = &config.train;
-        let encoder = pick(
-            config,
-            opts::ENCODER,
-            args.encoder.clone(),
-            &None,
-            PathBuf::from(defaults::ENCODER_DIR),
-        )?;
-        let encoder_present = encoder.value.join("model.safetensors").is_file();
-        let mut notes = Vec::new();
-        let default_components = if encoder_present {
-            vec!["linear".to_string(), "encoder".to_string()]
-        } else {
-            if args.components.is_none() {
-                notes.push(format!(
-                    "no encoder in {}: training the linear component only (scripts/fetch-model.sh fetches all-MiniLM-L6-v2)",
-                    encoder.value.display()
-                ));
-            }
-            vec!["linear".to_string()]
-        };
-        let components = from_flag("--components", args.components.clone(), default_components);
-        check_components(&components, args.fine_tune, &encoder, encoder_present)?;
-        let name = match &args.name {
-            Some(n) => n.clone(),
-            None => args
-                .output
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_else(|| "model".into()),
-        };
-        Ok(TrainSettings {
-            seed: pick(config, opts::SEED, args.seed, &f.seed, defaults::SEED)?,
-            valid_split: pick(
-                config,
-                opts::VALID_SPLIT,
-                args.valid_split,
-                &f.valid_split,
-                defaults::VALID_SPLIT,
-            )?,
-            target_precision: pick(
-                config,
-                opts::TARGET_PRECISION,
-                args.target_precision,
-                &f.target_precision,
-                defaults::TARGET_PRECISION,
-            )?,
-            min_accuracy: share_flag("--min-accuracy", args.min_accuracy)?,
-            components,
-            encoder,
-            head: from_flag("--head", args.head, defaults::HEAD),
-            fine_tune: args.fine_tune,
-            min_df: pick(
-                config,
-                opts::MIN_DF,
-                args.min_df,
-                &f.min_df,
-                defaults::MIN_DF,
-            )?,
-            word_ngrams: pick_plain(
-                config,
-                opts::WORD_NGRAMS,
-                None,
-                &f.word_ngrams,
-                defaults::WORD_NGRAMS,
-            ),
-            char_ngrams: pick_plain(
-                config,
-                opts::CHAR_NGRAMS,
-                None,
-                &f.char_ngrams,
-                defaults::CHAR_NGRAMS,
-            ),
-            l2_grid: pick_plain(
-                config,
-                opts::L2_GRID,
-                None,
-                &f.l2_grid,
-                defaults::L2_GRID.to_vec(),
-            ),
-            max_iter: pick(
-                config,
-                opts::MAX_ITER,
-                args.max_iter,
-                &f.max_iter,
-                defaults::MAX_ITER,
-            )?,
-            refit: pick(
-                config,
-                opts::REFIT,
-                args.no_refit.then_some(false),
-                &f.refit,
-                defaults::REFIT,
-            )?,
-            head_alpha: pick(
-                config,
-                opts::HEAD_ALPHA,
-                None,
-                &f.head_alpha,
-                defaults::HEAD_ALPHA,
-            )?,
-            epochs: pick(
-                config,
-                opts::EPOCHS,
-                args.epochs,
-                &f.epochs,
-                defaults::EPOCHS,
-            )?,
-            learning_rate: pick(
-                config,
-                opts::FINE_TUNE_LR,
-                args.learning_rate,
-                &f.fine_tune_lr,
-                defaults::FINE_TUNE_LR,
-            )?,
-            head_learning_rate: pick(
-                config,
-                opts::FINE_TUNE_HEAD_LR,
-                None,
-                &f.fine_tune_head_lr,
-                defaults::FINE_TUNE_HEAD_LR,
-            )?,
-            warm_start: pick(
-                config,
-                opts::FINE_TUNE_WARM_START,
-                None,
-                &f.fine_tune_warm_start,
-                defaults::FINE_TUNE_WARM_START,
-            )?,
-            fine_tune_batch: pick(
-                config,
-                opts::FINE_TUNE_BATCH,
-                None,
-                &f.fine_tune_batch,
-                defaults::FINE_TUNE_BATCH,
-            )?,
-            fine_tune_max_len: pick(
-                config,
-                opts::FINE_TUNE_MAX_LEN,
-                None,
-                &f.fine_tune_max_len,
-                defaults::FINE_TUNE_MAX_LEN,
-            )?,
-            freeze_words: pick(
-                config,
-                opts::FINE_TUNE_FREEZE_WORDS,
-                None,
-                &f.fine_tune_freeze_words,
-                defaults::FINE_TUNE_FREEZE_WORDS,
-            )?,
-            name,
-            notes,
-        })
-    }
-
     /// The training parameters, validated before any work; a value that breaks a rule is
     /// reported with the flag, variable or file line it came from.
     pub fn params(&self) -> Result<ValidTrainParams> {
@@ -630,10 +472,7 @@ impl TrainSettings {
                 }),
             }),
         };
-        match params.broken_rule() {
-            Some(bad) => Err(self.blame(bad)),
-            None => params.validate(),
-        }
+        params.validate().map_err(|bad| self.blame(bad))
     }
 
     /// The error for a broken rule, naming where the offending value was set.
@@ -689,11 +528,11 @@ impl TrainRecord {
         serde_json::to_value(self).expect("a train record serialises")
     }
 
-    /// The record as MLflow params: nested keys dotted, nulls left out, non-strings as JSON
-    /// text.
-    pub fn params(&self) -> Vec<(String, String)> {
+    /// A record's JSON (from [`TrainRecord::to_json`], serialised once per run) as MLflow
+    /// params: nested keys dotted, nulls left out, non-strings as JSON text.
+    pub fn params_of(json: &serde_json::Value) -> Vec<(String, String)> {
         use serde_json::Value;
-        crate::io::write::flatten(&self.to_json())
+        crate::io::write::flatten(json)
             .into_iter()
             .filter_map(|(k, v)| match v {
                 Value::Null => None,
@@ -704,35 +543,9 @@ impl TrainRecord {
     }
 }
 
-impl TrainSettings {
-    /// What the run records of these settings, the validated `params` and the arguments
-    /// passed through, for the data named `data`.
-    pub fn record(&self, params: &ValidTrainParams, args: &TrainArgs, data: String) -> TrainRecord {
-        let p = params.params();
-        TrainRecord {
-            data,
-            valid: args.valid.clone(),
-            valid_split: p.valid_split,
-            seed: p.seed,
-            target_precision: p.target_precision,
-            min_accuracy: self.min_accuracy.as_ref().map(|s| s.value),
-            components: self.components.value.clone(),
-            encoder: p.encoder.as_ref().map(|e| e.dir.display().to_string()),
-            features: p.features.clone(),
-            linear: p.linear.clone(),
-            refit: p.refit,
-            text_col: args.input.text_col.clone(),
-            label_col: args.input.label_col.clone(),
-            register: args.register.clone(),
-            alias: args.alias.clone(),
-            promote_if_better: args.promote_if_better,
-        }
-    }
-}
-
 /// `--components` must name known components, include `linear` (the ensemble is built around
 /// it), include `encoder` for `--fine-tune`, and find the encoder's weights when it is included.
-fn check_components(
+pub fn check_components(
     components: &Setting<Vec<String>>,
     fine_tune: bool,
     encoder: &Setting<PathBuf>,
@@ -783,282 +596,14 @@ pub struct EvaluateSettings {
     pub input_format: Option<Format>,
     /// How the report is printed on stdout.
     pub report: ReportFormat,
-    pub min_accuracy: Option<Setting<f64>>,
-    pub min_macro_f1: Option<Setting<f64>>,
-    pub batch_size: Setting<usize>,
+    /// The `--min-accuracy` and `--min-macro-f1` gates, in [0, 1].
+    pub min_accuracy: Option<f64>,
+    pub min_macro_f1: Option<f64>,
     pub options: EvalOptions,
     /// MC-dropout samples per query (`None`: the model's own default).
     pub mc_samples: Option<usize>,
     /// Deprecated spellings the user should stop using.
     pub warnings: Vec<String>,
-}
-
-impl EvaluateSettings {
-    pub fn resolve(args: &EvaluateArgs, config: &FileConfig) -> Result<EvaluateSettings> {
-        let batch_size = pick_plain(
-            config,
-            opts::EVAL_BATCH_SIZE,
-            None,
-            &config.classify.batch_size,
-            defaults::BATCH_SIZE,
-        )
-        .check(|&n| n >= 1, "must be at least 1")?;
-        let (input_format, old_report) = args.format.map(FormatArg::split).unwrap_or_default();
-        let mut warnings = Vec::new();
-        if let Some(old) = old_report {
-            let new = match old {
-                ReportFormat::Json => "--json or --output-format json",
-                ReportFormat::Text => "--output-format text",
-            };
-            warnings.push(format!(
-                "--format {old} is deprecated for the report; use {new}"
-            ));
-        }
-        let report = if args.json {
-            ReportFormat::Json
-        } else {
-            args.output_format
-                .or(old_report)
-                .unwrap_or(ReportFormat::Text)
-        };
-        Ok(EvaluateSettings {
-            input_format,
-            report,
-            min_accuracy: share_flag("--min-accuracy", args.min_accuracy)?,
-            min_macro_f1: share_flag("--min-macro-f1", args.min_macro_f1)?,
-            options: EvalOptions {
-                batch_size: batch_size.value,
-                cascade: args.cascade,
-                oos_label: args
-                    .oos_label
-                    .clone()
-                    .unwrap_or_else(|| defaults::OOS_LABEL.to_string()),
-            },
-            mc_samples: args.mc_samples,
-            batch_size,
-            warnings,
-        })
-    }
-}
-
-#[cfg(test)]
-mod train_evaluate_tests {
-    use clap::Parser;
-
-    use super::*;
-    use crate::cli::{Cli, Command};
-
-    fn train_args(extra: &[&str]) -> TrainArgs {
-        let argv = ["cqr", "train", "data.csv", "-o", "out/m"];
-        match Cli::parse_from(argv.iter().chain(extra)).command {
-            Command::Train(a) => a,
-            _ => unreachable!("a train command line"),
-        }
-    }
-
-    fn evaluate_args(extra: &[&str]) -> EvaluateArgs {
-        let argv = ["cqr", "evaluate", "m", "data.csv"];
-        match Cli::parse_from(argv.iter().chain(extra)).command {
-            Command::Evaluate(a) => a,
-            _ => unreachable!("an evaluate command line"),
-        }
-    }
-
-    fn file(text: &str) -> FileConfig {
-        FileConfig::parse(Path::new("cqr.toml"), text.into()).unwrap()
-    }
-
-    fn params_error(extra: &[&str], config: &FileConfig) -> String {
-        TrainSettings::resolve(&train_args(extra), config)
-            .and_then(|s| s.params())
-            .unwrap_err()
-            .to_string()
-    }
-
-    #[test]
-    fn nothing_given_means_the_defaults() {
-        let s = TrainSettings::resolve(
-            &train_args(&["--components", "linear"]),
-            &FileConfig::default(),
-        )
-        .unwrap();
-        assert_eq!(s.name, "m");
-        let v = s.params().unwrap();
-        let p = v.params();
-        assert_eq!(p.features, defaults::feature_spec());
-        assert_eq!(p.linear, defaults::linear_params());
-        assert_eq!(
-            (p.seed, p.valid_split, p.target_precision, p.refit),
-            (
-                defaults::SEED,
-                defaults::VALID_SPLIT,
-                defaults::TARGET_PRECISION,
-                defaults::REFIT
-            )
-        );
-        assert!(p.encoder.is_none());
-        assert_eq!(s.seed.origin, Origin::Default);
-    }
-
-    #[test]
-    fn the_command_line_beats_the_file() {
-        let c = file("[train]\nseed = 5\nmin_df = 3\nrefit = true\n");
-        let s = TrainSettings::resolve(&train_args(&["--seed", "9", "--no-refit"]), &c).unwrap();
-        assert_eq!((s.seed.value, s.min_df.value, s.refit.value), (9, 3, false));
-        assert_eq!(s.seed.origin, Origin::Flag("--seed"));
-        assert_eq!(s.refit.origin, Origin::Flag("--no-refit"));
-        assert!(matches!(s.min_df.origin, Origin::File { line: 3, .. }));
-    }
-
-    #[test]
-    fn a_bad_value_names_the_flag_it_came_from() {
-        let none = FileConfig::default();
-        for (args, want) in [
-            (
-                &["--valid-split", "1.5"][..],
-                "--valid-split must be in (0, 1); got 1.5 from --valid-split on the command line",
-            ),
-            (
-                &["--target-precision", "0"],
-                "--target-precision must be in (0, 1]; got 0 from --target-precision on the command line",
-            ),
-            (
-                &["--max-iter", "0"],
-                "--max-iter must be at least 1; got 0 from --max-iter on the command line",
-            ),
-            (
-                &["--min-accuracy", "1.2"],
-                "--min-accuracy must be in [0, 1]; got 1.2 from --min-accuracy on the command line",
-            ),
-            (
-                &["--components", "linear,gpt"],
-                "--components names an unknown component `gpt` (the components are linear and \
-                 encoder); got linear,gpt from --components on the command line",
-            ),
-        ] {
-            assert_eq!(params_error(args, &none), want);
-        }
-        assert!(
-            params_error(&["--components", "linear", "--fine-tune"], &none)
-                .contains("must include `encoder` for --fine-tune")
-        );
-    }
-
-    #[test]
-    fn a_bad_file_value_names_its_line() {
-        let c = file("# training\n[train]\nseed = 1\n\nmin_df = 0\n");
-        assert_eq!(
-            params_error(&[], &c),
-            "--min-df must be at least 1; got 0 from `train.min_df` in cqr.toml line 5"
-        );
-        let c = file("[train]\nword_ngrams = [2, 1]\n");
-        assert_eq!(
-            params_error(&[], &c),
-            "train.word_ngrams must satisfy 1 <= min <= max <= 3 (word n-gram lengths); got \
-             [2, 1] from `train.word_ngrams` in cqr.toml line 2"
-        );
-        let c = file("[train]\nl2_grid = []\n");
-        assert!(params_error(&[], &c).ends_with("; got [] from `train.l2_grid` in cqr.toml line 2"));
-    }
-
-    #[test]
-    fn fine_tune_values_are_checked_before_any_work() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("model.safetensors"), b"not read here").unwrap();
-        let enc = dir.path().to_str().unwrap();
-        let base = [
-            "--encoder",
-            enc,
-            "--components",
-            "linear,encoder",
-            "--fine-tune",
-        ];
-        assert_eq!(
-            params_error(
-                &[&base[..], &["--epochs", "0"]].concat(),
-                &FileConfig::default()
-            ),
-            "--epochs must be at least 1; got 0 from --epochs on the command line"
-        );
-        let c = file("[train]\nfine_tune_batch = 0\n");
-        assert_eq!(
-            params_error(&base, &c),
-            "train.fine_tune_batch must be at least 1; got 0 from `train.fine_tune_batch` in cqr.toml line 2"
-        );
-        let s = TrainSettings::resolve(&train_args(&base), &FileConfig::default()).unwrap();
-        let v = s.params().unwrap();
-        let ft = v
-            .params()
-            .encoder
-            .as_ref()
-            .unwrap()
-            .fine_tune
-            .clone()
-            .unwrap();
-        assert_eq!(ft, defaults::fine_tune_params());
-    }
-
-    #[test]
-    fn a_missing_encoder_is_refused_naming_where_its_folder_came_from() {
-        let err = params_error(
-            &[
-                "--encoder",
-                "/nonexistent/enc",
-                "--components",
-                "linear,encoder",
-            ],
-            &FileConfig::default(),
-        );
-        assert!(
-            err.contains("/nonexistent/enc")
-                && err.contains("no model.safetensors")
-                && err.contains("--encoder on the command line"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn evaluate_format_is_the_input_format_and_the_old_spelling_warns() {
-        let none = FileConfig::default();
-        let s = EvaluateSettings::resolve(&evaluate_args(&["--format", "csv"]), &none).unwrap();
-        assert_eq!(
-            (s.input_format, s.report, s.warnings.len()),
-            (Some(Format::Csv), ReportFormat::Text, 0)
-        );
-        for new in [&["--json"][..], &["--output-format", "json"]] {
-            let s = EvaluateSettings::resolve(&evaluate_args(new), &none).unwrap();
-            assert_eq!((s.input_format, s.report), (None, ReportFormat::Json));
-            assert!(s.warnings.is_empty());
-        }
-        let s = EvaluateSettings::resolve(&evaluate_args(&["--format", "json"]), &none).unwrap();
-        assert_eq!((s.input_format, s.report), (None, ReportFormat::Json));
-        assert_eq!(
-            s.warnings,
-            ["--format json is deprecated for the report; use --json or --output-format json"]
-        );
-        assert_eq!(s.options.oos_label, defaults::OOS_LABEL);
-        assert_eq!(s.options.batch_size, defaults::BATCH_SIZE);
-    }
-
-    #[test]
-    fn evaluate_checks_its_gates_and_batch_size_where_they_were_set() {
-        let none = FileConfig::default();
-        let err = EvaluateSettings::resolve(&evaluate_args(&["--min-macro-f1", "2"]), &none)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "--min-macro-f1 must be in [0, 1]; got 2 from --min-macro-f1 on the command line"
-        );
-        let c = file("[classify]\nbatch_size = 0\n");
-        let err = EvaluateSettings::resolve(&evaluate_args(&[]), &c)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "classify.batch_size must be at least 1; got 0 from `classify.batch_size` in cqr.toml line 2"
-        );
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -14,7 +14,7 @@ use cqr::models::bundle::{
     TrainingInfo, FORMAT_VERSION, MANIFEST,
 };
 use cqr::models::calibration::{softmax_t, ThresholdChoice};
-use cqr::models::train::{stratified_split, train, TrainParams};
+use cqr::models::train::{stratified_split, train, Rows, TrainParams};
 use cqr::models::{Classifier, Model};
 use cqr::settings::defaults;
 use cqr::text::pii::Masking;
@@ -40,7 +40,8 @@ fn load_of_save_predicts_identically() {
     .validate()
     .unwrap();
     let (tr, va) = stratified_split(&records, 0.1, 5);
-    let trained = train(&params, &tr, &va, ("train", "valid"), &mut |_| {}).unwrap();
+    let rows = Rows::new(&tr, &va, ("train", "valid")).unwrap();
+    let trained = train(&params, &rows, &mut |_| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m");
     let manifest = trained

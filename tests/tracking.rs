@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 mod common;
 
 use assert_cmd::Command;
-use common::{cqr_in, jsonl, root, run_ok, tickets, tickets_test, walk, without_model};
+use common::{
+    cqr_in, jsonl, root, run_ok, tickets, tickets_test, valid_with_unseen_label, walk,
+    without_model,
+};
 use predicates::prelude::*;
 use serde_json::{json, Value};
 
@@ -338,6 +341,51 @@ fn train_registers_and_models_refs_work_from_a_cold_cache() {
             "model                           latest    aliases\n\
              intents                         2         champion→2\n",
         );
+}
+
+#[test]
+fn promote_if_better_scores_the_holder_on_the_candidates_rows() {
+    let server = Server::start(false);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // A validation row with a label training never sees is not one the candidate is measured
+    // on, so it must not count against the holder either.
+    valid_with_unseen_label(w);
+    // Without refit the bundle is the model measured on validation, so the same data and seed
+    // give the holder exactly the candidate's accuracy.
+    let train = |out: &str, extra: &[&str]| {
+        run_ok(
+            cqr(w, &server.uri)
+                .args(["train", "--components", "linear", "--no-refit"])
+                .args(["--valid", "valid.csv", "-o", out])
+                .args(["--register", "intents", "--alias", "champion"])
+                .args(extra)
+                .arg(tickets()),
+        )
+    };
+    train("m1", &[]);
+    let out = train("m2", &["--promote-if-better"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("keeping the current holder"), "{stderr}");
+    let run = server
+        .runs("cqr")
+        .into_iter()
+        .find(|r| r["info"]["run_name"] == "train m2")
+        .expect("the second run");
+    let metric = |key: &str| {
+        run["data"]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["key"] == key)
+            .unwrap_or_else(|| panic!("no {key}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        metric("promote.champion_valid_accuracy"),
+        metric("promote.candidate_valid_accuracy")
+    );
 }
 
 /// A server on 127.0.0.1 that answers every request with `reply(request line)`, for replies a

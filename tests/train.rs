@@ -6,7 +6,9 @@ use std::path::Path;
 
 mod common;
 
-use common::{cqr_in, linear_model as model, run_ok, tickets, tickets_test};
+use common::{
+    cqr_in, linear_model as model, run_ok, tickets, tickets_test, valid_with_unseen_label, walk,
+};
 use serde_json::Value;
 
 /// Runs `train` in a fresh directory, expecting a usage error before any work: exit 2, nothing
@@ -119,6 +121,48 @@ fn the_summary_keeps_its_shape() {
     assert!(!text.contains("NaN"), "{text}");
 }
 
+#[test]
+fn the_runs_validation_digest_is_the_manifests() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // A validation row whose label training never sees is left out of validation: the run's
+    // dataset digest must describe the same rows as the manifest's.
+    valid_with_unseen_label(w);
+    run_ok(
+        cqr_in(w)
+            .args([
+                "train",
+                "--components",
+                "linear",
+                "--valid",
+                "valid.csv",
+                "-o",
+                "m",
+            ])
+            .arg(tickets()),
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(w.join("m/manifest.json")).unwrap()).unwrap();
+    let inputs = walk(&w.join("runs"))
+        .into_iter()
+        .find(|p| p.ends_with("cqr_inputs.json"))
+        .expect("the run logged its datasets");
+    let inputs: Value = serde_json::from_slice(&std::fs::read(inputs).unwrap()).unwrap();
+    for (context, key) in [("training", "train_data"), ("validation", "valid_data")] {
+        let logged = inputs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["context"] == context)
+            .unwrap_or_else(|| panic!("no {context} dataset in {inputs}"));
+        assert_eq!(
+            logged["digest"], manifest["training"][key]["sha256"],
+            "{context}"
+        );
+    }
+    assert_eq!(manifest["training"]["valid_data"]["rows"], 480);
+}
+
 fn evaluate(extra: &[&str], data: &Path) -> std::process::Output {
     let work = tempfile::tempdir().unwrap();
     cqr_in(work.path())
@@ -170,6 +214,48 @@ fn evaluate_prints_json_with_json_or_output_format_and_warns_on_the_old_format_f
         Some(2),
         "--json and --output-format conflict"
     );
+}
+
+#[test]
+fn evaluate_report_dir_files_are_the_runs_report_artifacts() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    run_ok(
+        cqr_in(w)
+            .arg("evaluate")
+            .arg(model())
+            .arg(tickets_test())
+            .args(["--report-dir", "rep"]),
+    );
+    let reports: Vec<_> = walk(&w.join("runs"))
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("artifacts/report")))
+        .collect();
+    let mut names: Vec<_> = reports
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "confusion.png",
+            "coverage.png",
+            "metrics.json",
+            "reliability.png",
+            "report.md"
+        ]
+    );
+    for p in reports {
+        let written = w.join("rep").join(p.file_name().unwrap());
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            std::fs::read(&written).unwrap(),
+            "{} differs from {}",
+            p.display(),
+            written.display()
+        );
+    }
 }
 
 #[test]

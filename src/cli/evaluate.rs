@@ -8,12 +8,12 @@ use clap::{Args, ValueEnum};
 use super::{InputArgs, Outcome};
 use crate::eval::evaluate;
 use crate::eval::report::{write_report, ReportFormat};
-use crate::eval::EvalReport;
+use crate::eval::{EvalOptions, EvalReport};
 use crate::io::read::read_all;
 use crate::io::Format;
 use crate::models::Model;
 use crate::settings::defaults::{self, help};
-use crate::settings::{EvaluateSettings, FileConfig};
+use crate::settings::{opts, pick_plain, share_flag, EvaluateSettings, FileConfig};
 use crate::tracking::store::{LocalRun, RunStatus};
 use crate::tracking::{refs, ActiveRun, TrackingSettings};
 use crate::ui;
@@ -89,6 +89,54 @@ pub struct EvaluateArgs {
     pub input: InputArgs,
 }
 
+// Resolution lives beside the arguments it reads, so `settings` never imports `cli`.
+impl EvaluateSettings {
+    pub fn resolve(args: &EvaluateArgs, config: &FileConfig) -> crate::Result<EvaluateSettings> {
+        let batch_size = pick_plain(
+            config,
+            opts::EVAL_BATCH_SIZE,
+            None,
+            &config.classify.batch_size,
+            defaults::BATCH_SIZE,
+        )
+        .check(|&n| n >= 1, "must be at least 1")?;
+        let (input_format, old_report) = args.format.map(FormatArg::split).unwrap_or_default();
+        let mut warnings = Vec::new();
+        if let Some(old) = old_report {
+            let new = match old {
+                ReportFormat::Json => "--json or --output-format json",
+                ReportFormat::Text => "--output-format text",
+            };
+            warnings.push(format!(
+                "--format {old} is deprecated for the report; use {new}"
+            ));
+        }
+        let report = if args.json {
+            ReportFormat::Json
+        } else {
+            args.output_format
+                .or(old_report)
+                .unwrap_or(ReportFormat::Text)
+        };
+        Ok(EvaluateSettings {
+            input_format,
+            report,
+            min_accuracy: share_flag("--min-accuracy", args.min_accuracy)?,
+            min_macro_f1: share_flag("--min-macro-f1", args.min_macro_f1)?,
+            options: EvalOptions {
+                batch_size: batch_size.value,
+                cascade: args.cascade,
+                oos_label: args
+                    .oos_label
+                    .clone()
+                    .unwrap_or_else(|| defaults::OOS_LABEL.to_string()),
+            },
+            mc_samples: args.mc_samples,
+            warnings,
+        })
+    }
+}
+
 pub fn run(
     args: EvaluateArgs,
     config: &FileConfig,
@@ -112,9 +160,17 @@ pub fn run(
         "evaluate",
     )?;
     log_evaluation(&run.local, &args.model, &model, &data_name, &report)?;
+    if args.report_dir.is_none() {
+        write_report(&run.local.dir.join("artifacts").join(REPORT), &report)?;
+    }
     ui::print(&settings.report.render(&report))?;
     if let Some(dir) = &args.report_dir {
+        // Rendered once, into the directory asked for; the run keeps copies of those files.
         let files = write_report(dir, &report)?;
+        for f in &files {
+            run.local
+                .add_artifact(&format!("{REPORT}/{f}"), &dir.join(f))?;
+        }
         ui::note(&format!(
             "report written to {}: {}",
             dir.display(),
@@ -124,10 +180,7 @@ pub fn run(
     if let Some(warning) = report.unknown_labels_warning() {
         ui::warn(&warning);
     }
-    let failed = report.failed_gates(
-        settings.min_accuracy.map(|s| s.value),
-        settings.min_macro_f1.map(|s| s.value),
-    );
+    let failed = report.failed_gates(settings.min_accuracy, settings.min_macro_f1);
     if !failed.is_empty() {
         run.local.set_tag("cqr.gate", "failed")?;
     }
@@ -143,8 +196,11 @@ pub fn run(
     }
 }
 
-/// The evaluation as a run: the model it measured (tags), the metrics, and the report with its
-/// plots as artifacts.
+/// Where the report and its plots go among the run's artifacts.
+const REPORT: &str = "report";
+
+/// The evaluation as a run: the model it measured (tags) and the metrics; `run` adds the report
+/// with its plots as artifacts.
 fn log_evaluation(
     run: &LocalRun,
     reference: &str,
@@ -163,7 +219,70 @@ fn log_evaluation(
     for (k, v) in r.run_metrics() {
         run.log_metric(k, v, 0)?;
     }
-    let dir = run.dir.join("artifacts").join("report");
-    write_report(&dir, r)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn evaluate_args(extra: &[&str]) -> EvaluateArgs {
+        let argv = ["cqr", "evaluate", "m", "data.csv"];
+        match Cli::parse_from(argv.iter().chain(extra)).command {
+            Command::Evaluate(a) => a,
+            _ => unreachable!("an evaluate command line"),
+        }
+    }
+
+    fn file(text: &str) -> FileConfig {
+        FileConfig::parse(Path::new("cqr.toml"), text.into()).unwrap()
+    }
+
+    #[test]
+    fn evaluate_format_is_the_input_format_and_the_old_spelling_warns() {
+        let none = FileConfig::default();
+        let s = EvaluateSettings::resolve(&evaluate_args(&["--format", "csv"]), &none).unwrap();
+        assert_eq!(
+            (s.input_format, s.report, s.warnings.len()),
+            (Some(Format::Csv), ReportFormat::Text, 0)
+        );
+        for new in [&["--json"][..], &["--output-format", "json"]] {
+            let s = EvaluateSettings::resolve(&evaluate_args(new), &none).unwrap();
+            assert_eq!((s.input_format, s.report), (None, ReportFormat::Json));
+            assert!(s.warnings.is_empty());
+        }
+        let s = EvaluateSettings::resolve(&evaluate_args(&["--format", "json"]), &none).unwrap();
+        assert_eq!((s.input_format, s.report), (None, ReportFormat::Json));
+        assert_eq!(
+            s.warnings,
+            ["--format json is deprecated for the report; use --json or --output-format json"]
+        );
+        assert_eq!(s.options.oos_label, defaults::OOS_LABEL);
+        assert_eq!(s.options.batch_size, defaults::BATCH_SIZE);
+    }
+
+    #[test]
+    fn evaluate_checks_its_gates_and_batch_size_where_they_were_set() {
+        let none = FileConfig::default();
+        let err = EvaluateSettings::resolve(&evaluate_args(&["--min-macro-f1", "2"]), &none)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--min-macro-f1 must be in [0, 1]; got 2 from --min-macro-f1 on the command line"
+        );
+        let c = file("[classify]\nbatch_size = 0\n");
+        let err = EvaluateSettings::resolve(&evaluate_args(&[]), &c)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "classify.batch_size must be at least 1; got 0 from `classify.batch_size` in cqr.toml line 2"
+        );
+    }
 }

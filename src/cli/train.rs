@@ -13,9 +13,14 @@ use crate::io::read::{read_all, ReadSpec, Record};
 use crate::io::{Format, Target};
 use crate::metrics::pct;
 use crate::models::bundle::check_destination;
-use crate::models::train::{fingerprint, stratified_split, train, HeadKind, Step, Trained};
+use crate::models::train::{
+    stratified_split, train, HeadKind, Rows, Step, Trained, ValidTrainParams,
+};
 use crate::settings::defaults::{self, help, help_env};
-use crate::settings::{FileConfig, TrainRecord, TrainSettings};
+use crate::settings::{
+    check_components, from_flag, opts, pick, pick_plain, share_flag, FileConfig, TrainRecord,
+    TrainSettings,
+};
 use crate::tracking::store::{Dataset, LocalRun, Registration, RunStatus};
 use crate::tracking::{ActiveRun, RunOutcome, TrackingSettings};
 use crate::ui;
@@ -115,6 +120,192 @@ pub struct TrainArgs {
     pub input: InputArgs,
 }
 
+// Resolution lives beside the arguments it reads, so `settings` never imports `cli`.
+impl TrainSettings {
+    /// Resolves every `train` option (CLI > `CQR_*` env > `cqr.toml` > [`defaults`]) and checks
+    /// the rules between them (components, `--fine-tune`, the gate's range). The parameters'
+    /// own ranges are checked by [`TrainSettings::params`].
+    pub fn resolve(args: &TrainArgs, config: &FileConfig) -> crate::Result<TrainSettings> {
+        let f = &config.train;
+        let encoder = pick(
+            config,
+            opts::ENCODER,
+            args.encoder.clone(),
+            &None,
+            PathBuf::from(defaults::ENCODER_DIR),
+        )?;
+        let encoder_present = encoder.value.join("model.safetensors").is_file();
+        let mut notes = Vec::new();
+        let default_components = if encoder_present {
+            vec!["linear".to_string(), "encoder".to_string()]
+        } else {
+            if args.components.is_none() {
+                notes.push(format!(
+                    "no encoder in {}: training the linear component only (scripts/fetch-model.sh fetches all-MiniLM-L6-v2)",
+                    encoder.value.display()
+                ));
+            }
+            vec!["linear".to_string()]
+        };
+        let components = from_flag("--components", args.components.clone(), default_components);
+        check_components(&components, args.fine_tune, &encoder, encoder_present)?;
+        let name = match &args.name {
+            Some(n) => n.clone(),
+            None => args
+                .output
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| "model".into()),
+        };
+        Ok(TrainSettings {
+            seed: pick(config, opts::SEED, args.seed, &f.seed, defaults::SEED)?,
+            valid_split: pick(
+                config,
+                opts::VALID_SPLIT,
+                args.valid_split,
+                &f.valid_split,
+                defaults::VALID_SPLIT,
+            )?,
+            target_precision: pick(
+                config,
+                opts::TARGET_PRECISION,
+                args.target_precision,
+                &f.target_precision,
+                defaults::TARGET_PRECISION,
+            )?,
+            min_accuracy: share_flag("--min-accuracy", args.min_accuracy)?,
+            components,
+            encoder,
+            head: from_flag("--head", args.head, defaults::HEAD),
+            fine_tune: args.fine_tune,
+            min_df: pick(
+                config,
+                opts::MIN_DF,
+                args.min_df,
+                &f.min_df,
+                defaults::MIN_DF,
+            )?,
+            word_ngrams: pick_plain(
+                config,
+                opts::WORD_NGRAMS,
+                None,
+                &f.word_ngrams,
+                defaults::WORD_NGRAMS,
+            ),
+            char_ngrams: pick_plain(
+                config,
+                opts::CHAR_NGRAMS,
+                None,
+                &f.char_ngrams,
+                defaults::CHAR_NGRAMS,
+            ),
+            l2_grid: pick_plain(
+                config,
+                opts::L2_GRID,
+                None,
+                &f.l2_grid,
+                defaults::L2_GRID.to_vec(),
+            ),
+            max_iter: pick(
+                config,
+                opts::MAX_ITER,
+                args.max_iter,
+                &f.max_iter,
+                defaults::MAX_ITER,
+            )?,
+            refit: pick(
+                config,
+                opts::REFIT,
+                args.no_refit.then_some(false),
+                &f.refit,
+                defaults::REFIT,
+            )?,
+            head_alpha: pick(
+                config,
+                opts::HEAD_ALPHA,
+                None,
+                &f.head_alpha,
+                defaults::HEAD_ALPHA,
+            )?,
+            epochs: pick(
+                config,
+                opts::EPOCHS,
+                args.epochs,
+                &f.epochs,
+                defaults::EPOCHS,
+            )?,
+            learning_rate: pick(
+                config,
+                opts::FINE_TUNE_LR,
+                args.learning_rate,
+                &f.fine_tune_lr,
+                defaults::FINE_TUNE_LR,
+            )?,
+            head_learning_rate: pick(
+                config,
+                opts::FINE_TUNE_HEAD_LR,
+                None,
+                &f.fine_tune_head_lr,
+                defaults::FINE_TUNE_HEAD_LR,
+            )?,
+            warm_start: pick(
+                config,
+                opts::FINE_TUNE_WARM_START,
+                None,
+                &f.fine_tune_warm_start,
+                defaults::FINE_TUNE_WARM_START,
+            )?,
+            fine_tune_batch: pick(
+                config,
+                opts::FINE_TUNE_BATCH,
+                None,
+                &f.fine_tune_batch,
+                defaults::FINE_TUNE_BATCH,
+            )?,
+            fine_tune_max_len: pick(
+                config,
+                opts::FINE_TUNE_MAX_LEN,
+                None,
+                &f.fine_tune_max_len,
+                defaults::FINE_TUNE_MAX_LEN,
+            )?,
+            freeze_words: pick(
+                config,
+                opts::FINE_TUNE_FREEZE_WORDS,
+                None,
+                &f.fine_tune_freeze_words,
+                defaults::FINE_TUNE_FREEZE_WORDS,
+            )?,
+            name,
+            notes,
+        })
+    }
+
+    /// What the run records of these settings, the validated `params` and the arguments
+    /// passed through, for the data named `data`.
+    pub fn record(&self, params: &ValidTrainParams, args: &TrainArgs, data: String) -> TrainRecord {
+        let p = params.params();
+        TrainRecord {
+            data,
+            valid: args.valid.clone(),
+            valid_split: p.valid_split,
+            seed: p.seed,
+            target_precision: p.target_precision,
+            min_accuracy: self.min_accuracy,
+            components: self.components.value.clone(),
+            encoder: p.encoder.as_ref().map(|e| e.dir.display().to_string()),
+            features: p.features.clone(),
+            linear: p.linear.clone(),
+            refit: p.refit,
+            text_col: args.input.text_col.clone(),
+            label_col: args.input.label_col.clone(),
+            register: args.register.clone(),
+            alias: args.alias.clone(),
+            promote_if_better: args.promote_if_better,
+        }
+    }
+}
+
 /// The rows to train and validate on, each with the name of where they came from.
 struct Split<'a> {
     train: (String, Vec<&'a Record>),
@@ -169,19 +360,19 @@ pub fn run(
             }
         }
     };
-    let recorded = settings.record(&params, &args, data_name);
+    // Serialised once: the manifest keeps this JSON and the run's params are made from it.
+    let recorded = settings.record(&params, &args, data_name).to_json();
     let run = ActiveRun::start(tracking, &format!("train {}", settings.name), "train")?;
     let job = Job {
         args: &args,
         settings: &settings,
         recorded: &recorded,
         run: &run.local,
-        split: &split,
         tracking,
     };
     let result = log_start(&run.local, &recorded, &split)
         .map_err(anyhow::Error::from)
-        .and_then(|_| train_and_save(&job, &params));
+        .and_then(|rows| train_and_save(&job, &params, rows));
     match result {
         Ok(TrainEnd::Written(summary, register)) => {
             let outcome = run.end(RunStatus::Finished, register)?;
@@ -210,39 +401,51 @@ enum TrainEnd {
     Gated(String),
 }
 
-/// Params (the resolved settings, flattened) and the datasets, before training starts.
-fn log_start(run: &LocalRun, recorded: &TrainRecord, split: &Split<'_>) -> crate::Result<()> {
-    for (k, v) in recorded.params() {
+/// Params (the resolved settings, flattened), then the rows to train on with their datasets
+/// (the rows actually used, so the digests are the manifest's), before training starts.
+fn log_start<'a>(
+    run: &LocalRun,
+    recorded: &serde_json::Value,
+    split: &Split<'a>,
+) -> crate::Result<Rows<'a>> {
+    for (k, v) in TrainRecord::params_of(recorded) {
         run.log_param(&k, &v)?;
     }
-    for ((source, rows), context) in [(&split.train, "training"), (&split.valid, "validation")] {
-        let fp = fingerprint(source, rows);
+    let rows = Rows::new(
+        &split.train.1,
+        &split.valid.1,
+        (&split.train.0, &split.valid.0),
+    )?;
+    for (fp, context) in [
+        (&rows.train_data, "training"),
+        (&rows.valid_data, "validation"),
+    ] {
         run.log_input(&Dataset {
-            name: source.to_string(),
-            digest: fp.sha256,
-            source: source.to_string(),
+            name: fp.source.clone(),
+            digest: fp.sha256.clone(),
+            source: fp.source.clone(),
             context: context.to_string(),
         })?;
     }
-    Ok(())
+    Ok(rows)
 }
 
 /// One training run's inputs once its settings are resolved and its data read.
 struct Job<'a> {
     args: &'a TrainArgs,
     settings: &'a TrainSettings,
-    recorded: &'a TrainRecord,
+    recorded: &'a serde_json::Value,
     run: &'a LocalRun,
-    split: &'a Split<'a>,
     tracking: &'a TrackingSettings,
 }
 
 fn train_and_save(
     job: &Job<'_>,
-    params: &crate::models::train::ValidTrainParams,
+    params: &ValidTrainParams,
+    rows: Rows<'_>,
 ) -> anyhow::Result<TrainEnd> {
-    let (args, run, split) = (job.args, job.run, job.split);
-    let trained = train_with_progress(job, params)?;
+    let (args, run) = (job.args, job.run);
+    let trained = train_with_progress(job, params, &rows)?;
     for (i, pp) in trained.path.iter().enumerate() {
         run.log_metric("l2_path.l2", pp.l2 as f64, i as i64)?;
         run.log_metric("l2_path.valid_accuracy", pp.valid_accuracy, i as i64)?;
@@ -250,18 +453,18 @@ fn train_and_save(
         run.log_metric("l2_path.iterations", pp.iterations as f64, i as i64)?;
     }
     for (k, v) in trained.run_metrics() {
-        run.log_metric(k, v, 0)?;
+        run.log_metric(&k, v, 0)?;
     }
     for warning in trained.warnings() {
         ui::warn(&warning);
     }
     let acc = trained.metrics.valid_accuracy;
-    if let Some(min) = &job.settings.min_accuracy {
-        if acc < min.value {
+    if let Some(min) = job.settings.min_accuracy {
+        if acc < min {
             return Ok(TrainEnd::Gated(format!(
                 "gate failed: validation accuracy {} is below --min-accuracy {}; no model was written",
                 pct(acc),
-                pct(min.value)
+                pct(min)
             )));
         }
     }
@@ -271,7 +474,7 @@ fn train_and_save(
         &job.settings.name,
         args.force,
         seed,
-        job.recorded.to_json(),
+        job.recorded.clone(),
         args.input.masking(),
     )?;
     run.add_artifact("model", &args.output)?;
@@ -281,8 +484,8 @@ fn train_and_save(
         Some(name) => {
             let move_alias = match (&args.alias, args.promote_if_better) {
                 (Some(alias), true) => {
-                    let p =
-                        promote::compare(run, job.tracking, (name, alias), acc, &split.valid.1)?;
+                    // The holder is scored on the rows the candidate's accuracy was measured on.
+                    let p = promote::compare(run, job.tracking, (name, alias), acc, rows.valid())?;
                     if p.holder.is_some() {
                         ui::note(&p.verdict());
                     }
@@ -307,7 +510,8 @@ fn train_and_save(
 /// (`train_loss`) and each fine-tune step's (`fine_tune_loss`) to the run.
 fn train_with_progress(
     job: &Job<'_>,
-    params: &crate::models::train::ValidTrainParams,
+    params: &ValidTrainParams,
+    rows: &Rows<'_>,
 ) -> anyhow::Result<Trained> {
     let bar = ui::spinner("training");
     let mut solver_steps = 0i64;
@@ -330,14 +534,7 @@ fn train_with_progress(
             log_error.get_or_insert(e);
         }
     };
-    let split = job.split;
-    let trained = train(
-        params,
-        &split.train.1,
-        &split.valid.1,
-        (&split.train.0, &split.valid.0),
-        &mut on_step,
-    )?;
+    let trained = train(params, rows, &mut on_step)?;
     bar.finish_and_clear();
     match log_error {
         Some(e) => Err(e.into()),
@@ -365,10 +562,174 @@ pub fn report_run(o: &RunOutcome) {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use std::path::Path;
 
-    use crate::cli::Cli;
-    use crate::settings::{defaults, opts};
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::settings::{defaults, opts, Origin};
+
+    fn train_args(extra: &[&str]) -> TrainArgs {
+        let argv = ["cqr", "train", "data.csv", "-o", "out/m"];
+        match Cli::parse_from(argv.iter().chain(extra)).command {
+            Command::Train(a) => a,
+            _ => unreachable!("a train command line"),
+        }
+    }
+
+    fn file(text: &str) -> FileConfig {
+        FileConfig::parse(Path::new("cqr.toml"), text.into()).unwrap()
+    }
+
+    fn params_error(extra: &[&str], config: &FileConfig) -> String {
+        TrainSettings::resolve(&train_args(extra), config)
+            .and_then(|s| s.params())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn nothing_given_means_the_defaults() {
+        let s = TrainSettings::resolve(
+            &train_args(&["--components", "linear"]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(s.name, "m");
+        let v = s.params().unwrap();
+        let p = v.params();
+        assert_eq!(p.features, defaults::feature_spec());
+        assert_eq!(p.linear, defaults::linear_params());
+        assert_eq!(
+            (p.seed, p.valid_split, p.target_precision, p.refit),
+            (
+                defaults::SEED,
+                defaults::VALID_SPLIT,
+                defaults::TARGET_PRECISION,
+                defaults::REFIT
+            )
+        );
+        assert!(p.encoder.is_none());
+        assert_eq!(s.seed.origin, Origin::Default);
+    }
+
+    #[test]
+    fn the_command_line_beats_the_file() {
+        let c = file("[train]\nseed = 5\nmin_df = 3\nrefit = true\n");
+        let s = TrainSettings::resolve(&train_args(&["--seed", "9", "--no-refit"]), &c).unwrap();
+        assert_eq!((s.seed.value, s.min_df.value, s.refit.value), (9, 3, false));
+        assert_eq!(s.seed.origin, Origin::Flag("--seed"));
+        assert_eq!(s.refit.origin, Origin::Flag("--no-refit"));
+        assert!(matches!(s.min_df.origin, Origin::File { line: 3, .. }));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_flag_it_came_from() {
+        let none = FileConfig::default();
+        for (args, want) in [
+            (
+                &["--valid-split", "1.5"][..],
+                "--valid-split must be in (0, 1); got 1.5 from --valid-split on the command line",
+            ),
+            (
+                &["--target-precision", "0"],
+                "--target-precision must be in (0, 1]; got 0 from --target-precision on the command line",
+            ),
+            (
+                &["--max-iter", "0"],
+                "--max-iter must be at least 1; got 0 from --max-iter on the command line",
+            ),
+            (
+                &["--min-accuracy", "1.2"],
+                "--min-accuracy must be in [0, 1]; got 1.2 from --min-accuracy on the command line",
+            ),
+            (
+                &["--components", "linear,gpt"],
+                "--components names an unknown component `gpt` (the components are linear and \
+                 encoder); got linear,gpt from --components on the command line",
+            ),
+        ] {
+            assert_eq!(params_error(args, &none), want);
+        }
+        assert!(
+            params_error(&["--components", "linear", "--fine-tune"], &none)
+                .contains("must include `encoder` for --fine-tune")
+        );
+    }
+
+    #[test]
+    fn a_bad_file_value_names_its_line() {
+        let c = file("# training\n[train]\nseed = 1\n\nmin_df = 0\n");
+        assert_eq!(
+            params_error(&[], &c),
+            "--min-df must be at least 1; got 0 from `train.min_df` in cqr.toml line 5"
+        );
+        let c = file("[train]\nword_ngrams = [2, 1]\n");
+        assert_eq!(
+            params_error(&[], &c),
+            "train.word_ngrams must satisfy 1 <= min <= max <= 3 (word n-gram lengths); got \
+             [2, 1] from `train.word_ngrams` in cqr.toml line 2"
+        );
+        let c = file("[train]\nl2_grid = []\n");
+        assert!(params_error(&[], &c).ends_with("; got [] from `train.l2_grid` in cqr.toml line 2"));
+    }
+
+    #[test]
+    fn fine_tune_values_are_checked_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), b"not read here").unwrap();
+        let enc = dir.path().to_str().unwrap();
+        let base = [
+            "--encoder",
+            enc,
+            "--components",
+            "linear,encoder",
+            "--fine-tune",
+        ];
+        assert_eq!(
+            params_error(
+                &[&base[..], &["--epochs", "0"]].concat(),
+                &FileConfig::default()
+            ),
+            "--epochs must be at least 1; got 0 from --epochs on the command line"
+        );
+        let c = file("[train]\nfine_tune_batch = 0\n");
+        assert_eq!(
+            params_error(&base, &c),
+            "train.fine_tune_batch must be at least 1; got 0 from `train.fine_tune_batch` in cqr.toml line 2"
+        );
+        let s = TrainSettings::resolve(&train_args(&base), &FileConfig::default()).unwrap();
+        let v = s.params().unwrap();
+        let ft = v
+            .params()
+            .encoder
+            .as_ref()
+            .unwrap()
+            .fine_tune
+            .clone()
+            .unwrap();
+        assert_eq!(ft, defaults::fine_tune_params());
+    }
+
+    #[test]
+    fn a_missing_encoder_is_refused_naming_where_its_folder_came_from() {
+        let err = params_error(
+            &[
+                "--encoder",
+                "/nonexistent/enc",
+                "--components",
+                "linear,encoder",
+            ],
+            &FileConfig::default(),
+        );
+        assert!(
+            err.contains("/nonexistent/enc")
+                && err.contains("no model.safetensors")
+                && err.contains("--encoder on the command line"),
+            "{err}"
+        );
+    }
 
     /// Every option the resolver names by flag exists on `train` under that name.
     #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::read::Record;
 use crate::metrics::{self, Confusion, CoveragePoint, IntentScore, ReliabilityBin, Scored};
-use crate::models::{Decision, Model};
+use crate::models::{Decision, Model, ModelRef};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
@@ -27,7 +27,7 @@ pub struct Latency {
 /// Everything `cqr evaluate` reports.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EvalReport {
-    pub model: serde_json::Value,
+    pub model: ModelRef,
     pub data: String,
     pub n: usize,
     pub accuracy: f64,
@@ -61,17 +61,6 @@ pub struct EvalReport {
 pub struct ComponentScore {
     pub accuracy: f64,
     pub ece: f64,
-}
-
-impl EvalReport {
-    /// A field of the evaluated model's reference (`name`, `version`, `checksum`), or `?`.
-    pub fn model_field(&self, key: &str) -> String {
-        self.model
-            .get(key)
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_string()
-    }
 }
 
 /// Out-of-scope detection figures.
@@ -205,7 +194,7 @@ pub fn evaluate(
     let answered: Vec<&Scored> = scored.iter().filter(|s| !s.abstained).collect();
     let n = scored.len();
     Ok(EvalReport {
-        model: serde_json::to_value(model.model_ref()).expect("a model ref serialises"),
+        model: model.model_ref(),
         data: data_name.to_string(),
         n,
         accuracy: metrics::accuracy(&scored),

@@ -132,12 +132,12 @@ pub fn write_report(dir: &Path, report: &EvalReport) -> Result<Vec<String>> {
 
 /// The readable summary `cqr evaluate` prints.
 pub fn summary(r: &EvalReport) -> String {
-    let get = |k: &str| r.model_field(k);
+    let m = &r.model;
     let mut s = format!(
         "model      {} {} ({})\ndata       {}: {} queries\naccuracy   {}   macro-F1 {:.4}   ECE {:.4}\nabstain    below {:.4}: {} abstained, accuracy when answering {}\nlatency    p50 {:.3} ms, p95 {:.3} ms per query; {:.0} queries/s in batches\n",
-        get("name"),
-        get("version"),
-        &get("checksum")[..12.min(get("checksum").len())],
+        m.name,
+        m.version,
+        &m.checksum[..12.min(m.checksum.len())],
         r.data,
         r.n,
         pct(r.accuracy),
@@ -257,6 +257,5 @@ pub fn markdown(r: &EvalReport) -> String {
 }
 
 fn model_name(r: &EvalReport) -> String {
-    let get = |k: &str| r.model_field(k);
-    format!("{} {}", get("name"), get("version"))
+    format!("{} {}", r.model.name, r.model.version)
 }

@@ -16,7 +16,7 @@ pub mod train;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::text::{Scratch, SparseVec};
@@ -86,7 +86,7 @@ pub struct Component {
 }
 
 /// What answers a query: name, version and checksum of the bundle.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelRef {
     pub name: String,
     pub version: String,

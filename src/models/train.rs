@@ -112,6 +112,12 @@ pub struct Invalid {
     pub why: &'static str,
 }
 
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.param, self.why)
+    }
+}
+
 /// Parameters that passed validation; only these can start the expensive work.
 #[derive(Debug, Clone)]
 pub struct ValidTrainParams(TrainParams);
@@ -148,9 +154,11 @@ impl TrainParams {
         bad(Param::FineTune(p), why)
     }
 
-    pub fn validate(self) -> Result<ValidTrainParams> {
+    /// The parameters as validated, or the first rule they break (the settings resolver turns
+    /// it into an error naming where the value came from).
+    pub fn validate(self) -> std::result::Result<ValidTrainParams, Invalid> {
         match self.broken_rule() {
-            Some(Invalid { param, why }) => Err(Error::Usage(format!("{param}: {why}"))),
+            Some(bad) => Err(bad),
             None => Ok(ValidTrainParams(self)),
         }
     }
@@ -306,43 +314,9 @@ pub struct FineTuneMetrics {
 
 impl ValidationMetrics {
     /// The metrics as (name, value), the one place they become key/values (the manifest's
-    /// `metrics` and the run's metrics); the names are the serialised field names.
-    pub fn entries(&self) -> Vec<(&'static str, f64)> {
-        let mut out = vec![
-            ("valid_accuracy", self.valid_accuracy),
-            ("valid_macro_f1", self.valid_macro_f1),
-            ("valid_ece", self.valid_ece),
-            ("valid_ece_uncalibrated", self.valid_ece_uncalibrated),
-            ("valid_nll", self.valid_nll),
-            ("valid_nll_uncalibrated", self.valid_nll_uncalibrated),
-            ("valid_coverage", self.valid_coverage),
-            ("valid_precision_answered", self.valid_precision_answered),
-            ("valid_accuracy_linear", self.valid_accuracy_linear),
-            ("n_features", self.n_features as f64),
-            ("refit", self.refit as u8 as f64),
-        ];
-        if let Some(e) = &self.encoder {
-            out.extend([
-                ("valid_accuracy_encoder", e.valid_accuracy_encoder),
-                ("ensemble_weight_encoder", e.ensemble_weight_encoder),
-                ("ensemble_temperature", e.ensemble_temperature),
-                ("cascade_threshold", e.cascade_threshold),
-                ("valid_cascade_accuracy", e.valid_cascade_accuracy),
-                (
-                    "valid_cascade_encoder_fraction",
-                    e.valid_cascade_encoder_fraction,
-                ),
-                ("encoder_seconds", e.encoder_seconds),
-            ]);
-            if let Some(ft) = &e.fine_tune {
-                out.push(("fine_tune_seconds", ft.fine_tune_seconds));
-                out.push(("fine_tune_best_epoch", ft.fine_tune_best_epoch as f64));
-                if let Some(a) = ft.fine_tune_valid_accuracy {
-                    out.push(("fine_tune_valid_accuracy", a));
-                }
-            }
-        }
-        out
+    /// `metrics` and the run's metrics): the serialised fields, in their order.
+    pub fn entries(&self) -> Vec<(String, f64)> {
+        metrics::named_values(self)
     }
 }
 
@@ -370,7 +344,7 @@ pub struct Trained {
     pub dropped_valid: usize,
 }
 
-pub fn fingerprint(source: &str, records: &[&Record]) -> DataFingerprint {
+fn fingerprint(source: &str, records: &[&Record]) -> DataFingerprint {
     let mut bytes = Vec::new();
     for r in records {
         bytes.extend_from_slice(r.text.as_bytes());
@@ -417,8 +391,11 @@ pub fn stratified_split(records: &[Record], share: f64, seed: u64) -> (Vec<&Reco
 }
 
 /// The labelled rows of one run in class-index form: training rows, and the validation rows
-/// whose label occurs in training.
-struct Rows<'a> {
+/// whose label occurs in training, with the fingerprints of exactly those rows (for the
+/// manifest and the run's datasets alike).
+pub struct Rows<'a> {
+    pub train_data: DataFingerprint,
+    pub valid_data: DataFingerprint,
     labels: Vec<String>,
     train_texts: Vec<&'a str>,
     y_train: Vec<u32>,
@@ -430,7 +407,12 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    fn new(train: &[&'a Record], valid: &[&'a Record]) -> Result<Rows<'a>> {
+    /// Labels the rows; `sources` name where the training and validation rows came from.
+    pub fn new(
+        train: &[&'a Record],
+        valid: &[&'a Record],
+        sources: (&str, &str),
+    ) -> Result<Rows<'a>> {
         let labels: Vec<String> = train
             .iter()
             .filter_map(|r| r.label.clone())
@@ -460,6 +442,8 @@ impl<'a> Rows<'a> {
             ));
         }
         Ok(Rows {
+            train_data: fingerprint(sources.0, train),
+            valid_data: fingerprint(sources.1, &valid_known),
             y_train: train.iter().map(|r| class(r)).collect(),
             y_valid: valid_known.iter().map(|r| class(r)).collect(),
             train_texts: train.iter().map(|r| r.text.as_str()).collect(),
@@ -473,25 +457,27 @@ impl<'a> Rows<'a> {
     fn n_classes(&self) -> usize {
         self.labels.len()
     }
+
+    /// The validation rows training measures on: those whose label occurs in training.
+    pub fn valid(&self) -> &[&'a Record] {
+        &self.valid
+    }
 }
 
-/// Fits, calibrates and measures a model.
+/// Fits, calibrates and measures a model on `rows`.
 pub fn train(
     params: &ValidTrainParams,
-    train: &[&Record],
-    valid: &[&Record],
-    sources: (&str, &str),
+    rows: &Rows<'_>,
     progress: Progress<'_>,
 ) -> Result<Trained> {
     let p = params.params();
     let start = Instant::now();
-    let rows = Rows::new(train, valid)?;
-    let linear = fit_linear(p, &rows, progress)?;
+    let linear = fit_linear(p, rows, progress)?;
     let encoder = match &p.encoder {
         None => None,
-        Some(ep) => Some(fit_encoder(ep, &rows, p.refit, progress)?),
+        Some(ep) => Some(fit_encoder(ep, rows, p.refit, progress)?),
     };
-    let ensemble = fit_ensemble(&linear, encoder.as_ref(), &rows);
+    let ensemble = fit_ensemble(&linear, encoder.as_ref(), rows);
     let (answers, threshold) = choose_threshold(
         &ensemble.probs,
         &rows.y_valid,
@@ -500,7 +486,7 @@ pub fn train(
     );
     let metrics = validation_metrics(
         Fitted {
-            rows: &rows,
+            rows,
             linear: &linear,
             encoder: encoder.as_ref(),
             ensemble: &ensemble,
@@ -517,9 +503,9 @@ pub fn train(
         }
     };
     Ok(Trained {
-        train_data: fingerprint(sources.0, train),
-        valid_data: fingerprint(sources.1, &rows.valid),
-        labels: rows.labels,
+        train_data: rows.train_data.clone(),
+        valid_data: rows.valid_data.clone(),
+        labels: rows.labels.clone(),
         linear: linear.model,
         path: linear.path,
         temperature: linear.temperature,
@@ -853,12 +839,14 @@ fn fit_ensemble(linear: &LinearStep, encoder: Option<&EncoderStep>, rows: &Rows<
         }
     }
     let weight = best.1;
-    let mut probs = mix(&linear_probs, &e.valid_probs, weight);
-    let ens_logits: Vec<f32> = probs.iter().map(|p| p.max(1e-12).ln()).collect();
+    // Re-tempering the mix is softmax(ln p / t) (as `super::recalibrate` does when scoring),
+    // over the same logs the temperature is fitted on.
+    let ens_logits: Vec<f32> = mix(&linear_probs, &e.valid_probs, weight)
+        .iter()
+        .map(|p| p.max(1e-12).ln())
+        .collect();
     let temperature = calibration::fit_temperature(&ens_logits, y, c).temperature;
-    probs
-        .chunks_mut(c)
-        .for_each(|row| super::recalibrate(row, temperature));
+    let probs = calibration::softmax_rows(&ens_logits, c, temperature);
     let raw_probs = mix(
         &raw_linear(),
         &calibration::softmax_rows(&e.valid_logits, c, 1.0),
@@ -1084,12 +1072,7 @@ impl Trained {
                 valid_data: self.valid_data.clone(),
                 seconds: self.seconds,
             },
-            metrics: self
-                .metrics
-                .entries()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect::<BTreeMap<_, _>>(),
+            metrics: self.metrics.entries().into_iter().collect(),
         };
         bundle::save(dir, force, manifest, |tmp| {
             let mut linear =
@@ -1112,13 +1095,16 @@ impl Trained {
 
     /// The run's single-valued metrics as (name, value): the validation metrics, then the
     /// linear temperature, the abstain threshold and the training time.
-    pub fn run_metrics(&self) -> Vec<(&'static str, f64)> {
+    pub fn run_metrics(&self) -> Vec<(String, f64)> {
         let mut out = self.metrics.entries();
-        out.extend([
-            ("temperature", self.temperature.temperature as f64),
-            ("abstain_threshold", self.threshold.threshold as f64),
-            ("train_seconds", self.seconds),
-        ]);
+        out.extend(
+            [
+                ("temperature", self.temperature.temperature as f64),
+                ("abstain_threshold", self.threshold.threshold as f64),
+                ("train_seconds", self.seconds),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
         out
     }
 
@@ -1381,14 +1367,51 @@ mod tests {
             .keys()
             .map(|k| k.as_str())
             .collect();
-        let entries: Vec<&str> = m.entries().iter().map(|(k, _)| *k).collect();
-        assert_eq!(entries, keys);
+        let entries = m.entries();
+        let names: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, keys);
+        assert_eq!(
+            names,
+            [
+                "valid_accuracy",
+                "valid_macro_f1",
+                "valid_ece",
+                "valid_ece_uncalibrated",
+                "valid_nll",
+                "valid_nll_uncalibrated",
+                "valid_coverage",
+                "valid_precision_answered",
+                "valid_accuracy_linear",
+                "n_features",
+                "refit",
+                "valid_accuracy_encoder",
+                "ensemble_weight_encoder",
+                "ensemble_temperature",
+                "cascade_threshold",
+                "valid_cascade_accuracy",
+                "valid_cascade_encoder_fraction",
+                "encoder_seconds",
+                "fine_tune_seconds",
+                "fine_tune_best_epoch",
+                "fine_tune_valid_accuracy"
+            ]
+        );
         for ((k, v), (_, e)) in json.as_object().unwrap().iter().zip(m.entries()) {
             match v {
                 Value::Bool(b) => assert_eq!(*b as u8 as f64, e, "{k}"),
                 _ => assert_eq!(v.as_f64().unwrap(), e, "{k}"),
             }
         }
+        // A cascade that routes everything has an infinite threshold; JSON would lose it.
+        let mut routes_all = m.clone();
+        let e = routes_all.encoder.as_mut().unwrap();
+        e.cascade_threshold = f64::INFINITY;
+        e.fine_tune.as_mut().unwrap().fine_tune_valid_accuracy = None;
+        routes_all.valid_macro_f1 = f64::NAN;
+        let got = routes_all.entries();
+        assert_eq!(got.len(), 20, "a missing fine-tune accuracy is left out");
+        assert_eq!(got[14], ("cascade_threshold".to_string(), f64::INFINITY));
+        assert!(got[1].1.is_nan());
         let linear_only = ValidationMetrics { encoder: None, ..m };
         assert_eq!(linear_only.entries().len(), 11);
         assert_eq!(

@@ -26,6 +26,28 @@ const SEARCH_PAGE: usize = 1000;
 const API: &str = "/api/2.0/mlflow";
 const ARTIFACTS: &str = "/api/2.0/mlflow-artifacts/artifacts";
 
+/// Server error codes cqr answers rather than reports.
+const NOT_FOUND: &str = "RESOURCE_DOES_NOT_EXIST";
+const EXISTS: &str = "RESOURCE_ALREADY_EXISTS";
+
+/// `endpoint?k=v&…`, each value percent-encoded.
+fn with_query(endpoint: &str, pairs: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode_query(v)))
+        .collect();
+    format!("{endpoint}?{}", pairs.join("&"))
+}
+
+/// The reply, or `None` when the server refused with one of `codes`.
+fn unless_code<T>(reply: Result<T>, codes: &[&str]) -> Result<Option<T>> {
+    match reply {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.server_code().is_some_and(|c| codes.contains(&c)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[derive(Clone)]
 pub struct MlflowClient {
     http: HttpClient,
@@ -36,10 +58,6 @@ impl MlflowClient {
         MlflowClient {
             http: HttpClient::new(tracking_uri, Auth::from_env(), HttpSettings::default()),
         }
-    }
-
-    pub fn with_http(http: HttpClient) -> MlflowClient {
-        MlflowClient { http }
     }
 
     pub fn uri(&self) -> &str {
@@ -56,6 +74,11 @@ impl MlflowClient {
             .json("POST", &format!("{API}/{endpoint}"), Some(body))
     }
 
+    /// A POST whose reply carries nothing cqr reads.
+    fn send<B: Serialize>(&self, endpoint: &str, body: &B) -> Result<()> {
+        self.post::<_, Ignored>(endpoint, body).map(|_| ())
+    }
+
     /// A link to the run in the MLflow UI.
     pub fn run_url(&self, experiment_id: &str, run_id: &str) -> String {
         format!("{}/#/experiments/{experiment_id}/runs/{run_id}", self.uri())
@@ -64,29 +87,20 @@ impl MlflowClient {
     /// Gets or creates an experiment by name, safe against a concurrent creator.
     pub fn experiment_id(&self, name: &str) -> Result<String> {
         let get = || -> Result<Option<String>> {
-            let endpoint = format!(
-                "experiments/get-by-name?experiment_name={}",
-                encode_query(name)
-            );
-            match self.get::<GetExperimentResponse>(&endpoint) {
-                Ok(r) => Ok(Some(r.experiment.experiment_id)),
-                Err(e) if e.server_code() == Some("RESOURCE_DOES_NOT_EXIST") => Ok(None),
-                Err(e) => Err(e),
-            }
+            let endpoint = with_query("experiments/get-by-name", &[("experiment_name", name)]);
+            let reply = self.get::<GetExperimentResponse>(&endpoint);
+            Ok(unless_code(reply, &[NOT_FOUND])?.map(|r| r.experiment.experiment_id))
         };
         if let Some(id) = get()? {
             return Ok(id);
         }
-        match self
-            .post::<_, CreateExperimentResponse>("experiments/create", &CreateExperiment { name })
-        {
-            Ok(r) => Ok(r.experiment_id),
-            Err(e) if e.server_code() == Some("RESOURCE_ALREADY_EXISTS") => {
-                get()?.ok_or_else(|| {
-                    Error::Tracking(format!("experiment `{name}` exists but cannot be read"))
-                })
-            }
-            Err(e) => Err(e),
+        let created = self
+            .post::<_, CreateExperimentResponse>("experiments/create", &CreateExperiment { name });
+        match unless_code(created, &[EXISTS])? {
+            Some(r) => Ok(r.experiment_id),
+            None => get()?.ok_or_else(|| {
+                Error::Tracking(format!("experiment `{name}` exists but cannot be read"))
+            }),
         }
     }
 
@@ -109,18 +123,13 @@ impl MlflowClient {
     }
 
     pub fn get_run(&self, run_id: &str) -> Result<Run> {
-        let endpoint = format!("runs/get?run_id={}", encode_query(run_id));
+        let endpoint = with_query("runs/get", &[("run_id", run_id)]);
         Ok(self.get::<RunResponse>(&endpoint)?.run)
     }
 
-    /// Logs params, tags and metrics in as many calls as the server's limits need.
-    pub fn log_batch(
-        &self,
-        run_id: &str,
-        params: &[(String, String)],
-        tags: &[(String, String)],
-        metrics: &[Metric],
-    ) -> Result<()> {
+    /// Logs params in as many calls as the server's limit needs, after checking every key and
+    /// that no value is long enough for the server to truncate.
+    pub fn log_params(&self, run_id: &str, params: &[(String, String)]) -> Result<()> {
         for (k, v) in params {
             validate_key(k)?;
             if v.chars().count() > MAX_PARAM_CHARS {
@@ -129,30 +138,31 @@ impl MlflowClient {
                 )));
             }
         }
-        for (k, _) in tags.iter() {
-            validate_key(k)?;
-        }
-        for m in metrics {
-            validate_key(&m.key)?;
-        }
-        let batch = |params: &[KeyValue], tags: &[KeyValue]| -> Result<()> {
+        for chunk in KeyValue::list(params).chunks(MAX_PARAMS_PER_BATCH) {
             let body = LogBatch {
                 run_id,
-                params,
-                tags,
+                params: chunk,
+                tags: &[],
                 metrics: &[],
             };
-            self.post::<_, Ignored>("runs/log-batch", &body)?;
-            Ok(())
-        };
-        for chunk in KeyValue::list(params).chunks(MAX_PARAMS_PER_BATCH) {
-            batch(chunk, &[])?;
+            self.send("runs/log-batch", &body)?;
+        }
+        Ok(())
+    }
+
+    /// Logs tags in as many calls as the server's limit needs, after checking every key.
+    pub fn log_tags(&self, run_id: &str, tags: &[(String, String)]) -> Result<()> {
+        for (k, _) in tags {
+            validate_key(k)?;
         }
         for chunk in KeyValue::list(tags).chunks(MAX_TAGS_PER_BATCH) {
-            batch(&[], chunk)?;
-        }
-        for chunk in metrics.chunks(MAX_METRICS_PER_BATCH) {
-            self.log_metrics(run_id, chunk)?;
+            let body = LogBatch {
+                run_id,
+                params: &[],
+                tags: chunk,
+                metrics: &[],
+            };
+            self.send("runs/log-batch", &body)?;
         }
         Ok(())
     }
@@ -174,7 +184,7 @@ impl MlflowClient {
                 tags: &[],
                 metrics: chunk,
             };
-            self.post::<_, Ignored>("runs/log-batch", &body)?;
+            self.send("runs/log-batch", &body)?;
         }
         Ok(())
     }
@@ -204,8 +214,7 @@ impl MlflowClient {
                 },
             }],
         };
-        self.post::<_, Ignored>("runs/log-inputs", &body)?;
-        Ok(())
+        self.send("runs/log-inputs", &body)
     }
 
     pub fn finish_run(&self, run_id: &str, status: &str, end_ms: u64) -> Result<()> {
@@ -214,8 +223,7 @@ impl MlflowClient {
             status,
             end_time: end_ms,
         };
-        self.post::<_, Ignored>("runs/update", &body)?;
-        Ok(())
+        self.send("runs/update", &body)
     }
 
     /// Path of a run-relative artifact under the proxy: `<exp>/<run>/artifacts/<rel>`.
@@ -256,10 +264,9 @@ impl MlflowClient {
     /// Every artifact file under `path` of a run with its size, when the server knows it
     /// (recursing: the server lists one level).
     pub fn list_artifacts(&self, run_id: &str, path: &str) -> Result<Vec<(String, Option<u64>)>> {
-        let listing: ListArtifactsResponse = self.get(&format!(
-            "artifacts/list?run_id={}&path={}",
-            encode_query(run_id),
-            encode_query(path)
+        let listing: ListArtifactsResponse = self.get(&with_query(
+            "artifacts/list",
+            &[("run_id", run_id), ("path", path)],
         ))?;
         let mut out = Vec::new();
         for f in listing.files {
@@ -275,11 +282,8 @@ impl MlflowClient {
     // ------------------------------------------------------------------------------ registry
 
     pub fn create_registered_model(&self, name: &str) -> Result<()> {
-        match self.post::<_, Ignored>("registered-models/create", &CreateRegisteredModel { name }) {
-            Ok(_) => Ok(()),
-            Err(e) if e.server_code() == Some("RESOURCE_ALREADY_EXISTS") => Ok(()),
-            Err(e) => Err(e),
-        }
+        let created = self.send("registered-models/create", &CreateRegisteredModel { name });
+        unless_code(created, &[EXISTS]).map(|_| ())
     }
 
     /// Registers `runs:/<run>/model` as a new version.
@@ -310,45 +314,33 @@ impl MlflowClient {
                 "alias `{alias}`: use only letters, digits, `_` and `-`"
             )));
         }
-        self.post::<_, Ignored>(
+        self.send(
             "registered-models/alias",
             &SetAlias {
                 name,
                 alias,
                 version,
             },
-        )?;
-        Ok(())
+        )
     }
 
     /// The version an alias points at, or `None` when the alias (or model) does not exist.
     pub fn alias_version(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>> {
-        let endpoint = format!(
-            "registered-models/alias?name={}&alias={}",
-            encode_query(name),
-            encode_query(alias)
+        let endpoint = with_query(
+            "registered-models/alias",
+            &[("name", name), ("alias", alias)],
         );
-        match self.get::<ModelVersionResponse>(&endpoint) {
-            Ok(r) => Ok(Some(r.model_version)),
-            // 3.17.2 answers a missing alias with 400 INVALID_PARAMETER_VALUE, a missing model
-            // with 404.
-            Err(e)
-                if matches!(
-                    e.server_code(),
-                    Some("RESOURCE_DOES_NOT_EXIST" | "INVALID_PARAMETER_VALUE")
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        let reply = self.get::<ModelVersionResponse>(&endpoint);
+        // 3.17.2 answers a missing alias with 400 INVALID_PARAMETER_VALUE, a missing model with
+        // 404.
+        let codes = [NOT_FOUND, "INVALID_PARAMETER_VALUE"];
+        Ok(unless_code(reply, &codes)?.map(|r| r.model_version))
     }
 
     pub fn model_version(&self, name: &str, version: &str) -> Result<ModelVersion> {
-        let endpoint = format!(
-            "model-versions/get?name={}&version={}",
-            encode_query(name),
-            encode_query(version)
+        let endpoint = with_query(
+            "model-versions/get",
+            &[("name", name), ("version", version)],
         );
         Ok(self.get::<ModelVersionResponse>(&endpoint)?.model_version)
     }
@@ -356,14 +348,15 @@ impl MlflowClient {
     /// Every registered model, following the search's pages.
     pub fn search_registered_models(&self) -> Result<Vec<RegisteredModel>> {
         self.pages(
-            "registered-models/search?",
+            "registered-models/search",
+            &[],
             |r: SearchRegisteredModelsResponse| (r.registered_models, r.next_page_token),
         )
     }
 
     /// The registered model, with `aliases` (which a versions search leaves out).
     pub fn registered_model(&self, name: &str) -> Result<RegisteredModel> {
-        let endpoint = format!("registered-models/get?name={}", encode_query(name));
+        let endpoint = with_query("registered-models/get", &[("name", name)]);
         Ok(self
             .get::<RegisteredModelResponse>(&endpoint)?
             .registered_model)
@@ -373,25 +366,29 @@ impl MlflowClient {
     pub fn search_model_versions(&self, name: &str) -> Result<Vec<ModelVersion>> {
         let filter = format!("name='{}'", name.replace('\'', "\\'"));
         self.pages(
-            &format!("model-versions/search?filter={}&", encode_query(&filter)),
+            "model-versions/search",
+            &[("filter", &filter)],
             |r: SearchModelVersionsResponse| (r.model_versions, r.next_page_token),
         )
     }
 
-    /// Collects a search's items page by page; `query` ends in `?` or `&`.
+    /// Collects a search's items page by page.
     fn pages<R: DeserializeOwned, T>(
         &self,
-        query: &str,
+        endpoint: &str,
+        query: &[(&str, &str)],
         items: impl Fn(R) -> (Vec<T>, Option<String>),
     ) -> Result<Vec<T>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
+        let page_size = SEARCH_PAGE.to_string();
         loop {
-            let mut endpoint = format!("{query}max_results={SEARCH_PAGE}");
+            let mut pairs = query.to_vec();
+            pairs.push(("max_results", &page_size));
             if let Some(t) = &token {
-                endpoint.push_str(&format!("&page_token={}", encode_query(t)));
+                pairs.push(("page_token", t));
             }
-            let (page, next) = items(self.get(&endpoint)?);
+            let (page, next) = items(self.get(&with_query(endpoint, &pairs))?);
             out.extend(page);
             match next.filter(|t| !t.is_empty()) {
                 Some(t) => token = Some(t),
@@ -414,5 +411,16 @@ mod tests {
             "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model/a%20b.json"
         );
         assert!(MlflowClient::artifact_url("s3://bucket/x", "m").is_err());
+    }
+
+    #[test]
+    fn query_values_are_encoded_in_order() {
+        assert_eq!(
+            with_query(
+                "model-versions/search",
+                &[("filter", "name='a b'"), ("page_token", "eyJ9==")]
+            ),
+            "model-versions/search?filter=name%3D%27a%20b%27&page_token=eyJ9%3D%3D"
+        );
     }
 }

@@ -170,12 +170,12 @@ fn push_steps(run: &LocalRun, client: &MlflowClient, s: &mut SyncState) -> Resul
     let rid = s.remote_run_id.clone().expect("created above");
     let artifact_uri = s.remote_artifact_uri.clone().expect("created with the run");
     if !s.params_sent {
-        client.log_batch(&rid, &run.params(), &[], &[])?;
+        client.log_params(&rid, &run.params())?;
         s.params_sent = true;
         run.write_sync(s)?;
     }
     if !s.tags_sent {
-        client.log_batch(&rid, &[], &run.tags(), &[])?;
+        client.log_tags(&rid, &run.tags())?;
         s.tags_sent = true;
         run.write_sync(s)?;
     }

@@ -19,6 +19,18 @@ pub fn tickets_test() -> PathBuf {
     root().join("data/tickets_test.csv")
 }
 
+/// `dir/valid.csv`: the sample test data plus one row whose label (`never_trained`) the sample
+/// training data lacks, so training leaves it out of validation.
+pub fn valid_with_unseen_label(dir: &Path) -> PathBuf {
+    let mut valid = std::fs::read_to_string(tickets_test()).unwrap();
+    valid.push_str(
+        "X00001,Where is the lighthouse?,never_trained,C0001,standard,email,2026-09-01T00:00:00Z\n",
+    );
+    let path = dir.join("valid.csv");
+    std::fs::write(&path, valid).unwrap();
+    path
+}
+
 /// `cqr` run in `work`, with its own run store and cache there and no tracking server.
 pub fn cqr_in(work: &Path) -> Command {
     let mut c = Command::cargo_bin("cqr").unwrap();
