@@ -208,8 +208,8 @@ pub struct TrainFile {
 }
 
 // ---- train and evaluate ----
-// Their `resolve`, which reads the command-line arguments, lives in `cli::train` and
-// `cli::evaluate`, so this part of the module builds on nothing in `cli`.
+// Each command's `resolve`, which reads its command-line arguments, lives in its own file under
+// `cli` (`cli::train`, `cli::evaluate`, `cli::classify`): this module builds on nothing in `cli`.
 
 use serde::Serialize;
 
@@ -324,6 +324,13 @@ pub mod defaults {
 /// option set only in the file is named by its key.
 pub mod opts {
     use super::Opt;
+
+    pub const TOP_K: Opt = Opt::new("--top-k", Some("CQR_TOP_K"), "classify.top_k");
+    pub const BATCH_SIZE: Opt = Opt::new(
+        "--batch-size",
+        Some("CQR_BATCH_SIZE"),
+        "classify.batch_size",
+    );
 
     pub const SEED: Opt = Opt::new("--seed", Some("CQR_SEED"), "train.seed");
     pub const VALID_SPLIT: Opt = Opt::new(
@@ -613,13 +620,6 @@ pub struct ClassifyFile {
     pub batch_size: Option<Spanned<usize>>,
 }
 
-const TOP_K: Opt = Opt::new("--top-k", Some("CQR_TOP_K"), "classify.top_k");
-const BATCH_SIZE: Opt = Opt::new(
-    "--batch-size",
-    Some("CQR_BATCH_SIZE"),
-    "classify.batch_size",
-);
-
 /// `cqr classify`'s settings, resolved and checked before the model is loaded.
 #[derive(Debug, Clone)]
 pub struct ClassifySettings {
@@ -638,103 +638,6 @@ pub struct ClassifySettings {
 /// The batch size of the batch after one of `size` records: doubled, up to `max`.
 pub fn next_batch_size(size: usize, max: usize) -> usize {
     size.saturating_mul(2).min(max)
-}
-
-impl ClassifySettings {
-    pub fn resolve(a: &crate::cli::classify::ClassifyArgs, config: &FileConfig) -> Result<Self> {
-        use crate::analysis::Fields;
-        use crate::pipeline::{ContextColumns, QueryResult, ScoreOptions};
-        use crate::text::pii::MaskStyle;
-        let at_least_one = |n: &usize| *n >= 1;
-        let top_k = pick(
-            config,
-            TOP_K,
-            a.top_k,
-            &config.classify.top_k,
-            defaults::TOP_K,
-        )?
-        .check(at_least_one, "must be at least 1")?
-        .value;
-        let batch_size = pick(
-            config,
-            BATCH_SIZE,
-            a.batch_size,
-            &config.classify.batch_size,
-            defaults::BATCH_SIZE,
-        )?
-        .check(at_least_one, "must be at least 1")?
-        .value;
-        let fields = Fields::parse(&a.fields)?;
-        if a.explain && !fields.priority {
-            return Err(Error::Usage(
-                "--explain explains the priority: add `priority` to --fields".into(),
-            ));
-        }
-        let taken = QueryResult::field_names(fields);
-        if let Some(k) = a.keep.iter().find(|k| taken.contains(k)) {
-            return Err(Error::Usage(format!(
-                "--keep {k}: `{k}` is already a field of the output record; rename the column \
-                 or leave its group out of --fields"
-            )));
-        }
-        check_model_argument(&a.model)?;
-        let mut input = a.input.spec(&a.data, a.format, false);
-        input.keep = a.keep.clone();
-        // An empty text is written as a skipped record, unless --strict stops at it.
-        input.skip_bad_text = !a.strict;
-        let columns = ContextColumns {
-            tier: a.tier_col.clone(),
-            customer: a.customer_col.clone(),
-            time: a.time_col.clone(),
-        };
-        // Raw lines have no columns; their reader ignores `optional`.
-        input.optional = vec![
-            columns.tier.clone(),
-            columns.customer.clone(),
-            columns.time.clone(),
-        ];
-        Ok(ClassifySettings {
-            model: a.model.clone(),
-            input,
-            output: match &a.output {
-                Some(p) => crate::io::Target::Path(p.clone()),
-                None => crate::io::Target::Std,
-            },
-            output_format: a.output_format,
-            batch_size,
-            mc_samples: a.mc_samples,
-            history: a.history.clone(),
-            audit_log: a.audit_log.clone(),
-            score: ScoreOptions {
-                fields,
-                top_k,
-                cascade: a.cascade,
-                output_mask: (!a.input.no_mask).then_some(match a.mask_style {
-                    crate::cli::classify::MaskArg::Full => MaskStyle::Full,
-                    crate::cli::classify::MaskArg::Partial => MaskStyle::Partial,
-                }),
-                keep: a.keep.clone(),
-                columns,
-                audit: a.audit_log.is_some(),
-                explain: a.explain,
-            },
-        })
-    }
-}
-
-/// A data file given where the model goes (`cqr classify data.csv`) is a usage error that says
-/// so, instead of an attempt to load it or, worse, reading stdin as the data.
-fn check_model_argument(model: &str) -> Result<()> {
-    let p = Path::new(model);
-    let data_like = crate::io::Format::from_path(p).is_some();
-    if data_like && !p.is_dir() && !model.contains(":/") {
-        return Err(Error::Usage(format!(
-            "{model} looks like a data file, not a model: give the model first \
-             (cqr classify MODEL [DATA]); a model is a bundle directory, models:/NAME/VERSION, \
-             models:/NAME@ALIAS or runs:/RUN_ID/model"
-        )));
-    }
-    Ok(())
 }
 
 /// 1-based line and column of byte offset `at` in `text`.

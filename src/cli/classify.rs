@@ -10,14 +10,17 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::{InputArgs, Outcome};
+use crate::error::{Error, Result};
 use crate::io::audit::AuditLog;
 use crate::io::read::{open, Batcher};
 use crate::io::write::RecordWriter;
 use crate::io::{Format, OutputFormat, Target};
 use crate::pipeline::{QueryScorer, Scored};
-use crate::settings::{defaults::FIRST_BATCH, next_batch_size, ClassifySettings, FileConfig};
+use crate::settings::defaults::{self, FIRST_BATCH};
+use crate::settings::{next_batch_size, opts, pick, ClassifySettings, FileConfig};
 use crate::tracking::{refs, TrackingSettings};
 use crate::ui;
+use std::path::Path;
 
 /// How long a batch waits for more input before it is answered: short enough that a person
 /// typing into a pipe sees each answer at once.
@@ -182,4 +185,101 @@ fn report(
         a.append(&lines)?;
     }
     Ok(out)
+}
+
+impl ClassifySettings {
+    pub fn resolve(a: &ClassifyArgs, config: &FileConfig) -> Result<Self> {
+        use crate::analysis::Fields;
+        use crate::pipeline::{ContextColumns, QueryResult, ScoreOptions};
+        use crate::text::pii::MaskStyle;
+        let at_least_one = |n: &usize| *n >= 1;
+        let top_k = pick(
+            config,
+            opts::TOP_K,
+            a.top_k,
+            &config.classify.top_k,
+            defaults::TOP_K,
+        )?
+        .check(at_least_one, "must be at least 1")?
+        .value;
+        let batch_size = pick(
+            config,
+            opts::BATCH_SIZE,
+            a.batch_size,
+            &config.classify.batch_size,
+            defaults::BATCH_SIZE,
+        )?
+        .check(at_least_one, "must be at least 1")?
+        .value;
+        let fields = Fields::parse(&a.fields)?;
+        if a.explain && !fields.priority {
+            return Err(Error::Usage(
+                "--explain explains the priority: add `priority` to --fields".into(),
+            ));
+        }
+        let taken = QueryResult::field_names(fields);
+        if let Some(k) = a.keep.iter().find(|k| taken.contains(k)) {
+            return Err(Error::Usage(format!(
+                "--keep {k}: `{k}` is already a field of the output record; rename the column \
+                 or leave its group out of --fields"
+            )));
+        }
+        check_model_argument(&a.model)?;
+        let mut input = a.input.spec(&a.data, a.format, false);
+        input.keep = a.keep.clone();
+        // An empty text is written as a skipped record, unless --strict stops at it.
+        input.skip_bad_text = !a.strict;
+        let columns = ContextColumns {
+            tier: a.tier_col.clone(),
+            customer: a.customer_col.clone(),
+            time: a.time_col.clone(),
+        };
+        // Raw lines have no columns; their reader ignores `optional`.
+        input.optional = vec![
+            columns.tier.clone(),
+            columns.customer.clone(),
+            columns.time.clone(),
+        ];
+        Ok(ClassifySettings {
+            model: a.model.clone(),
+            input,
+            output: match &a.output {
+                Some(p) => crate::io::Target::Path(p.clone()),
+                None => crate::io::Target::Std,
+            },
+            output_format: a.output_format,
+            batch_size,
+            mc_samples: a.mc_samples,
+            history: a.history.clone(),
+            audit_log: a.audit_log.clone(),
+            score: ScoreOptions {
+                fields,
+                top_k,
+                cascade: a.cascade,
+                output_mask: (!a.input.no_mask).then_some(match a.mask_style {
+                    MaskArg::Full => MaskStyle::Full,
+                    MaskArg::Partial => MaskStyle::Partial,
+                }),
+                keep: a.keep.clone(),
+                columns,
+                audit: a.audit_log.is_some(),
+                explain: a.explain,
+            },
+        })
+    }
+}
+
+/// A data file given where the model goes (`cqr classify data.csv`) is a usage error that says
+/// so, instead of an attempt to load it or, worse, reading stdin as the data.
+fn check_model_argument(model: &str) -> Result<()> {
+    let p = Path::new(model);
+    let data_like = crate::io::Format::from_path(p).is_some();
+    if data_like && !p.is_dir() && !model.contains(":/") {
+        return Err(Error::Usage(format!(
+            "{model} looks like a data file, not a model: give the model first \
+             (cqr classify MODEL [DATA]); a model is a bundle directory, models:/NAME/VERSION, \
+             models:/NAME@ALIAS or runs:/RUN_ID/model"
+        )));
+    }
+    Ok(())
 }
