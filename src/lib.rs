@@ -12,6 +12,7 @@ pub mod eval;
 pub mod io;
 pub mod metrics;
 pub mod models;
+pub mod monitor;
 pub mod pipeline;
 pub mod settings;
 pub mod text;

@@ -214,6 +214,32 @@ impl Vectorizer {
         &self.idf
     }
 
+    /// The share of `text`'s words that are not in the word vocabulary (words seen in too few
+    /// training texts, or never): 0 for a text without words. Drift checks watch it; it does
+    /// not change a prediction.
+    pub fn oov_rate(&self, text: &str, scratch: &mut Scratch) -> f32 {
+        let words_only = FeatureSpec {
+            word_ngrams: [1, 1],
+            // An empty range: no character n-grams.
+            char_ngrams: [1, 0],
+            ..self.spec.clone()
+        };
+        let (mut seen, mut unknown) = (0u32, 0u32);
+        for_each_ngram(text, &words_only, scratch, |_, hash, _| {
+            seen += 1;
+            let known = self
+                .index
+                .get(&hash)
+                .is_some_and(|&i| (i as usize) < self.n_word);
+            unknown += u32::from(!known);
+        });
+        if seen == 0 {
+            0.0
+        } else {
+            unknown as f32 / seen as f32
+        }
+    }
+
     pub fn transform(&self, text: &str) -> SparseVec {
         let mut out = SparseVec::default();
         self.transform_into(text, &mut Scratch::default(), &mut out);
@@ -425,6 +451,22 @@ impl Hasher for IdHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oov_rate_counts_words_outside_the_word_vocabulary() {
+        let spec = FeatureSpec {
+            word_ngrams: [1, 2],
+            char_ngrams: [2, 3],
+            min_df: 1,
+            max_features: None,
+            sublinear_tf: true,
+        };
+        let (v, _) = Vectorizer::fit(&["my card is lost", "card declined"], &spec).unwrap();
+        let mut s = Scratch::default();
+        assert_eq!(v.oov_rate("my card", &mut s), 0.0);
+        assert_eq!(v.oov_rate("my new card vanished", &mut s), 0.5);
+        assert_eq!(v.oov_rate("?!", &mut s), 0.0);
+    }
     use crate::settings::defaults;
 
     fn grams(text: &str, spec: &FeatureSpec) -> Vec<String> {
