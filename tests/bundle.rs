@@ -227,6 +227,7 @@ fn manifest() -> impl Strategy<Value = (Manifest, Contents)> {
                     checksum,
                     training,
                     metrics,
+                    profile: None,
                 };
                 (m, contents.concat())
             },
@@ -239,7 +240,7 @@ fn save_bundle(dir: &Path, manifest: &Manifest, contents: &Contents) -> Manifest
         for (path, bytes) in contents {
             std::fs::write(tmp.join(path), bytes).unwrap();
         }
-        Ok(manifest.components.clone())
+        Ok((manifest.components.clone(), manifest.profile.clone()))
     })
     .unwrap()
 }
@@ -299,6 +300,7 @@ fn small_manifest() -> Manifest {
             valid_data: data("valid.csv"),
             seconds: 1.0,
         },
+        profile: None,
         metrics: BTreeMap::new(),
     }
 }

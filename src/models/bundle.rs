@@ -18,6 +18,7 @@ use super::heads::{Head, LogisticHead, MlpHead};
 use super::linear::{FittedLinear, PathPoint};
 use crate::error::{Error, Result};
 use crate::io::atomic::TempDir;
+use crate::monitor::profile::{Profile, ProfileSummary, Sample};
 use crate::text::{FeatureSpec, Vectorizer, Vocabulary};
 use crate::util::{sha256_file, sha256_hex};
 
@@ -50,7 +51,30 @@ pub struct Manifest {
     pub checksum: String,
     pub training: TrainingInfo,
     pub metrics: BTreeMap<String, f64>,
+    /// The drift reference profile (bundles trained before drift-check have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<StoredProfile>,
 }
+
+/// The drift reference profile as a bundle keeps it: the exact counts here, the samples in a
+/// safetensors file (values f32, embeddings f16) listed with its sha256.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredProfile {
+    /// Which rows were profiled.
+    pub source: String,
+    #[serde(flatten)]
+    pub summary: ProfileSummary,
+    pub sample_rows: usize,
+    pub embedding_rows: usize,
+    /// Rows of the novelty sample (training and validation rows' embeddings).
+    #[serde(default)]
+    pub novelty_rows: usize,
+    pub embedding_dim: usize,
+    pub file: FileEntry,
+}
+
+/// The profile's samples file in a bundle.
+pub const PROFILE_FILE: &str = "reference.safetensors";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ComponentManifest {
@@ -434,6 +458,140 @@ pub fn read_encoder(
     })
 }
 
+/// Writes `profile`'s samples into `dir` and returns what the manifest keeps of it.
+pub fn write_profile(dir: &Path, source: &str, profile: &Profile) -> Result<StoredProfile> {
+    let s = &profile.sample;
+    let n = s.confidence.len();
+    let rows = s.embedding_rows();
+    let halves = |v: &[f32]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect()
+    };
+    let (embeddings, novelty) = (halves(&s.embeddings), halves(&s.novelty));
+    let novelty_rows = s.novelty_rows();
+    let values = [
+        ("confidence", &s.confidence),
+        ("correct", &s.correct),
+        ("length", &s.length),
+        ("oov_rate", &s.oov),
+    ]
+    .map(|(name, v)| (name, f32_bytes(v)));
+    let mut views: Vec<(&str, TensorView<'_>)> = Vec::new();
+    for (name, bytes) in &values {
+        views.push((*name, tensor_view(dir, Dtype::F32, vec![n], bytes)?));
+    }
+    if rows > 0 {
+        views.push((
+            "embeddings",
+            tensor_view(dir, Dtype::F16, vec![rows, s.dim], &embeddings)?,
+        ));
+    }
+    let scores = f32_bytes(&s.novelty_scores);
+    if novelty_rows > 0 {
+        views.push((
+            "novelty_embeddings",
+            tensor_view(dir, Dtype::F16, vec![novelty_rows, s.dim], &novelty)?,
+        ));
+        views.push((
+            "novelty_scores",
+            tensor_view(dir, Dtype::F32, vec![s.novelty_scores.len()], &scores)?,
+        ));
+    }
+    let bytes = safetensors::serialize(views, None)
+        .map_err(|e| Error::model(dir, format!("serialising the drift profile: {e}")))?;
+    Ok(StoredProfile {
+        source: source.to_string(),
+        summary: profile.summary.clone(),
+        sample_rows: n,
+        embedding_rows: rows,
+        novelty_rows,
+        embedding_dim: if rows > 0 { s.dim } else { 0 },
+        file: write_file(dir, PROFILE_FILE, &bytes)?,
+    })
+}
+
+fn tensor_view<'a>(
+    dir: &Path,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: &'a [u8],
+) -> Result<TensorView<'a>> {
+    TensorView::new(dtype, shape, bytes)
+        .map_err(|e| Error::model(dir, format!("building the drift profile: {e}")))
+}
+
+/// Reads the drift reference profile of the bundle in `dir` (its checksum was verified at load).
+pub fn read_profile(dir: &Path, stored: &StoredProfile) -> Result<Profile> {
+    let file = dir.join(&stored.file.path);
+    let bytes = fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::model(&file, format!("not a safetensors file: {e}")))?;
+    let values = |name: &str| -> Result<Vec<f32>> {
+        let (shape, v) = tensor_f32(&st, name, &file)?;
+        if shape != [stored.sample_rows] {
+            return Err(Error::model(
+                &file,
+                format!(
+                    "`{name}` has shape {shape:?}, the manifest says [{}]",
+                    stored.sample_rows
+                ),
+            ));
+        }
+        Ok(v)
+    };
+    let halves = |name: &str, rows: usize| -> Result<Vec<f32>> {
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let t = st
+            .tensor(name)
+            .map_err(|e| Error::model(&file, format!("tensor `{name}`: {e}")))?;
+        if t.dtype() != Dtype::F16 || t.shape() != [rows, stored.embedding_dim] {
+            return Err(Error::model(
+                &file,
+                format!(
+                    "`{name}` is {:?} {:?}, the manifest says F16 [{rows}, {}]",
+                    t.dtype(),
+                    t.shape(),
+                    stored.embedding_dim
+                ),
+            ));
+        }
+        Ok(t.data()
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect())
+    };
+    Ok(Profile {
+        summary: stored.summary.clone(),
+        sample: Sample {
+            confidence: values("confidence")?,
+            length: values("length")?,
+            oov: values("oov_rate")?,
+            correct: values("correct")?,
+            embeddings: halves("embeddings", stored.embedding_rows)?,
+            novelty: halves("novelty_embeddings", stored.novelty_rows)?,
+            novelty_scores: if stored.novelty_rows == 0 {
+                Vec::new()
+            } else {
+                let (shape, v) = tensor_f32(&st, "novelty_scores", &file)?;
+                if shape != [stored.novelty_rows] {
+                    return Err(Error::model(
+                        &file,
+                        format!(
+                            "`novelty_scores` has shape {shape:?}, the manifest says [{}]",
+                            stored.novelty_rows
+                        ),
+                    ));
+                }
+                v
+            },
+            dim: stored.embedding_dim,
+        },
+    })
+}
+
 /// The bundle checksum: sha256 over each component file's name and sha256 (sorted), then the
 /// calibration, ensemble weights, threshold and labels.
 pub fn bundle_checksum(m: &Manifest) -> String {
@@ -458,6 +616,11 @@ pub fn bundle_checksum(m: &Manifest) -> String {
     lines.push(format!("cascade {:?}\n", m.cascade_threshold));
     lines.push(format!("abstain {}\n", m.abstain.threshold));
     lines.push(format!("labels {}\n", m.labels.join("\u{1f}")));
+    // Bundles from before drift-check have no profile and keep their checksum.
+    if let Some(p) = &m.profile {
+        let json = serde_json::to_string(p).expect("a profile always serialises");
+        lines.push(format!("profile {}\n", sha256_hex(json.as_bytes())));
+    }
     sha256_hex(lines.concat().as_bytes())
 }
 
@@ -477,17 +640,17 @@ pub fn check_destination(dir: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Writes a bundle atomically: `fill` writes the component files into a temporary directory and
-/// returns their manifest entries; the manifest goes last, then the directory is renamed.
+/// Writes a bundle atomically: `fill` writes the component files (and the drift profile's) into
+/// a temporary directory and returns their manifest entries; the manifest goes last, then the directory is renamed.
 pub fn save(
     dir: &Path,
     force: bool,
     mut manifest: Manifest,
-    fill: impl FnOnce(&Path) -> Result<Vec<ComponentManifest>>,
+    fill: impl FnOnce(&Path) -> Result<(Vec<ComponentManifest>, Option<StoredProfile>)>,
 ) -> Result<Manifest> {
     check_destination(dir, force)?;
     let tmp = TempDir::beside(dir)?;
-    manifest.components = fill(tmp.path())?;
+    (manifest.components, manifest.profile) = fill(tmp.path())?;
     manifest.checksum = bundle_checksum(&manifest);
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises");
     write_file(tmp.path(), MANIFEST, &json)?;
@@ -542,30 +705,30 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
     }
     let manifest: Manifest = serde_json::from_value(raw)
         .map_err(|e| Error::model(&mpath, format!("invalid manifest: {e}")))?;
-    for c in &manifest.components {
-        for f in c.files.values() {
-            if f.path.contains('/') || f.path.contains('\\') || f.path.starts_with('.') {
-                return Err(Error::model(
-                    dir,
-                    format!("manifest names a file outside the bundle: `{}`", f.path),
-                ));
-            }
-            let p = dir.join(&f.path);
-            if !p.is_file() {
-                return Err(Error::model(
-                    dir,
-                    format!("`{}` is missing: the bundle is incomplete", f.path),
-                ));
-            }
-            let found = sha256_file(&p)?;
-            if found != f.sha256 {
-                return Err(Error::Checksum {
-                    path: dir.to_path_buf(),
-                    file: f.path.clone(),
-                    expected: f.sha256.clone(),
-                    found,
-                });
-            }
+    let profile_file = manifest.profile.as_ref().map(|p| &p.file);
+    let files = manifest.components.iter().flat_map(|c| c.files.values());
+    for f in files.chain(profile_file) {
+        if f.path.contains('/') || f.path.contains('\\') || f.path.starts_with('.') {
+            return Err(Error::model(
+                dir,
+                format!("manifest names a file outside the bundle: `{}`", f.path),
+            ));
+        }
+        let p = dir.join(&f.path);
+        if !p.is_file() {
+            return Err(Error::model(
+                dir,
+                format!("`{}` is missing: the bundle is incomplete", f.path),
+            ));
+        }
+        let found = sha256_file(&p)?;
+        if found != f.sha256 {
+            return Err(Error::Checksum {
+                path: dir.to_path_buf(),
+                file: f.path.clone(),
+                expected: f.sha256.clone(),
+                found,
+            });
         }
     }
     if bundle_checksum(&manifest) != manifest.checksum {

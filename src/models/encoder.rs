@@ -181,12 +181,26 @@ impl super::Classifier for EncoderClassifier {
         samples: usize,
         seed: u64,
     ) -> Result<super::LogitsWithMc> {
-        // One encoder pass serves the plain head and every dropout sample.
+        Ok(self.logits_with_embeddings(texts, samples, seed)?.0)
+    }
+
+    fn logits_with_embeddings(
+        &self,
+        texts: &[&str],
+        samples: usize,
+        seed: u64,
+    ) -> Result<(super::LogitsWithMc, Option<Vec<f32>>)> {
+        // One encoder pass serves the plain head, every dropout sample and the caller.
         let x = self.encoder.embed(texts, self.batch_size, |_| {})?;
-        Ok((
+        let logits = (
             self.head.logits(&x)?,
             self.head.mc_logits(&x, samples, seed)?,
-        ))
+        );
+        Ok((logits, Some(x)))
+    }
+
+    fn embedding_dim(&self) -> Option<usize> {
+        Some(self.encoder.dim)
     }
 }
 

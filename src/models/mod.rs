@@ -38,6 +38,27 @@ pub trait Classifier: Send + Sync {
     fn logits_with_mc(&self, texts: &[&str], _samples: usize, _seed: u64) -> Result<LogitsWithMc> {
         Ok((self.logits(texts)?, None))
     }
+
+    /// As [`Classifier::logits_with_mc`], with the sentence embeddings the logits came from
+    /// (row-major `[texts.len() × dim]`) when the component has an encoder.
+    fn logits_with_embeddings(
+        &self,
+        texts: &[&str],
+        samples: usize,
+        seed: u64,
+    ) -> Result<(LogitsWithMc, Option<Vec<f32>>)> {
+        Ok((self.logits_with_mc(texts, samples, seed)?, None))
+    }
+
+    /// Each text's share of words outside the component's vocabulary, when it has one.
+    fn oov_rates(&self, _texts: &[&str]) -> Option<Vec<f32>> {
+        None
+    }
+
+    /// The width of [`Classifier::logits_with_embeddings`]'s embeddings, when it gives them.
+    fn embedding_dim(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl Classifier for FittedLinear {
@@ -73,6 +94,16 @@ impl Classifier for FittedLinear {
                 );
         }
         Ok(out)
+    }
+
+    fn oov_rates(&self, texts: &[&str]) -> Option<Vec<f32>> {
+        Some(
+            texts
+                .par_iter()
+                .with_min_len(256)
+                .map_init(Scratch::default, |s, t| self.vectorizer.oov_rate(t, s))
+                .collect(),
+        )
     }
 }
 
@@ -220,14 +251,39 @@ impl Model {
     /// Calibrated probabilities: each component's temperature-scaled softmax, averaged with the
     /// ensemble weights.
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<Prediction>> {
+        Ok(self.predict_embedded(texts)?.0)
+    }
+
+    /// The share of each text's words outside the linear component's vocabulary; `None` for a
+    /// model without one.
+    pub fn oov_rates(&self, texts: &[&str]) -> Option<Vec<f32>> {
+        self.components
+            .iter()
+            .find_map(|c| c.classifier.oov_rates(texts))
+    }
+
+    /// The dimension of the encoder's embeddings; `None` for a model without an encoder.
+    pub fn embedding_dim(&self) -> Option<usize> {
+        self.components
+            .iter()
+            .find_map(|c| c.classifier.embedding_dim())
+    }
+
+    /// As [`Model::predict`], with the encoder's sentence embeddings of the texts (row-major,
+    /// [`Model::embedding_dim`] wide) when the model has an encoder: one encoder pass serves both.
+    pub fn predict_embedded(&self, texts: &[&str]) -> Result<(Vec<Prediction>, Option<Vec<f32>>)> {
         let c = self.labels().len();
         let mut per_comp: Vec<Vec<f32>> = Vec::with_capacity(self.components.len());
         // Calibrated per-sample probabilities of the component that has MC dropout.
         let mut mc_samples: Option<Vec<Vec<f32>>> = None;
+        let mut embeddings = None;
         for comp in &self.components {
-            let (logits, mc) =
+            let ((logits, mc), emb) =
                 comp.classifier
-                    .logits_with_mc(texts, self.mc_samples, 0x6d63_6472)?;
+                    .logits_with_embeddings(texts, self.mc_samples, 0x6d63_6472)?;
+            if emb.is_some() {
+                embeddings = emb;
+            }
             let mut probs = calibration::softmax_rows(&logits, c, comp.temperature);
             if let Some(sets) = mc {
                 let sets: Vec<Vec<f32>> = sets
@@ -242,7 +298,7 @@ impl Model {
             }
             per_comp.push(probs);
         }
-        Ok((0..texts.len())
+        let predictions = (0..texts.len())
             .map(|i| {
                 let rows: Vec<&[f32]> = per_comp.iter().map(|p| &p[i * c..(i + 1) * c]).collect();
                 let mut probs = vec![0f32; c];
@@ -278,7 +334,8 @@ impl Model {
                     parts,
                 }
             })
-            .collect())
+            .collect();
+        Ok((predictions, embeddings))
     }
 
     /// The cascade: the linear component alone where its calibrated confidence reaches the

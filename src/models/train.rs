@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::io::atomic::TempDir;
 use crate::io::read::Record;
 use crate::metrics::{self, pct, Scored};
+use crate::monitor::profile::{Observation, Profile, ProfileBuilder, REFERENCE_CAPS};
 use crate::text::features::FeatureParam;
 use crate::text::{FeatureSpec, Vectorizer};
 use crate::util::{human_seconds, sha256_hex, Rng};
@@ -342,7 +343,14 @@ pub struct Trained {
     pub seconds: f64,
     /// Validation rows dropped because their label never occurs in training.
     pub dropped_valid: usize,
+    /// The drift reference: the held-out validation rows as the model answered them.
+    pub profile: Profile,
+    /// The held-out fit's best intent for each validation row (in [`Rows::valid`] order).
+    pub valid_predicted: Vec<String>,
 }
+
+/// What a trained bundle's drift profile describes.
+pub const PROFILE_SOURCE: &str = "validation rows, scored by the held-out fit";
 
 fn fingerprint(source: &str, records: &[&Record]) -> DataFingerprint {
     let mut bytes = Vec::new();
@@ -495,6 +503,23 @@ pub fn train(
         &threshold,
         p.refit,
     );
+    let profile = reference_profile(
+        rows,
+        &linear.model,
+        encoder.as_ref().map(|e| Embedded {
+            // A fine-tuned encoder has pulled its training rows together: they would look less
+            // novel than new queries of the same kind, so only validation rows count then.
+            train: if e.fine_tune.is_none() {
+                &e.train_embeddings
+            } else {
+                &[]
+            },
+            valid: &e.valid_embeddings,
+            dim: e.model.encoder.dim,
+        }),
+        &ensemble.probs,
+        threshold.threshold,
+    );
     let (encoder, fine_tune, scratch) = match encoder {
         None => (None, None, None),
         Some(e) => {
@@ -520,7 +545,52 @@ pub fn train(
         metrics,
         seconds: start.elapsed().as_secs_f64(),
         dropped_valid: rows.dropped_valid,
+        profile,
+        valid_predicted: answers
+            .decisions
+            .iter()
+            .map(|d| rows.labels[d.best].clone())
+            .collect(),
     })
+}
+
+/// The drift reference profile: each validation row as the held-out fit answered it (its
+/// calibrated ensemble probabilities, the abstain threshold, the linear vocabulary) with its
+/// encoder embedding. Held-out answers are what new data will look like; the refit model has
+/// seen these rows.
+fn reference_profile(
+    rows: &Rows<'_>,
+    linear: &FittedLinear,
+    embedded: Option<Embedded<'_>>,
+    probs: &[f32],
+    threshold: f32,
+) -> Profile {
+    let c = rows.n_classes();
+    let dim = embedded.as_ref().map_or(0, |e| e.dim);
+    let oov = linear.oov_rates(&rows.valid_texts).unwrap_or_default();
+    let mut b = ProfileBuilder::new(c, dim, REFERENCE_CAPS);
+    for (i, (text, &y)) in rows.valid_texts.iter().zip(&rows.y_valid).enumerate() {
+        let d = decide(&probs[i * c..(i + 1) * c], threshold, 1);
+        let oov = oov.get(i).copied().unwrap_or(0.0);
+        let right = Some(d.best == y as usize);
+        let o = Observation::of(d.best, d.confidence, d.abstained, text, oov, right);
+        b.push(
+            &o,
+            embedded.as_ref().map(|e| &e.valid[i * dim..(i + 1) * dim]),
+        );
+    }
+    // Novelty is measured against everything the model learnt from.
+    if let Some(e) = &embedded {
+        e.train.chunks(dim).for_each(|row| b.push_learnt(row));
+    }
+    b.finish()
+}
+
+/// The encoder's embeddings of the training and validation rows, `[n × dim]` each.
+struct Embedded<'a> {
+    train: &'a [f32],
+    valid: &'a [f32],
+    dim: usize,
 }
 
 /// The linear component as trained: the model kept (refit or held-out), its L2 path, and its
@@ -635,6 +705,9 @@ struct EncoderStep {
     temperature: TemperatureFit,
     valid_logits: Vec<f32>,
     valid_probs: Vec<f32>,
+    /// The training and validation rows' embeddings, `[n × dim]`.
+    train_embeddings: Vec<f32>,
+    valid_embeddings: Vec<f32>,
     seconds: f64,
 }
 
@@ -718,6 +791,8 @@ fn fit_encoder(
         temperature,
         valid_logits,
         valid_probs,
+        train_embeddings: xt,
+        valid_embeddings: xv,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -1073,6 +1148,7 @@ impl Trained {
                 seconds: self.seconds,
             },
             metrics: self.metrics.entries().into_iter().collect(),
+            profile: None,
         };
         bundle::save(dir, force, manifest, |tmp| {
             let mut linear =
@@ -1089,7 +1165,8 @@ impl Trained {
                     self.fine_tune.as_ref(),
                 )?);
             }
-            Ok(components)
+            let profile = bundle::write_profile(tmp, PROFILE_SOURCE, &self.profile)?;
+            Ok((components, Some(profile)))
         })
     }
 

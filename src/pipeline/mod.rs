@@ -17,6 +17,7 @@ use crate::analysis::{parse_timestamp, ContactLog, Fields};
 use crate::error::{Error, Result};
 use crate::io::read::Record;
 use crate::models::{Decision, Model, ModelRef};
+use crate::monitor::profile::Observation;
 use crate::text::pii::{self, Finding, MaskStyle, Masking};
 use crate::util::{now_rfc3339, sha256_hex};
 use record::{intent_label, IntentGroup, PiiSpan};
@@ -402,4 +403,26 @@ fn model_masked(masking: Masking, text: &str, findings: &[Finding]) -> Option<St
 /// usual text without PII is not copied.
 fn mask_found(text: &str, findings: &[Finding], style: MaskStyle) -> Option<String> {
     (!findings.is_empty()).then(|| pii::mask(text, findings, style))
+}
+
+/// What drift-check needs of a batch of records (already masked the way the model was
+/// trained): each record's [`Observation`] and, when the model has an encoder, its embedding
+/// (row-major, `Model::embedding_dim` wide). A label the model does not know counts as wrong.
+pub fn observe(model: &Model, records: &[Record]) -> Result<(Vec<Observation>, Option<Vec<f32>>)> {
+    let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    let (predictions, embeddings) = model.predict_embedded(&texts)?;
+    let oov = model.oov_rates(&texts);
+    let labels = model.labels();
+    let observed = predictions
+        .iter()
+        .zip(records)
+        .enumerate()
+        .map(|(i, (p, r))| {
+            let d = model.decide(p, 1);
+            let correct = r.label.as_deref().map(|l| labels[d.best] == l);
+            let oov = oov.as_ref().map_or(0.0, |v| v[i]);
+            Observation::of(d.best, d.confidence, d.abstained, &r.text, oov, correct)
+        })
+        .collect();
+    Ok((observed, embeddings))
 }
