@@ -174,6 +174,8 @@ pub struct FileConfig {
     pub train: TrainFile,
     #[serde(default)]
     pub classify: ClassifyFile,
+    #[serde(default)]
+    pub drift: DriftFile,
     /// Priority and escalation rules; missing keys keep the built-in defaults.
     #[serde(default)]
     pub priority: crate::analysis::priority::PriorityConfig,
@@ -205,6 +207,27 @@ pub struct TrainFile {
     pub fine_tune_batch: Option<Spanned<usize>>,
     pub fine_tune_max_len: Option<Spanned<usize>>,
     pub fine_tune_freeze_words: Option<Spanned<bool>>,
+}
+
+/// `[drift]` in cqr.toml: what a scheduled `drift-check` uses unless its command line says.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DriftFile {
+    pub alpha: Option<Spanned<f64>>,
+    pub permutations: Option<Spanned<usize>>,
+    pub min_effect: Option<Spanned<f64>>,
+    pub max_accuracy_drop: Option<Spanned<f64>>,
+    pub seed: Option<Spanned<u64>>,
+}
+
+/// `cqr drift-check`'s settings, resolved once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftSettings {
+    pub input_format: Option<Format>,
+    pub report: ReportFormat,
+    pub options: crate::monitor::drift::DriftOptions,
+    /// Grouping labels for `--pushgateway`.
+    pub labels: Vec<(String, String)>,
 }
 
 // ---- train and evaluate ----
@@ -263,6 +286,10 @@ pub mod defaults {
     pub const FINE_TUNE_FREEZE_WORDS: bool = true;
     /// The label that marks out-of-scope rows in evaluation data.
     pub const OOS_LABEL: &str = "oos";
+    /// drift-check: family-wise error rate, permutations of the MMD test, Pushgateway job.
+    pub const DRIFT_ALPHA: f64 = 0.05;
+    pub const PERMUTATIONS: usize = 1000;
+    pub const PUSH_JOB: &str = "cqr_drift_check";
     /// Alternatives listed in `top_k`.
     pub const TOP_K: usize = 3;
     /// Most records scored together (classify, evaluate).
@@ -366,6 +393,12 @@ pub mod opts {
         None,
         "train.fine_tune_freeze_words",
     );
+    pub const ALPHA: Opt = Opt::new("--alpha", Some("CQR_DRIFT_ALPHA"), "drift.alpha");
+    pub const PERMUTATIONS: Opt = Opt::new("--permutations", None, "drift.permutations");
+    pub const MIN_EFFECT: Opt = Opt::new("--min-effect", None, "drift.min_effect");
+    pub const MAX_ACCURACY_DROP: Opt =
+        Opt::new("--max-accuracy-drop", None, "drift.max_accuracy_drop");
+    pub const DRIFT_SEED: Opt = Opt::new("--seed", Some("CQR_SEED"), "drift.seed");
     /// `evaluate` scores in batches of `classify`'s size.
     pub const EVAL_BATCH_SIZE: Opt = Opt::new("classify.batch_size", None, "classify.batch_size");
 }

@@ -3,6 +3,7 @@
 //! no ML logic lives here.
 
 pub mod classify;
+pub mod drift;
 pub mod evaluate;
 pub mod models;
 pub mod runs;
@@ -31,7 +32,7 @@ pub enum Outcome {
     version,
     about = "Customer-query understanding: train, evaluate and run intent models",
     long_about = "Customer-query understanding: train, evaluate and run intent models.\n\n\
-        Exit status: 0 success, 1 a negative verdict you asked for (a --min-* gate not met), 2 an error."
+        Exit status: 0 success, 1 a negative verdict you asked for (drift found, a --min-* gate not met), 2 an error."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -99,6 +100,9 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Classify queries: one JSON line (or CSV/Parquet row) out per record in.
     Classify(classify::ClassifyArgs),
+    /// Check a batch for drift against the model's reference: tests, estimated accuracy, what
+    /// changed. Exit 1 when drift is found.
+    DriftCheck(drift::DriftArgs),
     /// The local run store: list runs, push unsent ones to the tracking server.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
@@ -198,6 +202,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Train(a) => train::run(a, &config, &tracking),
         Command::Evaluate(a) => evaluate::run(a, &config, &tracking),
         Command::Classify(a) => classify::run(a, &config, &tracking),
+        Command::DriftCheck(a) => drift::run(a, &config, &tracking),
         Command::Runs(c) => runs::run(c, &tracking),
         Command::Models(c) => models::run(c, &tracking),
         Command::Completions(a) => completions(&a),
