@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::{InputArgs, Outcome};
+use crate::eval::compare::{best_intents, Comparison};
 use crate::eval::evaluate;
 use crate::eval::report::{write_report, ReportFormat};
 use crate::eval::{EvalOptions, EvalReport};
-use crate::io::read::read_all;
+use crate::io::read::{read_all, Record};
 use crate::io::Format;
 use crate::models::Model;
 use crate::settings::defaults::{self, help};
@@ -79,6 +80,11 @@ pub struct EvaluateArgs {
         defaults::OOS_LABEL,
     ))]
     pub oos_label: Option<String>,
+    /// Also score this model (a bundle or registry reference) on the same rows and compare:
+    /// both models' metrics, the accuracy difference with a 95% interval, McNemar's exact test,
+    /// the per-intent F1 differences.
+    #[arg(long, value_name = "OTHER")]
+    pub compare: Option<String>,
     /// Gate: exit 1 when accuracy is below this.
     #[arg(long, value_name = "ACC")]
     pub min_accuracy: Option<f64>,
@@ -150,10 +156,19 @@ pub fn run(
     model.set_mc_samples(settings.mc_samples);
     let spec = args.input.spec(&args.data, settings.input_format, true);
     let mut records = read_all(&spec)?;
+    let raw = args.compare.as_ref().map(|_| records.clone());
     // Scored like classify scores: masked the way the model was trained, whatever --no-mask says.
     crate::pipeline::mask_for_model(model.manifest.masking, &mut records);
     let data_name = spec.target.name();
-    let report = evaluate(&model, &records, &data_name, &settings.options)?;
+    let mut report = evaluate(&model, &records, &data_name, &settings.options)?;
+    if let (Some(other), Some(raw)) = (&args.compare, raw) {
+        let b = refs::load_model(other, tracking)?;
+        report.comparison = Some(compare_with(
+            (&args.model, &model, &records),
+            (other, &b, raw),
+            &settings.options,
+        )?);
+    }
     let run = ActiveRun::start(
         tracking,
         &format!("evaluate {}", model.manifest.name),
@@ -196,6 +211,31 @@ pub fn run(
     }
 }
 
+/// Model A (its records already masked for it) against model B on the same in-scope rows:
+/// B's copy of the rows is masked the way B was trained.
+fn compare_with(
+    (name_a, a, rows_a): (&str, &Model, &[Record]),
+    (name_b, b, mut rows_b): (&str, &Model, Vec<Record>),
+    options: &EvalOptions,
+) -> crate::Result<Comparison> {
+    crate::pipeline::mask_for_model(b.manifest.masking, &mut rows_b);
+    let known = |m: &Model, l: &str| m.labels().iter().any(|x| x == l);
+    // Out-of-scope rows are no intent's to get right; they are measured apart.
+    let in_scope = |r: &&Record| {
+        let l = r.label.as_deref().unwrap_or("");
+        l != options.oos_label || known(a, l) || known(b, l)
+    };
+    let ra: Vec<&Record> = rows_a.iter().filter(in_scope).collect();
+    let rb: Vec<&Record> = rows_b.iter().filter(in_scope).collect();
+    let truth: Vec<&str> = ra
+        .iter()
+        .map(|r| r.label.as_deref().unwrap_or(""))
+        .collect();
+    let pa = best_intents(a, &ra, options.batch_size)?;
+    let pb = best_intents(b, &rb, options.batch_size)?;
+    Ok(Comparison::of(&truth, (name_a, &pa), (name_b, &pb)))
+}
+
 /// Where the report and its plots go among the run's artifacts.
 const REPORT: &str = "report";
 
@@ -218,6 +258,12 @@ fn log_evaluation(
     }
     for (k, v) in r.run_metrics() {
         run.log_metric(k, v, 0)?;
+    }
+    if let Some(c) = &r.comparison {
+        run.log_param("compare", &c.b.model)?;
+        for (k, v) in c.run_metrics() {
+            run.log_metric(k, v, 0)?;
+        }
     }
     Ok(())
 }

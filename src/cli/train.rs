@@ -485,7 +485,13 @@ fn train_and_save(
             let move_alias = match (&args.alias, args.promote_if_better) {
                 (Some(alias), true) => {
                     // The holder is scored on the rows the candidate's accuracy was measured on.
-                    let p = promote::compare(run, job.tracking, (name, alias), acc, rows.valid())?;
+                    let p = promote::compare(
+                        run,
+                        job.tracking,
+                        (name, alias),
+                        &trained.valid_predicted,
+                        rows.valid(),
+                    )?;
                     if p.holder.is_some() {
                         ui::note(&p.verdict());
                     }

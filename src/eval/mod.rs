@@ -3,7 +3,8 @@
 //! plots, `promote` compares a new model with a registry alias holder. Reads no data files itself;
 //! the caller hands it records.
 
-mod plots;
+pub mod compare;
+pub(crate) mod plots;
 pub mod promote;
 pub mod report;
 
@@ -54,6 +55,9 @@ pub struct EvalReport {
     /// With several components: each one's own accuracy and ECE on the same rows.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: BTreeMap<String, ComponentScore>,
+    /// With `--compare OTHER`: this model (A) against the other (B) on the same in-scope rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<compare::Comparison>,
 }
 
 /// One component's figures when it answers alone.
@@ -223,6 +227,7 @@ pub fn evaluate(
         cascade_encoder_fraction: cascade.then(|| routed as f64 / elapsed_n as f64),
         out_of_scope,
         components,
+        comparison: None,
     })
 }
 

@@ -1,11 +1,13 @@
 //! `train --promote-if-better`: scores the model that a registry alias points at on the new
-//! model's validation rows and says whether the alias should move. Both accuracies are logged to
-//! the run; the decision is the caller's to act on (the registration moves the alias or not).
+//! model's validation rows, compares it with the new model's held-out answers there (the same
+//! comparison as `evaluate --compare`), and says whether the alias should move. The comparison
+//! is logged to the run; the decision is the caller's to act on (the registration moves the
+//! alias or not).
 
+use super::compare::{best_intents, Comparison};
 use crate::error::{Error, Result};
 use crate::io::read::Record;
-use crate::metrics::{self, pct, Scored};
-use crate::models::Model;
+use crate::metrics::pct;
 use crate::tracking::store::LocalRun;
 use crate::tracking::{refs, TrackingSettings};
 
@@ -14,6 +16,8 @@ use crate::tracking::{refs, TrackingSettings};
 pub struct Holder {
     pub version: String,
     pub accuracy: f64,
+    /// The candidate (A) against the holder (B) on the same rows.
+    pub comparison: Option<Comparison>,
 }
 
 /// A candidate's validation accuracy against the alias holder's on the same rows.
@@ -39,10 +43,20 @@ impl Promotion {
         match &self.holder {
             None => format!("no current {alias}: promoting"),
             Some(h) => format!(
-                "candidate {} vs {alias} (version {}) {} on the same validation rows: {}",
+                "candidate {} vs {alias} (version {}) {} on the same validation rows{}: {}",
                 pct(self.candidate),
                 h.version,
                 pct(h.accuracy),
+                h.comparison
+                    .as_ref()
+                    .map(|c| format!(
+                        " (difference {:+.2} points, 95% interval [{:+.2}, {:+.2}], McNemar p {:.4})",
+                        c.difference.value * 100.0,
+                        c.difference.low * 100.0,
+                        c.difference.high * 100.0,
+                        c.mcnemar_p
+                    ))
+                    .unwrap_or_default(),
                 if self.promote() {
                     "promoting"
                 } else {
@@ -53,35 +67,15 @@ impl Promotion {
     }
 }
 
-/// Accuracy of `model` on labelled `rows`, each answered with its best intent (abstention
-/// plays no part: both models are compared on every row).
-pub fn accuracy_on(model: &Model, rows: &[&Record]) -> Result<f64> {
-    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-    let labels = model.labels();
-    let scored: Vec<Scored> = model
-        .predict(&texts)?
-        .iter()
-        .zip(rows)
-        .map(|(p, r)| {
-            let d = model.decide(p, 1);
-            Scored {
-                truth: r.label.clone().unwrap_or_default(),
-                predicted: labels[d.best].clone(),
-                confidence: d.confidence,
-                abstained: false,
-            }
-        })
-        .collect();
-    Ok(metrics::accuracy(&scored))
-}
-
-/// Compares `candidate` (the new model's validation accuracy) with the holder of `name@alias`
-/// on the same `valid` rows and logs both accuracies and the verdict to `run`.
+/// Compares the candidate's held-out answers on its validation rows (`candidate`, one best
+/// intent per row of `valid`) with the holder of `name@alias` on the same rows, through the same
+/// [`Comparison`] as `evaluate --compare`, and logs both accuracies, the difference with its
+/// interval, McNemar's p and the verdict to `run`.
 pub fn compare(
     run: &LocalRun,
     tracking: &TrackingSettings,
     (name, alias): (&str, &str),
-    candidate: f64,
+    candidate: &[String],
     valid: &[&Record],
 ) -> Result<Promotion> {
     let client = tracking.server().ok_or_else(|| {
@@ -89,20 +83,36 @@ pub fn compare(
             "--promote-if-better compares with the registry: set MLFLOW_TRACKING_URI".into(),
         )
     })?;
-    run.log_metric("promote.candidate_valid_accuracy", candidate, 0)?;
+    let truth: Vec<&str> = valid
+        .iter()
+        .map(|r| r.label.as_deref().unwrap_or(""))
+        .collect();
+    let right = truth.iter().zip(candidate).filter(|(t, p)| *t == p).count();
+    let candidate_accuracy = right as f64 / truth.len().max(1) as f64;
+    run.log_metric("promote.candidate_valid_accuracy", candidate_accuracy, 0)?;
     let holder = match client.alias_version(name, alias)? {
         None => None,
         Some(v) => {
             let version = v.version;
             let model = refs::load_model(&format!("models:/{name}/{version}"), tracking)?;
-            let accuracy = accuracy_on(&model, valid)?;
-            run.log_metric("promote.champion_valid_accuracy", accuracy, 0)?;
-            Some(Holder { version, accuracy })
+            let answers = best_intents(&model, valid, 1024)?;
+            let holder_name = format!("{name}@{alias} (version {version})");
+            let c = Comparison::of(&truth, ("candidate", candidate), (&holder_name, &answers));
+            run.log_metric("promote.champion_valid_accuracy", c.b.accuracy, 0)?;
+            run.log_metric("promote.accuracy_difference", c.difference.value, 0)?;
+            run.log_metric("promote.accuracy_difference_low", c.difference.low, 0)?;
+            run.log_metric("promote.accuracy_difference_high", c.difference.high, 0)?;
+            run.log_metric("promote.mcnemar_p", c.mcnemar_p, 0)?;
+            Some(Holder {
+                version,
+                accuracy: c.b.accuracy,
+                comparison: Some(c),
+            })
         }
     };
     let promotion = Promotion {
         alias: alias.to_string(),
-        candidate,
+        candidate: candidate_accuracy,
         holder,
     };
     run.set_tag("cqr.promote", &promotion.verdict())?;
@@ -121,6 +131,7 @@ mod tests {
             holder: holder.map(|accuracy| Holder {
                 version: "3".into(),
                 accuracy,
+                comparison: None,
             }),
         };
         assert!(p(None).promote());

@@ -170,6 +170,9 @@ pub fn summary(r: &EvalReport) -> String {
             pct(f)
         ));
     }
+    if let Some(c) = &r.comparison {
+        s.push_str(&c.summary());
+    }
     if !r.confusions.is_empty() {
         s.push_str("confusions (truth → predicted)\n");
         for c in r.confusions.iter().take(5) {
@@ -228,6 +231,35 @@ pub fn markdown(r: &EvalReport) -> String {
                 .join(", "),
         );
         s.push('\n');
+    }
+    if let Some(c) = &r.comparison {
+        let d = &c.difference;
+        s.push_str(&format!(
+            "\n## Compared with {}\n\nOn the same {} rows, A = {} and B = {}.\n\n| | A | B |\n| --- | --- | --- |\n\
+             | accuracy | {} | {} |\n| macro-F1 | {:.4} | {:.4} |\n\nAccuracy difference A − B: {:+.2} points \
+             (95% interval {:+.2} to {:+.2}). Only A right on {} rows, only B on {}: McNemar exact p = {:.4}.\n\n\
+             | intent | support | F1 A | F1 B | A − B |\n| --- | --- | --- | --- | --- |\n",
+            c.b.model,
+            c.rows,
+            c.a.model,
+            c.b.model,
+            pct(c.a.accuracy),
+            pct(c.b.accuracy),
+            c.a.macro_f1,
+            c.b.macro_f1,
+            d.value * 100.0,
+            d.low * 100.0,
+            d.high * 100.0,
+            c.only_a_right,
+            c.only_b_right,
+            c.mcnemar_p
+        ));
+        for x in &c.per_intent {
+            s.push_str(&format!(
+                "| {} | {} | {:.3} | {:.3} | {:+.3} |\n",
+                x.intent, x.support, x.f1_a, x.f1_b, x.difference
+            ));
+        }
     }
     s.push_str("\n## Plots\n\n![reliability](reliability.png)\n![coverage](coverage.png)\n![confusion](confusion.png)\n");
     s.push_str("\n## Top confusions\n\n| truth | predicted | count |\n| --- | --- | --- |\n");
