@@ -544,11 +544,11 @@ fn corrupt_or_newer_bundles_are_refused() {
 
 #[test]
 fn help_and_usage_errors() {
-    cqr()
-        .arg("--help")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("train").and(predicate::str::contains("classify")));
+    cqr().arg("--help").assert().success().stdout(
+        predicate::str::contains("train")
+            .and(predicate::str::contains("classify"))
+            .and(predicate::str::contains("drift-check")),
+    );
     cqr().args(["classify"]).assert().code(2);
     cqr()
         .args(["train", "x.csv"])

@@ -386,6 +386,44 @@ fn promote_if_better_scores_the_holder_on_the_candidates_rows() {
         metric("promote.champion_valid_accuracy"),
         metric("promote.candidate_valid_accuracy")
     );
+    // The same comparison as `evaluate --compare`: identical answers, no discordant rows.
+    assert_eq!(metric("promote.accuracy_difference"), 0.0);
+    assert_eq!(metric("promote.mcnemar_p"), 1.0);
+
+    // A nightly drift check of the champion is a run too, tagged with what it checked.
+    let out = run_ok(
+        cqr(w, &server.uri)
+            .args(["drift-check", "models:/intents@champion"])
+            .arg(tickets_test()),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no drift"));
+    let run = server
+        .runs("cqr")
+        .into_iter()
+        .find(|r| r["info"]["run_name"] == "drift-check intents")
+        .expect("the drift-check run");
+    let tag = |key: &str| {
+        run["data"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == key)
+            .unwrap_or_else(|| panic!("no tag {key}"))["value"]
+            .clone()
+    };
+    assert_eq!(tag("cqr.model.version"), "1");
+    assert_eq!(tag("cqr.drift"), "none");
+    let metrics = run["data"]["metrics"].as_array().unwrap();
+    for key in [
+        "drift",
+        "estimated_accuracy",
+        "intent_distribution.p_adjusted",
+    ] {
+        assert!(
+            metrics.iter().any(|m| m["key"] == key),
+            "no {key} in {metrics:?}"
+        );
+    }
 }
 
 /// A server on 127.0.0.1 that answers every request with `reply(request line)`, for replies a
