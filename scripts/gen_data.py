@@ -967,6 +967,71 @@ def generate(seed: int) -> tuple[list[dict], list[dict]]:
     return train, test
 
 
+# ---------------------------------------------------------------------------
+# A shifted batch for the drift-check demo: a week in which a carrier problem
+# triples the delivery complaints and customers start asking about something
+# the model was never trained on (gift cards).
+# ---------------------------------------------------------------------------
+SHIFT_SEED = 20261201
+SHIFT_ROWS = 400
+SURGING = ["delivery_delayed", "damaged_item", "wrong_item"]
+SURGE_SHARE = 0.30
+EMERGING_INTENT = "gift_card"
+EMERGING_SHARE = 0.12
+EMERGING_TEMPLATES = [
+    "My gift card for {amount} says it has already been redeemed but I never used it.",
+    "How do I check the balance on my gift card?",
+    "The gift card code from my birthday doesn't work at checkout, it says invalid code.",
+    "Can I use two gift cards on one order?",
+    "I bought a {amount} gift card on {date} and the recipient never got the email with the code.",
+    "Do your gift cards expire? Mine is from last year.",
+    "gift card wont apply to order {order}",
+    "Can I get a refund on an unused gift card worth {amount}?",
+    "I want to send an e-gift card to my sister, can I schedule it for {date}?",
+    "The gift card balance shows {amount} but it should be {amount2}.",
+    "Is it possible to turn my store credit into a gift card?",
+    "my gift card got declined even though it has {amount} on it",
+    "Where do I enter a gift card code in the app?",
+    "Someone gave me a gift card but the PIN on the back is scratched off.",
+    "Can I top up a gift card or do I have to buy a new one?",
+    "How many gift cards can I buy at once for my team?",
+]
+
+
+def shifted_batch(seed: int) -> list[dict]:
+    """The demo's drift-check batch: surging delivery intents and an emerging gift-card topic."""
+    rng = random.Random(seed)
+    customers, cweights = make_customers(rng)
+    intents = list(TEMPLATES)
+    rows: list[dict] = []
+    seen: set[str] = set()
+    while len(rows) < SHIFT_ROWS:
+        cust = rng.choices(customers, weights=cweights)[0]
+        channel = cust["channel"] if rng.random() < 0.6 else rng.choices(CHANNELS, weights=CHANNEL_WEIGHTS)[0]
+        created = random_timestamp(rng)
+        draw = rng.random()
+        if draw < EMERGING_SHARE:
+            intent = EMERGING_INTENT
+            text = fill_slots(rng.choice(EMERGING_TEMPLATES), rng, created)
+            if rng.random() < 0.4:
+                text = rng.choice(["Hi,", "Hello,", "Hi team,"]) + " " + text
+        else:
+            intent = rng.choice(SURGING) if draw < EMERGING_SHARE + SURGE_SHARE else rng.choice(intents)
+            flags = {"typo": rng.random() < 0.25, "urgent": rng.random() < 0.10, "pii": rng.random() < 0.05}
+            text = render_text(intent, channel, created, rng, flags)
+        key = re.sub(r"\s+", " ", text.strip().lower())
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append({"text": text, "intent": intent, "customer_id": cust["id"],
+                     "customer_tier": cust["tier"], "channel": channel, "_t": created})
+    rows.sort(key=lambda r: (r["_t"], r["intent"], r["text"]))
+    for i, r in enumerate(rows, 1):
+        r["id"] = f"S{i:05d}"
+        r["created_at"] = iso(r.pop("_t"))
+    return rows
+
+
 def write_csv(path: str, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
@@ -980,8 +1045,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", default="data", help="output directory (default: data/)")
     ap.add_argument("--seed", type=int, default=SEED, help=f"random seed (default: {SEED})")
+    ap.add_argument("--shifted-batch", metavar="PATH",
+                    help="write only the drift-check demo's shifted batch (surging delivery "
+                         "intents, an emerging gift-card topic) to PATH")
     args = ap.parse_args(argv)
 
+    if args.shifted_batch:
+        os.makedirs(os.path.dirname(args.shifted_batch) or ".", exist_ok=True)
+        write_csv(args.shifted_batch, shifted_batch(SHIFT_SEED))
+        return 0
     train, test = generate(args.seed)
     os.makedirs(args.out_dir, exist_ok=True)
     write_csv(os.path.join(args.out_dir, "tickets.csv"), train)
