@@ -3,7 +3,8 @@
 # split, and time `cqr classify` over the test texts repeated to >= 300k rows; then the linear +
 # encoder ensembles (logistic head, MLP head, fine-tuned encoder) with their components alone,
 # the encoder path's and the cascade's throughput, and Python sentence-transformers side by side
-# when its venv exists. Writes bench/results.json. About 30 minutes on 2 cores.
+# when its venv exists; then the drift-check benchmark (scripts/bench_drift.sh). Writes
+# bench/results.json. About 40 minutes on 2 cores.
 # Usage: scripts/bench.sh [BANKING77_DIR]   (default ../shared/data/banking77)
 # CQR_BENCH_SKIP_FINE_TUNE=1 leaves out the fine-tuned model (~20 minutes of it).
 set -euo pipefail
@@ -164,4 +165,6 @@ out["targets"] = {"linear_accuracy": 0.92, "best_accuracy": 0.945, "ece": 0.015,
                   "encoder_path_vs_python": 1.6, "cascade_speedup": 5, "cascade_max_loss": 0.003}
 print(json.dumps(out, indent=2))
 PY
+# The drift-check benchmark adds its figures under "drift".
+scripts/bench_drift.sh "$data"
 cat bench/results.json
