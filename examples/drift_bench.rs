@@ -14,6 +14,7 @@
 //! check of 2,000 rows (read, score, test, report) per model. Prints one JSON object.
 //!
 //! Usage: drift_bench BANKING77_DIR WORK_DIR [--encoder DIR] [--batches N] [--permutations N]
+//!        [--only linear|ensemble]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -99,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         ),
     ];
 
+    let only = flag("--only");
     let mut models = vec![("linear", vec!["--components", "linear"])];
     if let Some(dir) = &encoder {
         models.push((
@@ -118,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             "permutations": permutations,
         }),
     );
+    models.retain(|(name, _)| only.as_deref().is_none_or(|o| o == *name));
     for (name, extra) in &models {
         let bundle = work.join(format!("drift-{name}"));
         let t = Instant::now();

@@ -26,7 +26,7 @@ echo "== classify from stdin"
 echo '{"id": "live-1", "text": "This is the THIRD time: someone used my card 4111 1111 1111 1111, fix it today!", "customer_tier": "premium"}' \
   | "$cqr" classify models/tickets --explain
 echo "== drift-check: the test tickets (same distribution as training: exit 0)"
-"$cqr" drift-check models/tickets data/tickets_test.csv --label-col intent -q | head -n 9
+"$cqr" drift-check models/tickets data/tickets_test.csv --label-col intent -q | head -n 11
 echo "== drift-check: a shifted week made from the sample data (exit 1 is the drift verdict)"
 python3 scripts/gen_data.py --shifted-batch out/tickets_shifted.csv
 "$cqr" drift-check models/tickets out/tickets_shifted.csv --label-col intent \

@@ -294,7 +294,7 @@ fn retrain_runs_only_on_drift_and_through_the_gates() {
     assert!(!retrained.exists());
     assert!(String::from_utf8_lossy(&gated.stderr).contains("retraining stopped at a gate"));
     // Drift: retrained with the checked model's recipe.
-    let out = run_drift(
+    run_drift(
         cqr_in(work.path())
             .args(["drift-check", "--retrain"])
             .arg(tickets())
@@ -509,7 +509,7 @@ fn metrics_pass_promtool_and_a_real_pushgateway_replaces_stale_series() {
     );
     // A second check without labels: PUT replaces the group, so the stale series is gone.
     let batch = shifted(work.path());
-    let out = run_drift(
+    run_drift(
         cqr_in(work.path())
             .args([
                 "-q",

@@ -189,6 +189,11 @@ pub fn run(
     tracking: &TrackingSettings,
 ) -> anyhow::Result<Outcome> {
     let settings = DriftSettings::resolve(&args, config)?;
+    if args.data == "-" && args.reference.as_deref() == Some("-") {
+        return Err(
+            Error::Usage("the batch and --reference cannot both come from stdin".into()).into(),
+        );
+    }
     if args.pushgateway.is_some() {
         // Checked before any work: a bad job or label must not cost a whole check.
         let job = args.job.as_deref().unwrap_or(defaults::PUSH_JOB);

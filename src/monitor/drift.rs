@@ -123,7 +123,7 @@ pub struct IntentShift {
 pub struct LeastLike {
     pub id: String,
     pub text: String,
-    /// Novelty: 1 − the highest cosine similarity to the reference sample, or the OOV rate.
+    /// Novelty: 1 − the cosine similarity to the nearest reference row, or the OOV rate.
     pub novelty: f64,
     pub abstained: bool,
 }
@@ -344,7 +344,8 @@ pub fn check(
                 high: (value + Z95 * se).min(1.0),
             };
             let how = format!(
-                "mean calibrated confidence, re-mapped to accuracy on the reference's labelled rows                  ({} equal-mass confidence bins)",
+                "each calibrated confidence corrected by how far accuracy sat from confidence on the \
+                 reference's labelled rows ({} equal-mass confidence bin(s)), averaged",
                 map.bins()
             );
             (e, how)

@@ -122,16 +122,17 @@ impl Sample {
     }
 }
 
-/// The reference's own confidence-to-accuracy map (histogram binning on its labelled sample
-/// rows, equal-mass bins of at least [`MIN_BIN_ROWS`]): what a confidence has meant in practice.
-/// Temperature scaling makes confidences calibrated on average in NLL, not exactly in mean; the
-/// map removes what is left (NannyML's CBPE calibrates on reference data the same way).
+/// The reference's own confidence-to-accuracy correction: on its labelled sample rows, split
+/// into equal-mass confidence bins of at least [`MIN_BIN_ROWS`] (one bin for a small reference),
+/// how far each bin's accuracy sits from its mean confidence. Temperature scaling makes
+/// confidences calibrated in likelihood, not exactly in mean; the correction removes what is
+/// left, as NannyML's CBPE calibrates on reference data before it estimates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recalibration {
     /// Upper confidence edge of each bin but the last, ascending.
     edges: Vec<f32>,
-    /// (accuracy, rows) per bin.
-    bins: Vec<(f64, usize)>,
+    /// (accuracy − mean confidence, accuracy, rows) per bin.
+    bins: Vec<(f64, f64, usize)>,
 }
 
 pub const MIN_BIN_ROWS: usize = 100;
@@ -162,8 +163,10 @@ impl Recalibration {
                 rows.len() * (b + 1) / k
             };
             let part = &rows[start..end];
-            let right: f64 = part.iter().map(|r| f64::from(r.1)).sum();
-            bins.push((right / part.len() as f64, part.len()));
+            let n = part.len() as f64;
+            let accuracy = part.iter().map(|r| f64::from(r.1)).sum::<f64>() / n;
+            let confidence = part.iter().map(|r| f64::from(r.0)).sum::<f64>() / n;
+            bins.push((accuracy - confidence, accuracy, part.len()));
             if b + 1 < k {
                 edges.push(part.last().expect("a bin has rows").0);
             }
@@ -181,22 +184,25 @@ impl Recalibration {
     }
 
     /// The expected accuracy of a batch whose confidences are `sample` (a uniform sample of its
-    /// `rows`), with its standard error: the batch's own binomial noise plus the reference
-    /// bins' estimation error.
+    /// `rows`), each corrected by its bin's offset, with its standard error: the batch's own
+    /// binomial noise plus the reference bins' estimation error.
     pub fn estimate(&self, sample: &[f32], rows: u64) -> (f64, f64) {
         let mut share = vec![0f64; self.bins.len()];
+        let (mut mean, mut noise) = (0.0, 0.0);
         for &c in sample {
-            share[self.bin(c)] += 1.0;
+            let b = self.bin(c);
+            share[b] += 1.0;
+            let q = (f64::from(c) + self.bins[b].0).clamp(0.0, 1.0);
+            mean += q;
+            noise += q * (1.0 - q);
         }
         let n = sample.len().max(1) as f64;
-        share.iter_mut().for_each(|s| *s /= n);
-        let (mut mean, mut noise, mut fit) = (0.0, 0.0, 0.0);
-        for (w, &(acc, m)) in share.iter().zip(&self.bins) {
-            mean += w * acc;
-            noise += w * acc * (1.0 - acc);
-            fit += w * w * acc * (1.0 - acc) / m as f64;
-        }
-        (mean, (noise / rows.max(1) as f64 + fit).sqrt())
+        let fit: f64 = share
+            .iter()
+            .zip(&self.bins)
+            .map(|(w, &(_, acc, m))| (w / n).powi(2) * acc * (1.0 - acc) / m as f64)
+            .sum();
+        (mean / n, (noise / n / rows.max(1) as f64 + fit).sqrt())
     }
 }
 

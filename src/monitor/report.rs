@@ -83,7 +83,9 @@ fn accuracy_line(r: &DriftReport) -> String {
 
 fn novelty_name(m: NoveltyMeasure) -> &'static str {
     match m {
-        NoveltyMeasure::Embedding => "1 − highest cosine similarity to the reference sample",
+        NoveltyMeasure::Embedding => {
+            "1 − cosine similarity to the nearest of the queries the model learnt from"
+        }
         NoveltyMeasure::OovRate => "share of words outside the model's vocabulary",
     }
 }
@@ -582,15 +584,8 @@ fn shares_png(path: &Path, r: &DriftReport) -> Result<()> {
     chart
         .configure_mesh()
         .x_desc("share of queries")
-        .y_labels(n * 2)
-        .y_label_formatter(&|y| {
-            let i = y.floor() as usize;
-            if (y - y.floor() - 0.5).abs() < 0.26 {
-                names.get(n - 1 - i.min(n - 1)).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .disable_y_mesh()
+        .y_labels(0)
         .x_label_formatter(&|x| format!("{:.0}%", x * 100.0))
         .draw()
         .map_err(|e| plot_err(path, e))?;
@@ -609,6 +604,18 @@ fn shares_png(path: &Path, r: &DriftReport) -> Result<()> {
             ])
             .map_err(|e| plot_err(path, e))?;
     }
+    // Each intent's name beside its pair of bars, right-aligned against the axis.
+    let style = TextStyle::from(("sans-serif", 14).into_font()).pos(
+        plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Right,
+            plotters::style::text_anchor::VPos::Center,
+        ),
+    );
+    for (k, name) in names.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(0.0, (n - 1 - k) as f64 + 0.5));
+        root.draw(&Text::new(name.clone(), (x - 8, y), style.clone()))
+            .map_err(|e| plot_err(path, e))?;
+    }
     legend(&mut chart, path)?;
     root.present().map_err(|e| plot_err(path, e))
 }
@@ -620,16 +627,12 @@ fn legend<'a, DB: DrawingBackend + 'a>(
     let (x, y) = (chart.x_range(), chart.y_range());
     let at = (x.end, y.end);
     chart
-        .draw_series(std::iter::once(Circle::new(
-            at,
-            0,
-            REFERENCE_COLOUR.filled(),
-        )))
+        .draw_series(std::iter::once(EmptyElement::at(at)))
         .map_err(|e| plot_err(path, e))?
         .label("reference")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], REFERENCE_COLOUR.filled()));
     chart
-        .draw_series(std::iter::once(Circle::new(at, 0, BATCH_COLOUR.filled())))
+        .draw_series(std::iter::once(EmptyElement::at(at)))
         .map_err(|e| plot_err(path, e))?
         .label("batch")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], BATCH_COLOUR.filled()));
