@@ -22,6 +22,10 @@ import json, os, sys
 text = open(sys.argv[1]).read()
 # Training prints its summary first; the figures are the JSON object after it.
 drift = json.loads(text[text.index("\n{\n") + 1:] if not text.startswith("{") else text)
+import datetime, subprocess
+drift = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                  text=True).stdout.strip(), **drift}
 drift["targets"] = {"no_drift_alarm_rate_max": 0.05, "new_intents_detection_at_500_min": 0.95,
                     "no_drift_estimate_mae_points_max": 1.5, "linear_check_2000_rows_seconds_max": 2.0}
 path = "bench/results.json"
