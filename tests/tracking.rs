@@ -372,16 +372,7 @@ fn promote_if_better_scores_the_holder_on_the_candidates_rows() {
         .into_iter()
         .find(|r| r["info"]["run_name"] == "train m2")
         .expect("the second run");
-    let metric = |key: &str| {
-        run["data"]["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["key"] == key)
-            .unwrap_or_else(|| panic!("no {key}"))["value"]
-            .as_f64()
-            .unwrap()
-    };
+    let metric = |key: &str| run_value(&run, "metrics", key).as_f64().unwrap();
     assert_eq!(
         metric("promote.champion_valid_accuracy"),
         metric("promote.candidate_valid_accuracy")
@@ -402,15 +393,7 @@ fn promote_if_better_scores_the_holder_on_the_candidates_rows() {
         .into_iter()
         .find(|r| r["info"]["run_name"] == "drift-check intents")
         .expect("the drift-check run");
-    let tag = |key: &str| {
-        run["data"]["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["key"] == key)
-            .unwrap_or_else(|| panic!("no tag {key}"))["value"]
-            .clone()
-    };
+    let tag = |key: &str| run_value(&run, "tags", key);
     assert_eq!(tag("cqr.model.version"), "1");
     assert_eq!(tag("cqr.drift"), "none");
     let metrics = run["data"]["metrics"].as_array().unwrap();
@@ -424,6 +407,17 @@ fn promote_if_better_scores_the_holder_on_the_candidates_rows() {
             "no {key} in {metrics:?}"
         );
     }
+}
+
+/// The value of `key` in a run's `metrics` or `tags`, as the REST API returns the run.
+fn run_value(run: &Value, section: &str, key: &str) -> Value {
+    run["data"][section]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in the run's {section}"))["value"]
+        .clone()
 }
 
 /// A server on 127.0.0.1 that answers every request with `reply(request line)`, for replies a

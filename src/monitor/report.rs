@@ -90,13 +90,11 @@ fn novelty_name(m: NoveltyMeasure) -> &'static str {
     }
 }
 
-/// The readable summary `cqr drift-check` prints.
-pub fn summary(r: &DriftReport) -> String {
+/// What was checked against what: the model, its version and checksum, the batch, the reference.
+fn subject_line(r: &DriftReport) -> String {
     let s = &r.subject;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "drift-check {} (version {}, checksum {}) on {} ({} rows) against {} ({} rows)",
+    format!(
+        "{} (version {}, checksum {}) on {} ({} rows) against {} ({} rows)",
         s.model,
         s.version,
         short(&s.checksum),
@@ -104,7 +102,13 @@ pub fn summary(r: &DriftReport) -> String {
         r.batch_rows,
         s.reference,
         r.reference_rows
-    );
+    )
+}
+
+/// The readable summary `cqr drift-check` prints.
+pub fn summary(r: &DriftReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "drift-check {}", subject_line(r));
     let _ = writeln!(out, "{}", verdict(r));
     let _ = writeln!(
         out,
@@ -307,23 +311,13 @@ enum Block {
 }
 
 fn blocks(r: &DriftReport) -> Vec<Block> {
-    let s = &r.subject;
     let e = &r.emerging;
     let mut reasons = String::new();
     for reason in &r.reasons {
         reasons.push_str(&format!("\n- {reason}"));
     }
     vec![
-        Block::Text(format!(
-            "Model {} version {} (checksum {}); batch {} ({} rows) against {} ({} rows).",
-            s.model,
-            s.version,
-            short(&s.checksum),
-            s.data,
-            r.batch_rows,
-            s.reference,
-            r.reference_rows
-        )),
+        Block::Text(format!("Model {}.", subject_line(r))),
         Block::Text(format!("{}{reasons}", verdict(r))),
         Block::Heading("Tests".into()),
         Block::Table(tests_table(r)),
