@@ -30,8 +30,8 @@ use crate::ui;
 pub struct DriftArgs {
     /// Model: a bundle directory, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model.
     pub model: String,
-    /// The batch to check (CSV, JSONL or Parquet; `-` for stdin). A label column, when present,
-    /// adds the batch's real accuracy beside the estimate.
+    /// The batch to check (CSV, JSONL or Parquet; `-` for stdin). With --label-col, the batch's
+    /// real accuracy is reported beside the estimate.
     pub data: String,
     /// Compare with this data instead of the reference profile stored in the model (for a
     /// model trained before drift-check, or to compare two batches).
@@ -43,7 +43,8 @@ pub struct DriftArgs {
     ))]
     pub alpha: Option<f64>,
     /// A test alarms only when its effect size also reaches this (PSI, KS D, abstention-rate
-    /// change or MMD², see README): big batches make tiny shifts significant.
+    /// change, MMD² or the rise in novel queries; see README): big batches make tiny shifts
+    /// significant.
     #[arg(long, value_name = "E")]
     pub min_effect: Option<f64>,
     /// Alarm when the estimated accuracy is more than this (a share, 0.03 = 3 points) below the
