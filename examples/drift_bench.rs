@@ -257,7 +257,7 @@ fn run_batches(
             let e = (p.dim > 0).then(|| &p.embeddings[i * p.dim..(i + 1) * p.dim]);
             let o = &p.observed[i];
             let novelty = scan.novelty(o, e);
-            scan.push("", &p.records[i].text, o, e, novelty);
+            scan.push(&"", &p.records[i].text, o, e, novelty);
         }
         let subject = Subject {
             model: String::new(),
@@ -270,7 +270,7 @@ fn run_batches(
             seed: options.seed ^ b as u64,
             ..options.clone()
         };
-        let r = check(subject, reference, scan.finish(), model.labels(), true, &o);
+        let r = check(subject, reference, &scan.finish(), model.labels(), true, &o);
         seconds += t.elapsed().as_secs_f64();
         alarms += usize::from(r.drift);
         for t in r.tests.iter().filter(|t| t.drift) {

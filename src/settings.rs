@@ -96,12 +96,27 @@ pub fn pick<T: FromStr + Clone>(
     file: &Option<Spanned<T>>,
     default: T,
 ) -> Result<Setting<T>> {
+    Ok(pick_optional(config, opt, flag, file)?.unwrap_or(Setting {
+        value: default,
+        origin: Origin::Default,
+        flag: opt.flag,
+    }))
+}
+
+/// Like [`pick`] for an option without a default: `None` when neither the flag, the
+/// environment nor the file sets it.
+pub fn pick_optional<T: FromStr + Clone>(
+    config: &FileConfig,
+    opt: Opt,
+    flag: Option<T>,
+    file: &Option<Spanned<T>>,
+) -> Result<Option<Setting<T>>> {
     if let Some(v) = flag {
-        return Ok(Setting {
+        return Ok(Some(Setting {
             value: v,
             origin: Origin::Flag(opt.flag),
             flag: opt.flag,
-        });
+        }));
     }
     if let Some(var) = opt.env {
         if let Some(raw) = std::env::var_os(var) {
@@ -113,26 +128,19 @@ pub fn pick<T: FromStr + Clone>(
                         opt.flag
                     ))
                 })?;
-                return Ok(Setting {
+                return Ok(Some(Setting {
                     value,
                     origin: Origin::Env(var),
                     flag: opt.flag,
-                });
+                }));
             }
         }
     }
-    if let Some(s) = file {
-        return Ok(Setting {
-            value: s.get_ref().clone(),
-            origin: config.origin(opt.key, s.span()),
-            flag: opt.flag,
-        });
-    }
-    Ok(Setting {
-        value: default,
-        origin: Origin::Default,
+    Ok(file.as_ref().map(|s| Setting {
+        value: s.get_ref().clone(),
+        origin: config.origin(opt.key, s.span()),
         flag: opt.flag,
-    })
+    }))
 }
 
 /// Like [`pick`] for values no environment variable can hold (lists, pairs).
@@ -542,7 +550,7 @@ impl TrainSettings {
 
 /// The resolved `train` settings as a run records them: its MLflow params (flattened) and the
 /// bundle manifest's `training.args`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainRecord {
     pub data: String,
     pub valid: Option<String>,

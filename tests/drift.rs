@@ -268,41 +268,28 @@ fn retrain_runs_only_on_drift_and_through_the_gates() {
     let work = tempfile::tempdir().unwrap();
     let model = linear_model(work.path());
     let retrained = work.path().join("retrained");
-    // No drift: nothing is retrained.
-    run_ok(
-        cqr_in(work.path())
-            .args(["-q", "drift-check", "--retrain"])
+    // `drift-check --retrain` of `batch`, with `extra` flags.
+    let check = |batch: &Path, extra: &[&str]| {
+        let mut c = cqr_in(work.path());
+        c.args(["drift-check", "--retrain"])
             .arg(tickets())
             .arg("--retrain-output")
             .arg(&retrained)
+            .args(extra)
             .arg(&model)
-            .arg(tickets_test()),
-    );
+            .arg(batch);
+        c
+    };
+    // No drift: nothing is retrained.
+    run_ok(&mut check(&tickets_test(), &["-q"]));
     assert!(!retrained.exists());
     // Drift, but the gate is out of reach: nothing is written, and the verdict is still drift.
     let batch = shifted(work.path());
-    let gated = run_drift(
-        cqr_in(work.path())
-            .args(["drift-check", "--retrain"])
-            .arg(tickets())
-            .arg("--retrain-output")
-            .arg(&retrained)
-            .args(["--min-accuracy", "0.9999"])
-            .arg(&model)
-            .arg(&batch),
-    );
+    let gated = run_drift(&mut check(&batch, &["--min-accuracy", "0.9999"]));
     assert!(!retrained.exists());
     assert!(String::from_utf8_lossy(&gated.stderr).contains("retraining stopped at a gate"));
     // Drift: retrained with the checked model's recipe.
-    run_drift(
-        cqr_in(work.path())
-            .args(["drift-check", "--retrain"])
-            .arg(tickets())
-            .arg("--retrain-output")
-            .arg(&retrained)
-            .arg(&model)
-            .arg(&batch),
-    );
+    run_drift(&mut check(&batch, &[]));
     let m: Value =
         serde_json::from_str(&std::fs::read_to_string(retrained.join("manifest.json")).unwrap())
             .unwrap();
@@ -447,6 +434,14 @@ fn metrics_pass_promtool_and_a_real_pushgateway_replaces_stale_series() {
     std::fs::create_dir_all(prom.parent().unwrap()).unwrap();
     let gw = start_gateway(work.path());
     let url = format!("http://127.0.0.1:{}", gw.1);
+    let push = [
+        "--pushgateway",
+        &url,
+        "--job",
+        "nightly",
+        "--label",
+        "instance=ci",
+    ];
     run_ok(
         cqr_in(work.path())
             .args([
@@ -457,14 +452,7 @@ fn metrics_pass_promtool_and_a_real_pushgateway_replaces_stale_series() {
                 "--metrics-file",
             ])
             .arg(&prom)
-            .args([
-                "--pushgateway",
-                &url,
-                "--job",
-                "nightly",
-                "--label",
-                "instance=ci",
-            ])
+            .args(push)
             .arg(&model)
             .arg(tickets_test()),
     );
@@ -511,16 +499,8 @@ fn metrics_pass_promtool_and_a_real_pushgateway_replaces_stale_series() {
     let batch = shifted(work.path());
     run_drift(
         cqr_in(work.path())
-            .args([
-                "-q",
-                "drift-check",
-                "--pushgateway",
-                &url,
-                "--job",
-                "nightly",
-                "--label",
-                "instance=ci",
-            ])
+            .args(["-q", "drift-check"])
+            .args(push)
             .arg(&model)
             .arg(&batch),
     );

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser};
 
-use super::{InputArgs, Outcome};
+use super::{InputArgs, Outcome, ReportArgs};
 use crate::error::Error;
 use crate::eval::report::ReportFormat;
 use crate::io::read::{open, ReadSpec, Record};
@@ -20,7 +20,7 @@ use crate::monitor::profile::{Caps, Observation, Profile, ProfileBuilder, REFERE
 use crate::monitor::report as drift_report;
 use crate::monitor::scan::Scan;
 use crate::settings::defaults::{self, help};
-use crate::settings::{opts, pick, DriftSettings, FileConfig};
+use crate::settings::{opts, pick, pick_optional, DriftSettings, FileConfig, TrainRecord};
 use crate::tracking::http::{Auth, HttpClient, HttpSettings};
 use crate::tracking::store::{LocalRun, RunStatus};
 use crate::tracking::{refs, ActiveRun, TrackingSettings};
@@ -58,12 +58,8 @@ pub struct DriftArgs {
     pub permutations: Option<usize>,
     #[arg(long, help = help("Seed of the samples and permutations", defaults::SEED))]
     pub seed: Option<u64>,
-    /// How to print the report on stdout [default: text].
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub output_format: Option<ReportFormat>,
-    /// Print the report as JSON (short for --output-format json).
-    #[arg(long, conflicts_with = "output_format")]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
     /// Also write report.md, report.html (self-contained), report.json and PNG plots here.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
@@ -127,10 +123,10 @@ impl DriftSettings {
             defaults::PERMUTATIONS,
         )?
         .check(|&n| n <= 1_000_000, "must be at most 1000000")?;
-        let min_effect = optional(config, opts::MIN_EFFECT, args.min_effect, &f.min_effect)?
+        let min_effect = pick_optional(config, opts::MIN_EFFECT, args.min_effect, &f.min_effect)?
             .map(|s| s.check(|e| *e >= 0.0, "must be at least 0"))
             .transpose()?;
-        let max_drop = optional(
+        let max_drop = pick_optional(
             config,
             opts::MAX_ACCURACY_DROP,
             args.max_accuracy_drop,
@@ -146,11 +142,7 @@ impl DriftSettings {
             .collect::<crate::Result<Vec<_>>>()?;
         Ok(DriftSettings {
             input_format: args.format,
-            report: if args.json {
-                ReportFormat::Json
-            } else {
-                args.output_format.unwrap_or(ReportFormat::Text)
-            },
+            report: args.report.asked().unwrap_or(ReportFormat::Text),
             options: DriftOptions {
                 alpha: alpha.value,
                 min_effect: min_effect.map(|s| s.value),
@@ -161,24 +153,6 @@ impl DriftSettings {
             labels,
         })
     }
-}
-
-/// A setting with no default: the flag, else the file, else unset.
-fn optional<T: std::str::FromStr + Clone>(
-    config: &FileConfig,
-    opt: crate::settings::Opt,
-    flag: Option<T>,
-    file: &Option<toml::Spanned<T>>,
-) -> crate::Result<Option<crate::settings::Setting<T>>> {
-    if flag.is_none() && file.is_none() {
-        return Ok(None);
-    }
-    // `pick` with a placeholder default that is never used: one of flag or file is set.
-    let placeholder = flag
-        .clone()
-        .or_else(|| file.as_ref().map(|s| s.get_ref().clone()))
-        .expect("flag or file is set");
-    pick(config, opt, flag, file, placeholder).map(Some)
 }
 
 /// Queries scored together as the batch streams through.
@@ -233,18 +207,23 @@ pub fn run(
         data: spec.target.name(),
         reference: reference_name,
     };
-    let oov = model.oov_rates(&[]).is_some();
+    let oov = model.has_vocabulary();
     let scanned = scan.finish();
-    let batch = scanned.profile.clone();
     let report = check(
         subject,
         &reference,
-        scanned,
+        &scanned,
         model.labels(),
         oov,
         &settings.options,
     );
-    publish(&args, &settings, &report, (&reference, &batch), tracking)?;
+    publish(
+        &args,
+        &settings,
+        &report,
+        (&reference, &scanned.profile),
+        tracking,
+    )?;
     if !report.drift {
         return Ok(Outcome::Success);
     }
@@ -280,8 +259,8 @@ fn reference_profile(
             .spec(data, settings.input_format, args.input.label_col.is_some());
         let dim = model.embedding_dim().unwrap_or(0);
         let mut b = ProfileBuilder::new(model.labels().len(), dim, REFERENCE_CAPS);
-        let rows = stream(&spec, model, |records, observed, embeddings| {
-            for (i, o) in observed.iter().enumerate().take(records.len()) {
+        let rows = stream(&spec, model, |_, observed, embeddings| {
+            for (i, o) in observed.iter().enumerate() {
                 b.push(o, embeddings.map(|e| &e[i * dim..(i + 1) * dim]));
             }
         })?;
@@ -433,7 +412,13 @@ fn retrain(
         "-o".into(),
         out.display().to_string(),
     ];
-    argv.extend(recipe(&model.manifest.training.args));
+    match serde_json::from_value::<TrainRecord>(model.manifest.training.args.clone()) {
+        Ok(record) => argv.extend(recipe(&record)),
+        Err(e) => ui::warn(&format!(
+            "the checked model's training settings cannot be read back ({e}); retraining with \
+             train's own settings"
+        )),
+    }
     let mut flag = |name: &str, value: Option<String>| {
         if let Some(v) = value {
             argv.extend([name.to_string(), v]);
@@ -469,30 +454,23 @@ fn retrain(
 }
 
 /// The training flags of the checked model's recorded settings that `train` takes back.
-fn recipe(recorded: &serde_json::Value) -> Vec<String> {
+fn recipe(r: &TrainRecord) -> Vec<String> {
     let mut out = Vec::new();
-    let get = |k: &str| recorded.get(k).filter(|v| !v.is_null());
-    if let Some(c) = get("components").and_then(|v| v.as_array()) {
-        let names: Vec<&str> = c.iter().filter_map(|v| v.as_str()).collect();
-        if !names.is_empty() {
-            out.extend(["--components".to_string(), names.join(",")]);
-        }
+    if !r.components.is_empty() {
+        out.extend(["--components".to_string(), r.components.join(",")]);
     }
-    for (key, flag) in [
-        ("seed", "--seed"),
-        ("target_precision", "--target-precision"),
-        ("valid_split", "--valid-split"),
-        ("encoder", "--encoder"),
-    ] {
-        if let Some(v) = get(key) {
-            let v = v
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string());
-            out.extend([flag.to_string(), v]);
-        }
+    out.extend([
+        "--seed".to_string(),
+        r.seed.to_string(),
+        "--target-precision".to_string(),
+        r.target_precision.to_string(),
+        "--valid-split".to_string(),
+        r.valid_split.to_string(),
+    ]);
+    if let Some(e) = &r.encoder {
+        out.extend(["--encoder".to_string(), e.clone()]);
     }
-    if get("refit").and_then(|v| v.as_bool()) == Some(false) {
+    if !r.refit {
         out.push("--no-refit".into());
     }
     out
@@ -544,14 +522,31 @@ mod tests {
 
     #[test]
     fn the_recipe_takes_back_what_train_recorded() {
-        let recorded = serde_json::json!({
-            "components": ["linear", "encoder"], "seed": 7, "target_precision": 0.9,
-            "valid_split": 0.2, "encoder": "models/x", "refit": false, "min_df": 2
-        });
+        let record = TrainRecord {
+            data: "train.csv".into(),
+            valid: None,
+            valid_split: 0.2,
+            seed: 7,
+            target_precision: 0.9,
+            min_accuracy: None,
+            components: vec!["linear".into(), "encoder".into()],
+            encoder: Some("models/x".into()),
+            features: defaults::feature_spec(),
+            linear: defaults::linear_params(),
+            refit: false,
+            text_col: "text".into(),
+            label_col: None,
+            register: None,
+            alias: None,
+            promote_if_better: false,
+        };
         assert_eq!(
-            recipe(&recorded).join(" "),
+            recipe(&record).join(" "),
             "--components linear,encoder --seed 7 --target-precision 0.9 --valid-split 0.2 \
              --encoder models/x --no-refit"
         );
+        // What a bundle keeps is what the recipe reads.
+        let back: TrainRecord = serde_json::from_value(record.to_json()).unwrap();
+        assert_eq!(recipe(&back), recipe(&record));
     }
 }

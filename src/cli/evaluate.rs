@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::{InputArgs, Outcome};
+use super::{InputArgs, Outcome, ReportArgs};
 use crate::eval::compare::{best_intents, Comparison};
 use crate::eval::evaluate;
 use crate::eval::report::{write_report, ReportFormat};
@@ -58,12 +58,8 @@ pub struct EvaluateArgs {
     /// Input format (default: from the extension; stdin is JSONL).
     #[arg(long, value_enum, value_name = "FORMAT", alias = "input-format")]
     pub format: Option<FormatArg>,
-    /// How to print the report on stdout [default: text].
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub output_format: Option<ReportFormat>,
-    /// Print the report as JSON (short for --output-format json).
-    #[arg(long, conflicts_with = "output_format")]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
     /// Also write report.md, metrics.json and PNG plots here.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
@@ -117,13 +113,11 @@ impl EvaluateSettings {
                 "--format {old} is deprecated for the report; use {new}"
             ));
         }
-        let report = if args.json {
-            ReportFormat::Json
-        } else {
-            args.output_format
-                .or(old_report)
-                .unwrap_or(ReportFormat::Text)
-        };
+        let report = args
+            .report
+            .asked()
+            .or(old_report)
+            .unwrap_or(ReportFormat::Text);
         Ok(EvaluateSettings {
             input_format,
             report,
@@ -155,17 +149,30 @@ pub fn run(
     let mut model = refs::load_model(&args.model, tracking)?;
     model.set_mc_samples(settings.mc_samples);
     let spec = args.input.spec(&args.data, settings.input_format, true);
+    let other = match &args.compare {
+        Some(o) => Some((o.as_str(), refs::load_model(o, tracking)?)),
+        None => None,
+    };
     let mut records = read_all(&spec)?;
-    let raw = args.compare.as_ref().map(|_| records.clone());
+    // The other model sees the rows masked its own way: a copy only when that differs.
+    let masking = model.manifest.masking;
+    let raw = other
+        .as_ref()
+        .filter(|(_, b)| b.manifest.masking != masking)
+        .map(|(_, b)| {
+            let mut copy = records.clone();
+            crate::pipeline::mask_for_model(b.manifest.masking, &mut copy);
+            copy
+        });
     // Scored like classify scores: masked the way the model was trained, whatever --no-mask says.
-    crate::pipeline::mask_for_model(model.manifest.masking, &mut records);
+    crate::pipeline::mask_for_model(masking, &mut records);
     let data_name = spec.target.name();
     let mut report = evaluate(&model, &records, &data_name, &settings.options)?;
-    if let (Some(other), Some(raw)) = (&args.compare, raw) {
-        let b = refs::load_model(other, tracking)?;
+    if let Some((name, b)) = &other {
+        let rows_b = raw.as_deref().unwrap_or(&records);
         report.comparison = Some(compare_with(
             (&args.model, &model, &records),
-            (other, &b, raw),
+            (name, b, rows_b),
             &settings.options,
         )?);
     }
@@ -211,14 +218,13 @@ pub fn run(
     }
 }
 
-/// Model A (its records already masked for it) against model B on the same in-scope rows:
-/// B's copy of the rows is masked the way B was trained.
+/// Model A against model B on the same in-scope rows, each given the rows masked the way it
+/// was trained.
 fn compare_with(
     (name_a, a, rows_a): (&str, &Model, &[Record]),
-    (name_b, b, mut rows_b): (&str, &Model, Vec<Record>),
+    (name_b, b, rows_b): (&str, &Model, &[Record]),
     options: &EvalOptions,
 ) -> crate::Result<Comparison> {
-    crate::pipeline::mask_for_model(b.manifest.masking, &mut rows_b);
     let known = |m: &Model, l: &str| m.labels().iter().any(|x| x == l);
     // Out-of-scope rows are no intent's to get right; they are measured apart.
     let in_scope = |r: &&Record| {

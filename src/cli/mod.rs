@@ -140,6 +140,28 @@ fn man_page() -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// How a command that prints a report (evaluate, drift-check) prints it on stdout.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// How to print the report on stdout [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub output_format: Option<crate::eval::report::ReportFormat>,
+    /// Print the report as JSON (short for --output-format json).
+    #[arg(long, conflicts_with = "output_format")]
+    pub json: bool,
+}
+
+impl ReportArgs {
+    /// The format asked for, if any.
+    pub fn asked(&self) -> Option<crate::eval::report::ReportFormat> {
+        if self.json {
+            Some(crate::eval::report::ReportFormat::Json)
+        } else {
+            self.output_format
+        }
+    }
+}
+
 /// How input data is read: shared by every command that takes DATA.
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {

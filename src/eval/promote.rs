@@ -95,7 +95,7 @@ pub fn compare(
         Some(v) => {
             let version = v.version;
             let model = refs::load_model(&format!("models:/{name}/{version}"), tracking)?;
-            let answers = best_intents(&model, valid, 1024)?;
+            let answers = best_intents(&model, valid, crate::settings::defaults::BATCH_SIZE)?;
             let holder_name = format!("{name}@{alias} (version {version})");
             let c = Comparison::of(&truth, ("candidate", candidate), (&holder_name, &answers));
             run.log_metric("promote.champion_valid_accuracy", c.b.accuracy, 0)?;

@@ -262,6 +262,13 @@ impl Model {
             .find_map(|c| c.classifier.oov_rates(texts))
     }
 
+    /// Whether a component has a word vocabulary (so [`Model::oov_rates`] answers).
+    pub fn has_vocabulary(&self) -> bool {
+        self.components
+            .iter()
+            .any(|c| c.classifier.kind() == "linear")
+    }
+
     /// The dimension of the encoder's embeddings; `None` for a model without an encoder.
     pub fn embedding_dim(&self) -> Option<usize> {
         self.components

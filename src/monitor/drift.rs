@@ -100,6 +100,30 @@ pub struct TestResult {
     pub batch_n: usize,
 }
 
+impl TestResult {
+    /// A test's outcome before the correction across tests: `rows` are (reference, batch).
+    fn raw(
+        test: TestKind,
+        statistic: f64,
+        effect: f64,
+        p_value: f64,
+        rows: (usize, usize),
+    ) -> Self {
+        TestResult {
+            test,
+            method: test.method().to_string(),
+            statistic,
+            effect,
+            effect_measure: test.effect_measure().to_string(),
+            p_value,
+            p_adjusted: p_value,
+            drift: false,
+            reference_n: rows.0,
+            batch_n: rows.1,
+        }
+    }
+}
+
 /// An estimate with its 95% interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
@@ -200,23 +224,30 @@ pub fn run_tests(
 ) -> Vec<TestResult> {
     let batch = &scanned.profile;
     let (r, b) = (&reference.summary, &batch.summary);
-    let mut raw: Vec<(TestKind, f64, f64, f64, usize, usize)> = Vec::new();
+    let rows = (r.rows as usize, b.rows as usize);
+    let mut tests = Vec::new();
     let counts = |c: &[u64]| c.iter().map(|&v| v as f64).collect::<Vec<f64>>();
     let (rc, bc) = (counts(&r.intent_counts), counts(&b.intent_counts));
     let chi = stats::chi_square_homogeneity(&rc, &bc);
-    raw.push((
+    let psi = stats::psi(&rc, &bc, stats::PSI_EPSILON);
+    tests.push(TestResult::raw(
         TestKind::IntentDistribution,
         chi.statistic,
-        stats::psi(&rc, &bc, stats::PSI_EPSILON),
+        psi,
         chi.p_value,
-        r.rows as usize,
-        b.rows as usize,
+        rows,
     ));
     let floats = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
     let (rs, bs) = (&reference.sample, &batch.sample);
     let mut ks = |kind, a: &[f32], c: &[f32]| {
         let t = stats::ks_two_sample(&floats(a), &floats(c));
-        raw.push((kind, t.statistic, t.statistic, t.p_value, a.len(), c.len()));
+        tests.push(TestResult::raw(
+            kind,
+            t.statistic,
+            t.statistic,
+            t.p_value,
+            (a.len(), c.len()),
+        ));
     };
     ks(TestKind::Confidence, &rs.confidence, &bs.confidence);
     ks(TestKind::Length, &rs.length, &bs.length);
@@ -224,29 +255,25 @@ pub fn run_tests(
         ks(TestKind::OovRate, &rs.oov, &bs.oov);
     }
     let prop = stats::two_proportion(r.abstained, r.rows, b.abstained, b.rows);
-    raw.push((
+    let change = prop.difference.abs();
+    tests.push(TestResult::raw(
         TestKind::AbstainRate,
         prop.statistic,
-        prop.difference.abs(),
+        change,
         prop.p_value,
-        r.rows as usize,
-        b.rows as usize,
+        rows,
     ));
     if rs.embedding_rows() >= 2 && bs.embedding_rows() >= 2 && rs.dim == bs.dim {
-        let mmd = stats::mmd_permutation(
-            &rs.embeddings,
-            &bs.embeddings,
-            rs.dim,
-            o.permutations,
-            o.seed,
-        );
-        raw.push((
+        let (x, y) = (&rs.embeddings, &bs.embeddings);
+        let mmd = stats::mmd_permutation(x, y, rs.dim, o.permutations, o.seed);
+        let n = (rs.embedding_rows(), bs.embedding_rows());
+        let effect = mmd.statistic.max(0.0);
+        tests.push(TestResult::raw(
             TestKind::Embedding,
             mmd.statistic,
-            mmd.statistic.max(0.0),
+            effect,
             mmd.p_value,
-            rs.embedding_rows(),
-            bs.embedding_rows(),
+            n,
         ));
     }
     if scanned.measure == NoveltyMeasure::Embedding {
@@ -257,33 +284,15 @@ pub fn run_tests(
         let t = 2.0 * scanned.novelty_evidence;
         let p = stats::chi2_sf(t, 2.0 * b.rows as f64).clamp(f64::MIN_POSITIVE, 1.0);
         let rise = scanned.novel as f64 / b.rows.max(1) as f64 - k as f64 / m.max(1) as f64;
-        raw.push((
-            TestKind::Novelty,
-            t,
-            rise.max(0.0),
-            p,
-            m as usize,
-            b.rows as usize,
-        ));
+        let n = (m as usize, b.rows as usize);
+        tests.push(TestResult::raw(TestKind::Novelty, t, rise.max(0.0), p, n));
     }
-    let adjusted = stats::holm(&raw.iter().map(|t| t.3).collect::<Vec<_>>());
-    raw.into_iter()
-        .zip(adjusted)
-        .map(
-            |((test, statistic, effect, p_value, reference_n, batch_n), p_adjusted)| TestResult {
-                test,
-                method: test.method().to_string(),
-                statistic,
-                effect,
-                effect_measure: test.effect_measure().to_string(),
-                p_value,
-                p_adjusted,
-                drift: p_adjusted < o.alpha && o.min_effect.is_none_or(|m| effect >= m),
-                reference_n,
-                batch_n,
-            },
-        )
-        .collect()
+    let adjusted = stats::holm(&tests.iter().map(|t| t.p_value).collect::<Vec<_>>());
+    for (t, p) in tests.iter_mut().zip(adjusted) {
+        t.p_adjusted = p;
+        t.drift = p < o.alpha && o.min_effect.is_none_or(|m| t.effect >= m);
+    }
+    tests
 }
 
 /// The intents whose share moved most, largest change first.
@@ -325,38 +334,17 @@ pub fn intent_shifts(reference: &Profile, batch: &Profile, labels: &[String]) ->
 pub fn check(
     subject: Subject,
     reference: &Profile,
-    scanned: Scanned,
+    scanned: &Scanned,
     labels: &[String],
     oov: bool,
     o: &DriftOptions,
 ) -> DriftReport {
     let start = std::time::Instant::now();
-    let tests = run_tests(reference, &scanned, oov, o);
+    let tests = run_tests(reference, scanned, oov, o);
     let batch = &scanned.profile;
-    let (mean_confidence, _, _) = batch.summary.estimated_accuracy(Z95);
-    let recalibration = Recalibration::fit(&reference.sample);
-    let (estimated_accuracy, estimate_method) = match &recalibration {
-        Some(map) => {
-            let (value, se) = map.estimate(&batch.sample.confidence, batch.summary.rows);
-            let e = Estimate {
-                value,
-                low: (value - Z95 * se).max(0.0),
-                high: (value + Z95 * se).min(1.0),
-            };
-            let how = format!(
-                "each calibrated confidence corrected by how far accuracy sat from confidence on the \
-                 reference's labelled rows ({} equal-mass confidence bin(s)), averaged",
-                map.bins()
-            );
-            (e, how)
-        }
-        None => {
-            let (value, low, high) = batch.summary.estimated_accuracy(Z95);
-            let how =
-                "mean calibrated confidence (the reference has too few labelled rows to re-map it)";
-            (Estimate { value, low, high }, how.to_string())
-        }
-    };
+    let mean = batch.summary.estimated_accuracy(Z95);
+    let (estimated_accuracy, estimate_method) = estimate_accuracy(reference, batch, mean);
+    let mean_confidence = mean.0;
     let value = estimated_accuracy.value;
     let reference_accuracy = reference.summary.accuracy();
     let actual_accuracy = batch.summary.accuracy();
@@ -375,15 +363,15 @@ pub fn check(
         })
         .collect();
     // An unlabelled reference (`--reference DATA`) is compared by its own estimate.
-    let baseline = reference_accuracy.unwrap_or(reference.summary.estimated_accuracy(Z95).0);
+    let baseline =
+        reference_accuracy.unwrap_or_else(|| reference.summary.estimated_accuracy(Z95).0);
     if let Some(max) = o.max_accuracy_drop {
-        let ref_acc = baseline;
-        if ref_acc - value > max {
+        if baseline - value > max {
             reasons.push(format!(
                 "estimated accuracy {:.2}% is {:.2} points below the reference's {:.2}% (--max-accuracy-drop {:.2} points)",
                 value * 100.0,
-                (ref_acc - value) * 100.0,
-                ref_acc * 100.0,
+                (baseline - value) * 100.0,
+                baseline * 100.0,
                 max * 100.0
             ));
         }
@@ -429,6 +417,37 @@ pub fn check(
             .collect(),
         emerging,
         seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// The label-free accuracy estimate and how it was made: the batch's confidences corrected on
+/// the reference's labelled rows, else the batch's plain `mean` confidence (estimate, low, high).
+fn estimate_accuracy(
+    reference: &Profile,
+    batch: &Profile,
+    mean: (f64, f64, f64),
+) -> (Estimate, String) {
+    match Recalibration::fit(&reference.sample) {
+        Some(map) => {
+            let (value, se) = map.estimate(&batch.sample.confidence, batch.summary.rows);
+            let e = Estimate {
+                value,
+                low: (value - Z95 * se).max(0.0),
+                high: (value + Z95 * se).min(1.0),
+            };
+            let how = format!(
+                "each calibrated confidence corrected by how far accuracy sat from confidence on the \
+                 reference's labelled rows ({} equal-mass confidence bin(s)), averaged",
+                map.bins()
+            );
+            (e, how)
+        }
+        None => {
+            let (value, low, high) = mean;
+            let how =
+                "mean calibrated confidence (the reference has too few labelled rows to re-map it)";
+            (Estimate { value, low, high }, how.to_string())
+        }
     }
 }
 
@@ -532,7 +551,7 @@ mod tests {
         let same = check(
             subject(),
             &reference,
-            scanned(&reference, &queries(2, 800, 0.0)),
+            &scanned(&reference, &queries(2, 800, 0.0)),
             &labels(),
             true,
             &options(),
@@ -541,7 +560,7 @@ mod tests {
         let shifted = check(
             subject(),
             &reference,
-            scanned(&reference, &queries(3, 800, 0.15)),
+            &scanned(&reference, &queries(3, 800, 0.15)),
             &labels(),
             true,
             &options(),
@@ -576,7 +595,7 @@ mod tests {
         let r = check(
             subject(),
             &reference,
-            scanned(&reference, &rows),
+            &scanned(&reference, &rows),
             &labels(),
             true,
             &options(),
@@ -608,7 +627,7 @@ mod tests {
         let r = check(
             subject(),
             &reference,
-            scanned(&reference, &batch),
+            &scanned(&reference, &batch),
             &labels(),
             true,
             &o,

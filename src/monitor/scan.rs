@@ -78,7 +78,7 @@ impl Novelty {
     /// and keeps the reference's novelty sorted for [`Novelty::tail`].
     fn with_threshold(mut self, mut own: Vec<f64>) -> Novelty {
         own.sort_by(f64::total_cmp);
-        self.threshold = quantile(own.clone(), NOVELTY_QUANTILE);
+        self.threshold = quantile_sorted(&own, NOVELTY_QUANTILE);
         self.reference_novel = own.iter().filter(|&&v| v > self.threshold).count() as u64;
         self.sorted = own;
         self
@@ -140,14 +140,13 @@ pub fn leave_one_out_novelty(rows: &[f32], dim: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The `q` quantile (nearest rank) of `values`; 0 for none.
-pub fn quantile(mut values: Vec<f64>, q: f64) -> f64 {
-    if values.is_empty() {
+/// The `q` quantile (nearest rank) of values in ascending order; 0 for none.
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
         return 0.0;
     }
-    values.sort_by(f64::total_cmp);
-    let k = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    values[k - 1]
+    let k = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[k - 1]
 }
 
 /// A batch query kept for the report: its id, its (masked) text, its novelty and embedding.
@@ -225,14 +224,15 @@ impl Scan {
             .map(|i| self.novelty(&observed[i], row(i)))
             .collect();
         for (i, (r, o)) in records.iter().zip(observed).enumerate() {
-            self.push(&r.id.to_string(), &r.text, o, row(i), novelty[i]);
+            self.push(&r.id, &r.text, o, row(i), novelty[i]);
         }
     }
 
-    /// Adds one query with its novelty.
+    /// Adds one query with its novelty. Its id and text are copied (and masked) only when the
+    /// query is kept for the report.
     pub fn push(
         &mut self,
-        id: &str,
+        id: &dyn std::fmt::Display,
         text: &str,
         o: &Observation,
         embedding: Option<&[f32]>,
@@ -242,33 +242,43 @@ impl Scan {
         self.evidence -= self.novelty.tail(novelty).ln();
         let is_novel = novelty > self.novelty.threshold;
         self.novel += u64::from(is_novel);
+        let worst = self.least_like.last().map(|k| k.novelty);
+        let least_like = self.least_like.len() < LEAST_LIKE || worst.is_some_and(|w| novelty > w);
+        let slot = if o.abstained || is_novel {
+            let t = self.seen_candidates as usize;
+            self.seen_candidates += 1;
+            if t < TOPIC_CANDIDATES {
+                Some(t)
+            } else {
+                Some(self.rng.below(t + 1)).filter(|&j| j < TOPIC_CANDIDATES)
+            }
+        } else {
+            None
+        };
+        if !least_like && slot.is_none() {
+            return;
+        }
         // Masked in full whatever the model's own masking: these texts are shown in reports.
-        let keep = |abstained| Kept {
+        let kept = Kept {
             id: id.to_string(),
             text: crate::text::pii::mask_text(text, crate::text::pii::MaskStyle::Full).0,
             novelty,
-            abstained,
+            abstained: o.abstained,
             embedding: embedding.map(<[f32]>::to_vec).unwrap_or_default(),
         };
-        let worst = self.least_like.last().map(|k| k.novelty);
-        if self.least_like.len() < LEAST_LIKE || worst.is_some_and(|w| novelty > w) {
+        if let Some(j) = slot {
+            if j == self.candidates.len() {
+                self.candidates.push(kept.clone());
+            } else {
+                self.candidates[j] = kept.clone();
+            }
+        }
+        if least_like {
             let at = self
                 .least_like
                 .partition_point(|k| k.novelty.total_cmp(&novelty) != Ordering::Less);
-            self.least_like.insert(at, keep(o.abstained));
+            self.least_like.insert(at, kept);
             self.least_like.truncate(LEAST_LIKE);
-        }
-        if o.abstained || is_novel {
-            let t = self.seen_candidates;
-            self.seen_candidates += 1;
-            if (t as usize) < TOPIC_CANDIDATES {
-                self.candidates.push(keep(o.abstained));
-            } else {
-                let j = self.rng.below(t as usize + 1);
-                if j < TOPIC_CANDIDATES {
-                    self.candidates[j] = keep(o.abstained);
-                }
-            }
         }
     }
 
@@ -337,8 +347,8 @@ mod tests {
     #[test]
     fn quantile_is_nearest_rank() {
         let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(quantile(v.clone(), 0.95), 19.0);
-        assert_eq!(quantile(v, 1.0), 20.0);
-        assert_eq!(quantile(Vec::new(), 0.5), 0.0);
+        assert_eq!(quantile_sorted(&v, 0.95), 19.0);
+        assert_eq!(quantile_sorted(&v, 1.0), 20.0);
+        assert_eq!(quantile_sorted(&[], 0.5), 0.0);
     }
 }

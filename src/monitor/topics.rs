@@ -79,14 +79,14 @@ pub fn emerging_topics(kept: &[Kept], seed: u64) -> Vec<Topic> {
     topics.into_iter().map(|(t, _)| t).collect()
 }
 
-/// Lower-cased word unigrams and bigrams, function words and masked placeholders left out.
+/// Lower-cased word unigrams and bigrams, function words and PII mask tokens left out.
 fn ngrams(text: &str) -> Vec<String> {
     let toks = tokenize(text, None);
     let words: Vec<&str> = toks
         .words()
         .filter(|w| w.chars().any(char::is_alphanumeric))
         .collect();
-    let content = |w: &str| !STOPWORDS.contains(w) && !is_placeholder(w);
+    let content = |w: &str| !STOPWORDS.contains(w) && !is_mask_token(w);
     let mut out: Vec<String> = words
         .iter()
         .filter(|w| content(w))
@@ -102,7 +102,7 @@ fn ngrams(text: &str) -> Vec<String> {
 }
 
 /// The words of a masked span ("[EMAIL]" tokenises to "email") say nothing about a topic.
-fn is_placeholder(w: &str) -> bool {
+fn is_mask_token(w: &str) -> bool {
     crate::text::pii::PiiKind::ALL
         .iter()
         .any(|k| k.label().eq_ignore_ascii_case(w))
