@@ -198,6 +198,8 @@ pub struct TrainFile {
     pub seed: Option<Spanned<u64>>,
     pub valid_split: Option<Spanned<f64>>,
     pub target_precision: Option<Spanned<f64>>,
+    pub max_reject: Option<Spanned<f64>>,
+    pub oos_label: Option<Spanned<String>>,
     pub min_df: Option<Spanned<u32>>,
     pub max_iter: Option<Spanned<usize>>,
     pub l2_grid: Option<Spanned<Vec<f32>>>,
@@ -250,7 +252,7 @@ use crate::io::Format;
 use crate::models::finetune::{FineTuneParam, FineTuneParams};
 use crate::models::linear::LinearParams;
 use crate::models::train::{
-    EncoderParams, HeadKind, Invalid, Param, TrainParams, ValidTrainParams,
+    EncoderParams, HeadKind, Invalid, OutOfScope, Param, TrainParams, ValidTrainParams,
 };
 use crate::text::features::{FeatureParam, FeatureSpec};
 
@@ -266,6 +268,8 @@ pub mod defaults {
     pub const SEED: u64 = 42;
     pub const VALID_SPLIT: f64 = 0.1;
     pub const TARGET_PRECISION: f64 = 0.95;
+    /// Most of the in-scope validation rows the abstain rule may refuse.
+    pub const MAX_REJECT: f64 = 0.05;
     pub const MIN_DF: u32 = 2;
     pub const WORD_NGRAMS: [usize; 2] = [1, 2];
     pub const CHAR_NGRAMS: [usize; 2] = [2, 5];
@@ -375,6 +379,8 @@ pub mod opts {
     );
     pub const TARGET_PRECISION: Opt =
         Opt::new("--target-precision", None, "train.target_precision");
+    pub const MAX_REJECT: Opt = Opt::new("--max-reject", None, "train.max_reject");
+    pub const TRAIN_OOS_LABEL: Opt = Opt::new("--oos-label", None, "train.oos_label");
     pub const MIN_DF: Opt = Opt::new("--min-df", None, "train.min_df");
     pub const MAX_ITER: Opt = Opt::new("--max-iter", None, "train.max_iter");
     pub const L2_GRID: Opt = Opt::new("train.l2_grid", None, "train.l2_grid");
@@ -454,6 +460,10 @@ pub struct TrainSettings {
     pub seed: Setting<u64>,
     pub valid_split: Setting<f64>,
     pub target_precision: Setting<f64>,
+    pub max_reject: Setting<f64>,
+    /// The label of out-of-scope rows, and whether it is trained as a class.
+    pub oos_label: Setting<String>,
+    pub oos_as_class: bool,
     /// The `--min-accuracy` gate, in [0, 1].
     pub min_accuracy: Option<f64>,
     /// `linear`, optionally `encoder`.
@@ -490,6 +500,11 @@ impl TrainSettings {
             seed: self.seed.value,
             valid_split: self.valid_split.value,
             target_precision: self.target_precision.value,
+            max_reject: self.max_reject.value,
+            out_of_scope: OutOfScope {
+                label: self.oos_label.value.clone(),
+                as_class: self.oos_as_class,
+            },
             features: FeatureSpec {
                 min_df: self.min_df.value,
                 word_ngrams: self.word_ngrams.value,
@@ -529,6 +544,7 @@ impl TrainSettings {
         match bad.param {
             Param::ValidSplit => self.valid_split.error(why),
             Param::TargetPrecision => self.target_precision.error(why),
+            Param::MaxReject => self.max_reject.error(why),
             Param::MaxIter => self.max_iter.error(why),
             Param::L2Grid => shown(&self.l2_grid).error(why),
             Param::HeadAlpha => self.head_alpha.error(why),
@@ -557,6 +573,13 @@ pub struct TrainRecord {
     pub valid_split: f64,
     pub seed: u64,
     pub target_precision: f64,
+    /// Absent from runs recorded before the abstain rule: those used confidence alone.
+    #[serde(default = "default_max_reject")]
+    pub max_reject: f64,
+    #[serde(default = "default_oos_label")]
+    pub oos_label: String,
+    #[serde(default)]
+    pub oos_as_class: bool,
     pub min_accuracy: Option<f64>,
     pub components: Vec<String>,
     pub encoder: Option<String>,
@@ -568,6 +591,14 @@ pub struct TrainRecord {
     pub register: Option<String>,
     pub alias: Option<String>,
     pub promote_if_better: bool,
+}
+
+fn default_max_reject() -> f64 {
+    defaults::MAX_REJECT
+}
+
+fn default_oos_label() -> String {
+    defaults::OOS_LABEL.to_string()
 }
 
 impl TrainRecord {

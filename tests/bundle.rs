@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use cqr::io::read::{read_all, ReadSpec};
 use cqr::io::Target;
 use cqr::models::bundle::{
-    bundle_checksum, load_manifest, save, ComponentManifest, DataFingerprint, FileEntry, Manifest,
-    TrainingInfo, FORMAT_VERSION, MANIFEST,
+    bundle_checksum, load_manifest, save, ComponentManifest, DataFingerprint, FileEntry, Filled,
+    Manifest, TrainingInfo, FORMAT_VERSION, MANIFEST,
 };
 use cqr::models::calibration::{softmax_t, ThresholdChoice};
-use cqr::models::train::{stratified_split, train, Rows, TrainParams};
+use cqr::models::train::{stratified_split, train, OutOfScope, Rows, TrainParams};
 use cqr::models::{Classifier, Model};
 use cqr::settings::defaults;
 use cqr::text::pii::Masking;
@@ -32,6 +32,8 @@ fn load_of_save_predicts_identically() {
         seed: 5,
         valid_split: 0.1,
         target_precision: 0.95,
+        max_reject: defaults::MAX_REJECT,
+        out_of_scope: oos(),
         features: defaults::feature_spec(),
         linear: defaults::linear_params(),
         refit: true,
@@ -40,7 +42,7 @@ fn load_of_save_predicts_identically() {
     .validate()
     .unwrap();
     let (tr, va) = stratified_split(&records, 0.1, 5);
-    let rows = Rows::new(&tr, &va, ("train", "valid")).unwrap();
+    let rows = Rows::new(&tr, &va, ("train", "valid"), &oos()).unwrap();
     let trained = train(&params, &rows, &mut |_| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m");
@@ -228,6 +230,9 @@ fn manifest() -> impl Strategy<Value = (Manifest, Contents)> {
                     training,
                     metrics,
                     profile: None,
+                    novelty: None,
+                    rule: None,
+                    out_of_scope: None,
                 };
                 (m, contents.concat())
             },
@@ -240,7 +245,11 @@ fn save_bundle(dir: &Path, manifest: &Manifest, contents: &Contents) -> Manifest
         for (path, bytes) in contents {
             std::fs::write(tmp.join(path), bytes).unwrap();
         }
-        Ok((manifest.components.clone(), manifest.profile.clone()))
+        Ok(Filled {
+            components: manifest.components.clone(),
+            profile: manifest.profile.clone(),
+            novelty: manifest.novelty.clone(),
+        })
     })
     .unwrap()
 }
@@ -301,7 +310,17 @@ fn small_manifest() -> Manifest {
             seconds: 1.0,
         },
         profile: None,
+        novelty: None,
+        rule: None,
+        out_of_scope: None,
         metrics: BTreeMap::new(),
+    }
+}
+
+fn oos() -> OutOfScope {
+    OutOfScope {
+        label: defaults::OOS_LABEL.into(),
+        as_class: false,
     }
 }
 

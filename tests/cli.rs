@@ -297,7 +297,7 @@ fn raw_lines_and_other_output_formats() {
     let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
     assert!(csv.starts_with(
         "id,intent,confidence,top_k,abstained,uncertainty.entropy,uncertainty.margin,\
-         sentiment.label,sentiment.score,sentiment.cues,priority.level,priority.score,\
+         uncertainty.novelty,sentiment.label,sentiment.score,sentiment.cues,priority.level,priority.score,\
          priority.escalate,priority.reasons,pii,model.name"
     ));
     assert_eq!(csv.lines().count(), 481);

@@ -466,7 +466,14 @@ fn recipe(r: &TrainRecord) -> Vec<String> {
         r.target_precision.to_string(),
         "--valid-split".to_string(),
         r.valid_split.to_string(),
+        "--max-reject".to_string(),
+        r.max_reject.to_string(),
+        "--oos-label".to_string(),
+        r.oos_label.clone(),
     ]);
+    if r.oos_as_class {
+        out.push("--oos-as-class".into());
+    }
     if let Some(e) = &r.encoder {
         out.extend(["--encoder".to_string(), e.clone()]);
     }
@@ -528,6 +535,9 @@ mod tests {
             valid_split: 0.2,
             seed: 7,
             target_precision: 0.9,
+            max_reject: 0.1,
+            oos_label: "none".into(),
+            oos_as_class: true,
             min_accuracy: None,
             components: vec!["linear".into(), "encoder".into()],
             encoder: Some("models/x".into()),
@@ -543,7 +553,7 @@ mod tests {
         assert_eq!(
             recipe(&record).join(" "),
             "--components linear,encoder --seed 7 --target-precision 0.9 --valid-split 0.2 \
-             --encoder models/x --no-refit"
+             --max-reject 0.1 --oos-label none --oos-as-class --encoder models/x --no-refit"
         );
         // What a bundle keeps is what the recipe reads.
         let back: TrainRecord = serde_json::from_value(record.to_json()).unwrap();

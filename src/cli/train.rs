@@ -14,7 +14,7 @@ use crate::io::{Format, Target};
 use crate::metrics::pct;
 use crate::models::bundle::check_destination;
 use crate::models::train::{
-    stratified_split, train, HeadKind, Rows, Step, Trained, ValidTrainParams,
+    split_for_training, train, HeadKind, OutOfScope, Rows, Step, Trained, ValidTrainParams,
 };
 use crate::settings::defaults::{self, help, help_env};
 use crate::settings::{
@@ -55,6 +55,21 @@ pub struct TrainArgs {
         defaults::TARGET_PRECISION,
     ))]
     pub target_precision: Option<f64>,
+    #[arg(long, value_name = "SHARE", help = help(
+        "Most of the in-scope validation rows the abstain rule may refuse (more only when \
+         --target-precision needs it)",
+        defaults::MAX_REJECT,
+    ))]
+    pub max_reject: Option<f64>,
+    #[arg(long, value_name = "LABEL", help = help(
+        "Rows with this label are out of scope: not a class, kept aside to fit the abstain rule",
+        defaults::OOS_LABEL,
+    ))]
+    pub oos_label: Option<String>,
+    /// Train the out-of-scope label as an ordinary class instead (predicting it abstains): the
+    /// classic baseline.
+    #[arg(long)]
+    pub oos_as_class: bool,
     /// Gate: exit 1 and write nothing when validation accuracy is below this.
     #[arg(long, value_name = "ACC")]
     pub min_accuracy: Option<f64>,
@@ -173,6 +188,21 @@ impl TrainSettings {
                 &f.target_precision,
                 defaults::TARGET_PRECISION,
             )?,
+            max_reject: pick(
+                config,
+                opts::MAX_REJECT,
+                args.max_reject,
+                &f.max_reject,
+                defaults::MAX_REJECT,
+            )?,
+            oos_label: pick(
+                config,
+                opts::TRAIN_OOS_LABEL,
+                args.oos_label.clone(),
+                &f.oos_label,
+                defaults::OOS_LABEL.to_string(),
+            )?,
+            oos_as_class: args.oos_as_class,
             min_accuracy: share_flag("--min-accuracy", args.min_accuracy)?,
             components,
             encoder,
@@ -291,6 +321,9 @@ impl TrainSettings {
             valid_split: p.valid_split,
             seed: p.seed,
             target_precision: p.target_precision,
+            max_reject: p.max_reject,
+            oos_label: p.out_of_scope.label.clone(),
+            oos_as_class: p.out_of_scope.as_class,
             min_accuracy: self.min_accuracy,
             components: self.components.value.clone(),
             encoder: p.encoder.as_ref().map(|e| e.dir.display().to_string()),
@@ -352,7 +385,7 @@ pub fn run(
             ),
         },
         None => {
-            let (t, v) = stratified_split(&records, p.valid_split, p.seed);
+            let (t, v) = split_for_training(&records, p.valid_split, p.seed, &p.out_of_scope);
             let held_out = format!("{data_name} (held-out {:.0}%)", p.valid_split * 100.0);
             Split {
                 train: (data_name.clone(), t),
@@ -370,7 +403,7 @@ pub fn run(
         run: &run.local,
         tracking,
     };
-    let result = log_start(&run.local, &recorded, &split)
+    let result = log_start(&run.local, &recorded, &split, &p.out_of_scope)
         .map_err(anyhow::Error::from)
         .and_then(|rows| train_and_save(&job, &params, rows));
     match result {
@@ -407,6 +440,7 @@ fn log_start<'a>(
     run: &LocalRun,
     recorded: &serde_json::Value,
     split: &Split<'a>,
+    oos: &OutOfScope,
 ) -> crate::Result<Rows<'a>> {
     for (k, v) in TrainRecord::params_of(recorded) {
         run.log_param(&k, &v)?;
@@ -415,6 +449,7 @@ fn log_start<'a>(
         &split.train.1,
         &split.valid.1,
         (&split.train.0, &split.valid.0),
+        oos,
     )?;
     for (fp, context) in [
         (&rows.train_data, "training"),

@@ -11,19 +11,25 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use super::abstain::AbstainRule;
 use super::calibration::ThresholdChoice;
 use super::encoder::{Encoder, EncoderClassifier};
 use super::finetune::FineTuneSummary;
 use super::heads::{Head, LogisticHead, MlpHead};
 use super::linear::{FittedLinear, PathPoint};
+use super::novelty::Mahalanobis;
+use super::train::OutOfScope;
+use super::{Novelty, NoveltyScorer};
 use crate::error::{Error, Result};
 use crate::io::atomic::TempDir;
 use crate::monitor::profile::{Profile, ProfileSummary, Sample};
 use crate::text::{FeatureSpec, Vectorizer, Vocabulary};
 use crate::util::{sha256_file, sha256_hex};
 
-/// The newest bundle format this build reads and the one it writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest bundle format this build reads and the one it writes. Version 2 added the
+/// abstain rule and the novelty score; a version-1 bundle abstains on confidence alone, as it
+/// always did.
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,7 +60,42 @@ pub struct Manifest {
     /// The drift reference profile (bundles trained before drift-check have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<StoredProfile>,
+    /// The novelty score (format 2 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub novelty: Option<NoveltyManifest>,
+    /// The abstain rule (format 2 on); without it, queries below `abstain.threshold` abstain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<AbstainRule>,
+    /// The label that marked out-of-scope rows in training, and whether it was a class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_scope: Option<OutOfScope>,
 }
+
+/// Which novelty score a bundle carries.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NoveltyKind {
+    /// Relative Mahalanobis distance of the encoder's embedding (`novelty.safetensors`).
+    RelativeMahalanobis,
+    /// The linear component's negative largest logit.
+    MaxLogit,
+}
+
+/// The novelty score as the manifest lists it: its kind, standardisation and file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NoveltyManifest {
+    pub kind: NoveltyKind,
+    /// Held-out validation mean and standard deviation of the raw score.
+    pub center: f32,
+    pub scale: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrinkage: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileEntry>,
+}
+
+/// The novelty score's arrays in a bundle.
+pub const NOVELTY_FILE: &str = "novelty.safetensors";
 
 /// The drift reference profile as a bundle keeps it: the exact counts here, the samples in a
 /// safetensors file (values f32, embeddings f16) listed with its sha256.
@@ -511,6 +552,71 @@ pub fn write_profile(dir: &Path, source: &str, profile: &Profile) -> Result<Stor
     })
 }
 
+/// Writes the novelty score's arrays (when it has any) into `dir` and returns its manifest entry.
+pub fn write_novelty(dir: &Path, novelty: &Novelty, shrinkage: f64) -> Result<NoveltyManifest> {
+    let (kind, file, shrinkage) = match &novelty.scorer {
+        NoveltyScorer::MaxLogit => (NoveltyKind::MaxLogit, None, None),
+        NoveltyScorer::RelativeMahalanobis(m) => {
+            let arrays: Vec<(&str, Vec<usize>, Vec<u8>)> = m
+                .tensors()
+                .into_iter()
+                .map(|(name, shape, v)| (name, shape, f32_bytes(v)))
+                .collect();
+            let mut views = Vec::new();
+            for (name, shape, bytes) in &arrays {
+                views.push((*name, tensor_view(dir, Dtype::F32, shape.clone(), bytes)?));
+            }
+            let bytes = safetensors::serialize(views, None)
+                .map_err(|e| Error::model(dir, format!("serialising the novelty score: {e}")))?;
+            (
+                NoveltyKind::RelativeMahalanobis,
+                Some(write_file(dir, NOVELTY_FILE, &bytes)?),
+                Some(shrinkage),
+            )
+        }
+    };
+    Ok(NoveltyManifest {
+        kind,
+        center: novelty.center,
+        scale: novelty.scale,
+        shrinkage,
+        file,
+    })
+}
+
+/// Reads the novelty score of the bundle in `dir` (its checksum was verified at load).
+pub fn read_novelty(dir: &Path, n: &NoveltyManifest) -> Result<Novelty> {
+    if !(n.scale > 0.0 && n.scale.is_finite() && n.center.is_finite()) {
+        return Err(Error::model(
+            dir,
+            format!(
+                "novelty standardisation {} ± {} is not usable",
+                n.center, n.scale
+            ),
+        ));
+    }
+    let scorer = match (n.kind, &n.file) {
+        (NoveltyKind::MaxLogit, _) => NoveltyScorer::MaxLogit,
+        (NoveltyKind::RelativeMahalanobis, None) => {
+            return Err(Error::model(dir, "the novelty score lists no file"))
+        }
+        (NoveltyKind::RelativeMahalanobis, Some(f)) => {
+            let file = dir.join(&f.path);
+            let bytes = fs::read(&file).map_err(|e| Error::io(&file, e))?;
+            let st = SafeTensors::deserialize(&bytes)
+                .map_err(|e| Error::model(&file, format!("not a safetensors file: {e}")))?;
+            let m = Mahalanobis::from_tensors(|name| tensor_f32(&st, name, &file).ok())
+                .map_err(|why| Error::model(&file, why))?;
+            NoveltyScorer::RelativeMahalanobis(m)
+        }
+    };
+    Ok(Novelty {
+        scorer,
+        center: n.center,
+        scale: n.scale,
+    })
+}
+
 fn tensor_view<'a>(
     dir: &Path,
     dtype: Dtype,
@@ -616,10 +722,29 @@ pub fn bundle_checksum(m: &Manifest) -> String {
     lines.push(format!("cascade {:?}\n", m.cascade_threshold));
     lines.push(format!("abstain {}\n", m.abstain.threshold));
     lines.push(format!("labels {}\n", m.labels.join("\u{1f}")));
-    // Bundles from before drift-check have no profile and keep their checksum.
+    // Bundles from before drift-check (and the abstain rule) lack these and keep their checksum.
+    let json_line = |name: &str, json: String| format!("{name} {}\n", sha256_hex(json.as_bytes()));
     if let Some(p) = &m.profile {
         let json = serde_json::to_string(p).expect("a profile always serialises");
-        lines.push(format!("profile {}\n", sha256_hex(json.as_bytes())));
+        lines.push(json_line("profile", json));
+    }
+    if let Some(n) = &m.novelty {
+        lines.push(json_line(
+            "novelty",
+            serde_json::to_string(n).expect("serialises"),
+        ));
+    }
+    if let Some(r) = &m.rule {
+        lines.push(json_line(
+            "rule",
+            serde_json::to_string(r).expect("serialises"),
+        ));
+    }
+    if let Some(o) = &m.out_of_scope {
+        lines.push(json_line(
+            "out_of_scope",
+            serde_json::to_string(o).expect("serialises"),
+        ));
     }
     sha256_hex(lines.concat().as_bytes())
 }
@@ -640,17 +765,28 @@ pub fn check_destination(dir: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Writes a bundle atomically: `fill` writes the component files (and the drift profile's) into
-/// a temporary directory and returns their manifest entries; the manifest goes last, then the directory is renamed.
+/// The files `save`'s `fill` wrote, as the manifest lists them.
+pub struct Filled {
+    pub components: Vec<ComponentManifest>,
+    pub profile: Option<StoredProfile>,
+    pub novelty: Option<NoveltyManifest>,
+}
+
+/// Writes a bundle atomically: `fill` writes the component files (and the drift profile's and
+/// the novelty score's) into a temporary directory and returns their manifest entries; the
+/// manifest goes last, then the directory is renamed.
 pub fn save(
     dir: &Path,
     force: bool,
     mut manifest: Manifest,
-    fill: impl FnOnce(&Path) -> Result<(Vec<ComponentManifest>, Option<StoredProfile>)>,
+    fill: impl FnOnce(&Path) -> Result<Filled>,
 ) -> Result<Manifest> {
     check_destination(dir, force)?;
     let tmp = TempDir::beside(dir)?;
-    (manifest.components, manifest.profile) = fill(tmp.path())?;
+    let filled = fill(tmp.path())?;
+    manifest.components = filled.components;
+    manifest.profile = filled.profile;
+    manifest.novelty = filled.novelty;
     manifest.checksum = bundle_checksum(&manifest);
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises");
     write_file(tmp.path(), MANIFEST, &json)?;
@@ -706,8 +842,9 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
     let manifest: Manifest = serde_json::from_value(raw)
         .map_err(|e| Error::model(&mpath, format!("invalid manifest: {e}")))?;
     let profile_file = manifest.profile.as_ref().map(|p| &p.file);
+    let novelty_file = manifest.novelty.as_ref().and_then(|n| n.file.as_ref());
     let files = manifest.components.iter().flat_map(|c| c.files.values());
-    for f in files.chain(profile_file) {
+    for f in files.chain(profile_file).chain(novelty_file) {
         if f.path.contains('/') || f.path.contains('\\') || f.path.starts_with('.') {
             return Err(Error::model(
                 dir,

@@ -1,8 +1,9 @@
 //! Models: the `Classifier` trait every component implements, the loaded `Model` (a bundle's
-//! components, their calibration and ensemble weights, the abstain threshold) and the per-query
-//! `Decision` derived from its probabilities. Only this module touches weights; it never reads
+//! components, their calibration and ensemble weights, the novelty score and the abstain rule) and
+//! the per-query `Decision` derived from its probabilities. Only this module touches weights; it never reads
 //! data files or prints.
 
+pub mod abstain;
 pub mod bert;
 pub mod bundle;
 pub mod calibration;
@@ -11,6 +12,7 @@ pub mod finetune;
 pub mod heads;
 pub mod lbfgs;
 pub mod linear;
+pub mod novelty;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -109,6 +111,55 @@ impl Classifier for FittedLinear {
 
 pub const DEFAULT_MC_SAMPLES: usize = 20;
 
+/// How a query's distance from the training data is measured.
+pub enum NoveltyScorer {
+    /// Relative Mahalanobis distance of the encoder's sentence embedding.
+    RelativeMahalanobis(novelty::Mahalanobis),
+    /// The linear component's negative largest raw logit (a model without an encoder).
+    MaxLogit,
+}
+
+/// The novelty score and the standardisation that makes it read as standard deviations above
+/// the held-out validation rows' mean (`uncertainty.novelty`).
+pub struct Novelty {
+    pub scorer: NoveltyScorer,
+    pub center: f32,
+    pub scale: f32,
+}
+
+impl Novelty {
+    pub fn standardise(&self, raw: f32) -> f32 {
+        (raw - self.center) / self.scale
+    }
+
+    /// The standardised scores of a batch, from the linear component's negative largest
+    /// logits or the encoder's embeddings; `None` when the batch lacks what the scorer reads.
+    fn scores(
+        &self,
+        neg_max_logits: Option<Vec<f32>>,
+        embeddings: Option<&[f32]>,
+    ) -> Option<Vec<f32>> {
+        let raw = match &self.scorer {
+            NoveltyScorer::RelativeMahalanobis(m) => m.scores(embeddings?),
+            NoveltyScorer::MaxLogit => neg_max_logits?,
+        };
+        Some(raw.into_iter().map(|r| self.standardise(r)).collect())
+    }
+}
+
+/// Each row's negative largest logit (row-major, `c` wide).
+pub fn neg_max_logit(logits: &[f32], c: usize) -> Vec<f32> {
+    logits
+        .chunks(c)
+        .map(|r| -r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)))
+        .collect()
+}
+
+/// Total-variation distance between two distributions (0 = identical, 1 = disjoint).
+pub fn total_variation(a: &[f32], b: &[f32]) -> f32 {
+    0.5 * a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>()
+}
+
 /// A loaded component with its calibration.
 pub struct Component {
     pub classifier: Box<dyn Classifier>,
@@ -133,6 +184,10 @@ pub struct Model {
     pub registry: Option<(String, String)>,
     /// MC-dropout samples per query (0 = off); 20 by default when a head has dropout.
     pub mc_samples: usize,
+    /// The novelty score (bundles from before the abstain rule have none).
+    pub novelty: Option<Novelty>,
+    /// The out-of-scope class, when the model was trained with it as one.
+    pub oos_class: Option<usize>,
 }
 
 /// The calibrated, combined class probabilities of one query.
@@ -147,6 +202,9 @@ pub struct Prediction {
     /// Each component's own calibrated answer (class, probability), in bundle order; empty when
     /// only one component answered.
     pub parts: Vec<(usize, f32)>,
+    /// Standardised distance from the training data, when the model has a novelty score and
+    /// the answer came with what it reads.
+    pub novelty: Option<f32>,
 }
 
 /// What cqr decides for one query.
@@ -163,6 +221,7 @@ pub struct Decision {
     pub margin: f32,
     pub disagreement: Option<f32>,
     pub mc: Option<(f32, f32)>,
+    pub novelty: Option<f32>,
 }
 
 impl Model {
@@ -198,12 +257,23 @@ impl Model {
         if components.is_empty() {
             return Err(Error::model(path, "the bundle has no components"));
         }
+        let novelty = match &manifest.novelty {
+            None => None,
+            Some(n) => Some(bundle::read_novelty(path, n)?),
+        };
+        let oos_class = manifest
+            .out_of_scope
+            .as_ref()
+            .filter(|o| o.as_class)
+            .and_then(|o| manifest.labels.iter().position(|l| *l == o.label));
         Ok(Model {
             path: path.to_path_buf(),
             manifest,
             components,
             registry: None,
             mc_samples: 0,
+            novelty,
+            oos_class,
         })
     }
 
@@ -284,12 +354,23 @@ impl Model {
         // Calibrated per-sample probabilities of the component that has MC dropout.
         let mut mc_samples: Option<Vec<Vec<f32>>> = None;
         let mut embeddings = None;
+        let mut neg_max_logits = None;
         for comp in &self.components {
             let ((logits, mc), emb) =
                 comp.classifier
                     .logits_with_embeddings(texts, self.mc_samples, 0x6d63_6472)?;
             if emb.is_some() {
                 embeddings = emb;
+            }
+            let max_logit = matches!(
+                self.novelty,
+                Some(Novelty {
+                    scorer: NoveltyScorer::MaxLogit,
+                    ..
+                })
+            );
+            if max_logit && comp.classifier.kind() == "linear" {
+                neg_max_logits = Some(neg_max_logit(&logits, c));
             }
             let mut probs = calibration::softmax_rows(&logits, c, comp.temperature);
             if let Some(sets) = mc {
@@ -305,6 +386,10 @@ impl Model {
             }
             per_comp.push(probs);
         }
+        let novelty = self
+            .novelty
+            .as_ref()
+            .and_then(|n| n.scores(neg_max_logits.take(), embeddings.as_deref()));
         let predictions = (0..texts.len())
             .map(|i| {
                 let rows: Vec<&[f32]> = per_comp.iter().map(|p| &p[i * c..(i + 1) * c]).collect();
@@ -319,13 +404,7 @@ impl Model {
                 if rows.len() > 1 && t != 1.0 {
                     recalibrate(&mut probs, t);
                 }
-                let disagreement = (rows.len() == 2).then(|| {
-                    0.5 * rows[0]
-                        .iter()
-                        .zip(rows[1])
-                        .map(|(a, b)| (a - b).abs())
-                        .sum::<f32>()
-                });
+                let disagreement = (rows.len() == 2).then(|| total_variation(rows[0], rows[1]));
                 let mc = mc_samples
                     .as_ref()
                     .map(|sets| mc_stats(sets, i, c, linear::argmax(&probs)));
@@ -339,6 +418,7 @@ impl Model {
                     disagreement,
                     mc,
                     parts,
+                    novelty: novelty.as_ref().map(|n| n[i]),
                 }
             })
             .collect();
@@ -368,11 +448,14 @@ impl Model {
             let mut probs = vec![0f32; c];
             calibration::softmax_t(row, linear.temperature, &mut probs);
             if probs.iter().fold(0f32, |a, &b| a.max(b)) >= tau {
+                // The linear component answers alone: no embedding, so no novelty score (the
+                // abstain rule counts it at its in-scope mean).
                 out.push(Some(Prediction {
                     probs,
                     disagreement: None,
                     mc: None,
                     parts: Vec::new(),
+                    novelty: None,
                 }));
             } else {
                 out.push(None);
@@ -393,11 +476,26 @@ impl Model {
         ))
     }
 
+    /// The decision for one prediction: with an abstain rule (bundles trained since it came),
+    /// the rule refuses; before it, confidence below the threshold. Predicting the
+    /// out-of-scope class, when the model has one, is abstaining too.
     pub fn decide(&self, p: &Prediction, k: usize) -> Decision {
         let mut d = decide(&p.probs, self.threshold(), k);
         d.disagreement = p.disagreement;
         d.mc = p.mc;
+        d.novelty = p.novelty;
+        if let Some(rule) = &self.manifest.rule {
+            d.abstained = rule.refuses(&d.scores());
+        }
+        if self.oos_class == Some(d.best) {
+            d.abstained = true;
+        }
         d
+    }
+
+    /// The abstain rule's combined score of a decision, when the model has a rule.
+    pub fn abstain_score(&self, d: &Decision) -> Option<f64> {
+        self.manifest.rule.as_ref().map(|r| r.score(&d.scores()))
     }
 }
 
@@ -456,6 +554,19 @@ pub fn decide(probs: &[f32], threshold: f32, k: usize) -> Decision {
         margin: confidence - second,
         disagreement: None,
         mc: None,
+        novelty: None,
+    }
+}
+
+impl Decision {
+    /// The scores the abstain rule reads.
+    pub fn scores(&self) -> abstain::Scores {
+        abstain::Scores {
+            confidence: self.confidence,
+            margin: self.margin,
+            disagreement: self.disagreement,
+            novelty: self.novelty,
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::abstain::{AbstainRule, FitMethod, RuleParams, Scores, TradeoffPoint};
 use super::bundle::{self, DataFingerprint, Manifest, TrainingInfo, FORMAT_VERSION};
 use super::calibration::{self, TemperatureFit, ThresholdChoice};
 use super::encoder::{EmbeddingCache, Encoder, EncoderClassifier};
@@ -22,7 +23,8 @@ use super::finetune::{
 };
 use super::heads::{Head, LogisticHead, MlpHead, MlpParams};
 use super::linear::{self, FittedLinear, Labelled, LinearParams, PathPoint};
-use super::{decide, Classifier, Decision};
+use super::novelty::Mahalanobis;
+use super::{decide, Classifier, Decision, Novelty, NoveltyScorer};
 use crate::error::{Error, Result};
 use crate::io::atomic::TempDir;
 use crate::io::read::Record;
@@ -39,6 +41,11 @@ pub struct TrainParams {
     /// Share of the training data held out for validation when no validation set is given.
     pub valid_split: f64,
     pub target_precision: f64,
+    /// Most of the in-scope validation rows the abstain rule may refuse (more only when the
+    /// precision target needs it).
+    pub max_reject: f64,
+    /// How rows marked out of scope are used.
+    pub out_of_scope: OutOfScope,
     pub features: FeatureSpec,
     pub linear: LinearParams,
     /// After choosing the L2 strength, refit on training + validation rows (the temperature and
@@ -46,6 +53,14 @@ pub struct TrainParams {
     pub refit: bool,
     /// The encoder component, when asked for.
     pub encoder: Option<EncoderParams>,
+}
+
+/// Rows carrying `label` are out of scope: kept aside to fit and measure the abstain rule, or,
+/// with `as_class`, an ordinary class whose prediction counts as abstaining.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct OutOfScope {
+    pub label: String,
+    pub as_class: bool,
 }
 
 /// The encoder component's settings.
@@ -85,6 +100,7 @@ impl fmt::Display for HeadKind {
 pub enum Param {
     ValidSplit,
     TargetPrecision,
+    MaxReject,
     MaxIter,
     L2Grid,
     HeadAlpha,
@@ -97,6 +113,7 @@ impl fmt::Display for Param {
         match self {
             Param::ValidSplit => f.write_str("valid_split"),
             Param::TargetPrecision => f.write_str("target_precision"),
+            Param::MaxReject => f.write_str("max_reject"),
             Param::MaxIter => f.write_str("max_iter"),
             Param::L2Grid => f.write_str("l2_grid"),
             Param::HeadAlpha => f.write_str("head_alpha"),
@@ -133,6 +150,9 @@ impl TrainParams {
         }
         if !(self.target_precision > 0.0 && self.target_precision <= 1.0) {
             return bad(Param::TargetPrecision, "must be in (0, 1]");
+        }
+        if !(0.0..1.0).contains(&self.max_reject) {
+            return bad(Param::MaxReject, "must be in [0, 1)");
         }
         if let Some((p, why)) = self.features.broken_rule() {
             return bad(Param::Features(p), why);
@@ -263,6 +283,15 @@ impl fmt::Display for Step<'_> {
 }
 
 /// `, loss 0.4120`, or nothing while no loss is known.
+/// A share as a whole or one-decimal percentage, for table cells.
+fn pct_short(x: f64) -> String {
+    if (x * 100.0).fract().abs() < 1e-9 {
+        format!("{:.0}%", x * 100.0)
+    } else {
+        format!("{:.1}%", x * 100.0)
+    }
+}
+
 fn loss_text(loss: Option<f64>) -> String {
     loss.map(|l| format!(", loss {l:.4}")).unwrap_or_default()
 }
@@ -336,7 +365,14 @@ pub struct Trained {
     pub fine_tune: Option<FineTuneSummary>,
     /// Holds the fine-tuned encoder's files until the bundle has copied them.
     pub scratch: Option<TempDir>,
+    /// The confidence threshold that alone keeps the target precision (what bundles before the
+    /// abstain rule used).
     pub threshold: ThresholdChoice,
+    pub rule: AbstainRule,
+    pub novelty: Novelty,
+    pub out_of_scope: OutOfScope,
+    /// Out-of-scope rows set aside to fit and measure the rule.
+    pub oos_rows: usize,
     pub metrics: ValidationMetrics,
     pub train_data: DataFingerprint,
     pub valid_data: DataFingerprint,
@@ -371,8 +407,33 @@ fn fingerprint(source: &str, records: &[&Record]) -> DataFingerprint {
 /// (at least one when the label has two or more). Seeded and independent of input order
 /// within a label.
 pub fn stratified_split(records: &[Record], share: f64, seed: u64) -> (Vec<&Record>, Vec<&Record>) {
+    split_where(records, share, seed, |_| true)
+}
+
+/// [`stratified_split`] of the in-scope rows; out-of-scope rows (unless trained as a class) all
+/// go to validation, after the in-scope ones, and leave the in-scope split exactly as it is
+/// without them.
+pub fn split_for_training<'a>(
+    records: &'a [Record],
+    share: f64,
+    seed: u64,
+    oos: &OutOfScope,
+) -> (Vec<&'a Record>, Vec<&'a Record>) {
+    let is_oos = |r: &Record| !oos.as_class && r.label.as_deref() == Some(oos.label.as_str());
+    let (train, mut valid) = split_where(records, share, seed, |r| !is_oos(r));
+    valid.extend(records.iter().filter(|r| is_oos(r)));
+    (train, valid)
+}
+
+/// The stratified split of the records `keep` accepts (the others are in neither part).
+fn split_where(
+    records: &[Record],
+    share: f64,
+    seed: u64,
+    keep: impl Fn(&Record) -> bool,
+) -> (Vec<&Record>, Vec<&Record>) {
     let mut by_label: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
+    for (i, r) in records.iter().enumerate().filter(|(_, r)| keep(r)) {
         by_label
             .entry(r.label.as_deref().unwrap_or(""))
             .or_default()
@@ -391,7 +452,7 @@ pub fn stratified_split(records: &[Record], share: f64, seed: u64) -> (Vec<&Reco
     }
     let valid_set: BTreeSet<usize> = valid_idx.into_iter().collect();
     let train = (0..records.len())
-        .filter(|i| !valid_set.contains(i))
+        .filter(|i| !valid_set.contains(i) && keep(&records[*i]))
         .map(|i| &records[i])
         .collect();
     let valid = valid_set.iter().map(|&i| &records[i]).collect();
@@ -412,15 +473,29 @@ pub struct Rows<'a> {
     y_valid: Vec<u32>,
     /// Validation rows left out because their label never occurs in training.
     dropped_valid: usize,
+    /// Out-of-scope rows (from the training and the validation data), never a class.
+    oos_texts: Vec<&'a str>,
 }
 
 impl<'a> Rows<'a> {
     /// Labels the rows; `sources` name where the training and validation rows came from.
+    /// Rows marked out of scope (unless it is a class) are set aside from both.
     pub fn new(
         train: &[&'a Record],
         valid: &[&'a Record],
         sources: (&str, &str),
+        oos: &OutOfScope,
     ) -> Result<Rows<'a>> {
+        let is_oos = |r: &&Record| !oos.as_class && r.label.as_deref() == Some(oos.label.as_str());
+        let oos_texts: Vec<&str> = train
+            .iter()
+            .chain(valid)
+            .filter(|r| is_oos(r))
+            .map(|r| r.text.as_str())
+            .collect();
+        let train: Vec<&Record> = train.iter().copied().filter(|r| !is_oos(r)).collect();
+        let valid: Vec<&Record> = valid.iter().copied().filter(|r| !is_oos(r)).collect();
+        let (train, valid) = (&train[..], &valid[..]);
         let labels: Vec<String> = train
             .iter()
             .filter_map(|r| r.label.clone())
@@ -459,6 +534,7 @@ impl<'a> Rows<'a> {
             dropped_valid: valid.len() - valid_known.len(),
             valid: valid_known,
             labels,
+            oos_texts,
         })
     }
 
@@ -469,6 +545,11 @@ impl<'a> Rows<'a> {
     /// The validation rows training measures on: those whose label occurs in training.
     pub fn valid(&self) -> &[&'a Record] {
         &self.valid
+    }
+
+    /// How many out-of-scope rows were set aside for the abstain rule.
+    pub fn out_of_scope(&self) -> usize {
+        self.oos_texts.len()
     }
 }
 
@@ -492,6 +573,25 @@ pub fn train(
         rows.n_classes(),
         p.target_precision,
     );
+    let novelty = fit_novelty(&linear, encoder.as_ref(), rows)?;
+    let (valid_scores, oos_scores) =
+        held_out_scores(&linear, encoder.as_ref(), &ensemble, &novelty, rows);
+    let rule = AbstainRule::fit(
+        &valid_scores,
+        &answers.correct,
+        &oos_scores,
+        RuleParams {
+            target_precision: p.target_precision,
+            max_reject: p.max_reject,
+        },
+    );
+    // With out-of-scope as a class, predicting it is abstaining too.
+    let oos_class = oos_class(&rows.labels, &p.out_of_scope);
+    let refused: Vec<bool> = valid_scores
+        .iter()
+        .zip(&answers.decisions)
+        .map(|(s, d)| rule.refuses(s) || Some(d.best) == oos_class)
+        .collect();
     let metrics = validation_metrics(
         Fitted {
             rows,
@@ -500,7 +600,7 @@ pub fn train(
             ensemble: &ensemble,
         },
         &answers,
-        &threshold,
+        &refused,
         p.refit,
     );
     let profile = reference_profile(
@@ -518,7 +618,7 @@ pub fn train(
             dim: e.model.encoder.dim,
         }),
         &ensemble.probs,
-        threshold.threshold,
+        &refused,
     );
     let (encoder, fine_tune, scratch) = match encoder {
         None => (None, None, None),
@@ -542,6 +642,10 @@ pub fn train(
         fine_tune,
         scratch,
         threshold,
+        rule,
+        novelty: novelty.novelty,
+        out_of_scope: p.out_of_scope.clone(),
+        oos_rows: rows.oos_texts.len(),
         metrics,
         seconds: start.elapsed().as_secs_f64(),
         dropped_valid: rows.dropped_valid,
@@ -555,7 +659,7 @@ pub fn train(
 }
 
 /// The drift reference profile: each validation row as the held-out fit answered it (its
-/// calibrated ensemble probabilities, the abstain threshold, the linear vocabulary) with its
+/// calibrated ensemble probabilities, the abstain rule's answer, the linear vocabulary) with its
 /// encoder embedding. Held-out answers are what new data will look like; the refit model has
 /// seen these rows.
 fn reference_profile(
@@ -563,17 +667,17 @@ fn reference_profile(
     linear: &FittedLinear,
     embedded: Option<Embedded<'_>>,
     probs: &[f32],
-    threshold: f32,
+    refused: &[bool],
 ) -> Profile {
     let c = rows.n_classes();
     let dim = embedded.as_ref().map_or(0, |e| e.dim);
     let oov = linear.oov_rates(&rows.valid_texts).unwrap_or_default();
     let mut b = ProfileBuilder::new(c, dim, REFERENCE_CAPS);
     for (i, (text, &y)) in rows.valid_texts.iter().zip(&rows.y_valid).enumerate() {
-        let d = decide(&probs[i * c..(i + 1) * c], threshold, 1);
+        let d = decide(&probs[i * c..(i + 1) * c], 0.0, 1);
         let oov = oov.get(i).copied().unwrap_or(0.0);
         let right = Some(d.best == y as usize);
-        let o = Observation::of(d.best, d.confidence, d.abstained, text, oov, right);
+        let o = Observation::of(d.best, d.confidence, refused[i], text, oov, right);
         b.push(
             &o,
             embedded.as_ref().map(|e| &e.valid[i * dim..(i + 1) * dim]),
@@ -600,6 +704,8 @@ struct LinearStep {
     path: Vec<PathPoint>,
     temperature: TemperatureFit,
     valid_logits: Vec<f32>,
+    /// The held-out fit's logits on the out-of-scope rows.
+    oos_logits: Vec<f32>,
     n_features: usize,
 }
 
@@ -659,6 +765,7 @@ fn fit_linear(p: &TrainParams, rows: &Rows<'_>, progress: Progress<'_>) -> Resul
         },
     )?;
     let valid_logits = fit.model.logits(&rows.valid_texts)?;
+    let oos_logits = fit.model.logits(&rows.oos_texts)?;
     let n_features = fit.model.vectorizer.n_features();
     let model = if p.refit {
         let x_all: Vec<_> = x_train.iter().chain(&x_valid).cloned().collect();
@@ -694,6 +801,7 @@ fn fit_linear(p: &TrainParams, rows: &Rows<'_>, progress: Progress<'_>) -> Resul
         path: fit.path,
         temperature: calibration::fit_temperature(&valid_logits, &rows.y_valid, c),
         valid_logits,
+        oos_logits,
         n_features,
     })
 }
@@ -705,9 +813,12 @@ struct EncoderStep {
     temperature: TemperatureFit,
     valid_logits: Vec<f32>,
     valid_probs: Vec<f32>,
-    /// The training and validation rows' embeddings, `[n × dim]`.
+    /// The training, validation and out-of-scope rows' embeddings, `[n × dim]`.
     train_embeddings: Vec<f32>,
     valid_embeddings: Vec<f32>,
+    oos_embeddings: Vec<f32>,
+    /// The held-out head's calibrated probabilities on the out-of-scope rows.
+    oos_probs: Vec<f32>,
     seconds: f64,
 }
 
@@ -721,24 +832,29 @@ fn fit_encoder(
 ) -> Result<EncoderStep> {
     let start = Instant::now();
     let base = Encoder::load(&ep.dir, ep.max_len)?;
-    let (encoder, fine_tune, xt, xv) = match &ep.fine_tune {
+    let total = rows.train_texts.len() + rows.valid_texts.len() + rows.oos_texts.len();
+    let (encoder, fine_tune, xt, xv, xo) = match &ep.fine_tune {
         None => {
-            let total = rows.train_texts.len() + rows.valid_texts.len();
             let mut cache = EmbeddingCache::open(&base)?;
             let mut tick = embedding_ticks(progress, total, false);
             let xt = cache.embed(&base, &rows.train_texts, &mut tick)?;
             let xv = cache.embed(&base, &rows.valid_texts, &mut tick)?;
-            (base, None, xt, xv)
+            let xo = cache.embed(&base, &rows.oos_texts, &mut tick)?;
+            (base, None, xt, xv, xo)
         }
         Some(fp) => {
             let (tuned, summary, scratch) = fine_tune_encoder(ep, fp, base, rows, progress)?;
-            let total = rows.train_texts.len() + rows.valid_texts.len();
             // Fine-tuned weights are used once, so their embeddings skip the shared cache.
             let mut tick = embedding_ticks(progress, total, true);
             let batch = super::encoder::DEFAULT_BATCH;
             let xt = tuned.embed(&rows.train_texts, batch, &mut tick)?;
             let xv = tuned.embed(&rows.valid_texts, batch, &mut tick)?;
-            (tuned, Some((summary, scratch)), xt, xv)
+            let xo = if rows.oos_texts.is_empty() {
+                Vec::new()
+            } else {
+                tuned.embed(&rows.oos_texts, batch, &mut tick)?
+            };
+            (tuned, Some((summary, scratch)), xt, xv, xo)
         }
     };
     let (dim, c) = (encoder.dim, rows.n_classes());
@@ -765,6 +881,11 @@ fn fit_encoder(
     let valid_logits = head.logits(&xv)?;
     let temperature = calibration::fit_temperature(&valid_logits, y_valid, c);
     let valid_probs = calibration::softmax_rows(&valid_logits, c, temperature.temperature);
+    let oos_probs = if xo.is_empty() {
+        Vec::new()
+    } else {
+        calibration::softmax_rows(&head.logits(&xo)?, c, temperature.temperature)
+    };
     // The MLP is early-stopped on the validation rows, so only the logistic head is refit.
     let head = match (refit, head) {
         (true, Head::Logistic(_)) => {
@@ -793,6 +914,8 @@ fn fit_encoder(
         valid_probs,
         train_embeddings: xt,
         valid_embeddings: xv,
+        oos_embeddings: xo,
+        oos_probs,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -964,6 +1087,125 @@ fn choose_threshold(probs: &[f32], y: &[u32], c: usize, target: f64) -> (Answers
     (answers, threshold)
 }
 
+/// The novelty score as fitted, with the held-out standardised scores of the validation and
+/// out-of-scope rows.
+struct NoveltyFit {
+    novelty: Novelty,
+    valid: Vec<f32>,
+    oos: Vec<f32>,
+}
+
+/// Fits the novelty score: the relative Mahalanobis distance of the encoder's embedding from
+/// the training rows when there is an encoder, else the linear model's negative largest logit
+/// (the best of the linear model's own scores measured on BANKING77: see README). Standardised
+/// by the mean and standard deviation of the held-out validation rows' scores.
+fn fit_novelty(
+    linear: &LinearStep,
+    encoder: Option<&EncoderStep>,
+    rows: &Rows<'_>,
+) -> Result<NoveltyFit> {
+    let c = rows.n_classes();
+    let (scorer, valid, oos) = match encoder {
+        Some(e) => {
+            let dim = e.model.encoder.dim;
+            let m = Mahalanobis::fit(
+                &e.train_embeddings,
+                dim,
+                &rows.y_train,
+                c,
+                NOVELTY_SHRINKAGE,
+            )
+            .map_err(|why| Error::Training(format!("novelty score: {why}")))?;
+            let valid = m.scores(&e.valid_embeddings);
+            let oos = m.scores(&e.oos_embeddings);
+            (NoveltyScorer::RelativeMahalanobis(m), valid, oos)
+        }
+        None => (
+            NoveltyScorer::MaxLogit,
+            super::neg_max_logit(&linear.valid_logits, c),
+            super::neg_max_logit(&linear.oos_logits, c),
+        ),
+    };
+    let n = valid.len().max(1) as f64;
+    let mean = valid.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let sd = (valid
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    let novelty = Novelty {
+        scorer,
+        center: mean as f32,
+        scale: if sd > 1e-9 { sd as f32 } else { 1.0 },
+    };
+    let z = |raw: Vec<f32>| raw.into_iter().map(|r| novelty.standardise(r)).collect();
+    Ok(NoveltyFit {
+        valid: z(valid),
+        oos: z(oos),
+        novelty,
+    })
+}
+
+/// Shrinkage of the novelty score's covariances towards a multiple of the identity: sentence
+/// embeddings' covariance is singular without it.
+pub const NOVELTY_SHRINKAGE: f64 = 0.01;
+
+/// The rule's inputs for each validation row and each out-of-scope row, as the held-out fit
+/// answers them — the same scores `Model::predict` gives a new query.
+fn held_out_scores(
+    linear: &LinearStep,
+    encoder: Option<&EncoderStep>,
+    ensemble: &Ensemble,
+    novelty: &NoveltyFit,
+    rows: &Rows<'_>,
+) -> (Vec<Scores>, Vec<Scores>) {
+    let c = rows.n_classes();
+    let scores = |probs: &[f32], parts: Option<(&[f32], &[f32])>, novelty: &[f32]| {
+        probs
+            .chunks(c)
+            .enumerate()
+            .map(|(i, row)| {
+                let d = decide(row, 0.0, 1);
+                let row_of = |p: &[f32]| p[i * c..(i + 1) * c].to_vec();
+                Scores {
+                    confidence: d.confidence,
+                    margin: d.margin,
+                    disagreement: parts
+                        .map(|(a, b)| super::total_variation(&row_of(a), &row_of(b))),
+                    novelty: novelty.get(i).copied(),
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let valid = scores(
+        &ensemble.probs,
+        encoder.map(|e| (&ensemble.linear_probs[..], &e.valid_probs[..])),
+        &novelty.valid,
+    );
+    let t = linear.temperature.temperature;
+    let oos_linear = calibration::softmax_rows(&linear.oos_logits, c, t);
+    let oos = match encoder {
+        None => scores(&oos_linear, None, &novelty.oos),
+        Some(e) => {
+            let logs: Vec<f32> = mix(&oos_linear, &e.oos_probs, ensemble.weight)
+                .iter()
+                .map(|p| p.max(1e-12).ln())
+                .collect();
+            let probs = calibration::softmax_rows(&logs, c, ensemble.temperature);
+            scores(&probs, Some((&oos_linear, &e.oos_probs)), &novelty.oos)
+        }
+    };
+    (valid, oos)
+}
+
+/// The class index of the out-of-scope label when it is trained as a class.
+fn oos_class(labels: &[String], oos: &OutOfScope) -> Option<usize> {
+    oos.as_class
+        .then(|| labels.iter().position(|l| *l == oos.label))
+        .flatten()
+}
+
 /// Everything fitted, for measuring.
 struct Fitted<'a> {
     rows: &'a Rows<'a>,
@@ -976,7 +1218,7 @@ struct Fitted<'a> {
 fn validation_metrics(
     f: Fitted<'_>,
     answers: &Answers,
-    threshold: &ThresholdChoice,
+    refused: &[bool],
     refit: bool,
 ) -> ValidationMetrics {
     let (rows, ens) = (f.rows, f.ensemble);
@@ -985,14 +1227,16 @@ fn validation_metrics(
         .decisions
         .iter()
         .zip(y)
-        .map(|(d, &l)| Scored {
+        .zip(refused)
+        .map(|((d, &l), &abstained)| Scored {
             truth: rows.labels[l as usize].clone(),
             predicted: rows.labels[d.best].clone(),
             confidence: d.confidence,
-            abstained: d.confidence < threshold.threshold,
+            abstained,
         })
         .collect();
     let (_, macro_f1) = metrics::per_intent(&scored);
+    let answered: Vec<&Scored> = scored.iter().filter(|s| !s.abstained).collect();
     let (_, ece) = metrics::reliability(&answers.confidence, &answers.correct, metrics::ECE_BINS);
     let raw_conf: Vec<f32> = ens
         .raw_probs
@@ -1035,8 +1279,13 @@ fn validation_metrics(
         valid_ece_uncalibrated: ece_raw,
         valid_nll: metrics::mean_nll(&ens.probs, y, c),
         valid_nll_uncalibrated: metrics::mean_nll(&ens.raw_probs, y, c),
-        valid_coverage: threshold.coverage,
-        valid_precision_answered: threshold.precision,
+        valid_coverage: answered.len() as f64 / y.len().max(1) as f64,
+        valid_precision_answered: if answered.is_empty() {
+            f64::NAN
+        } else {
+            answered.iter().filter(|s| s.truth == s.predicted).count() as f64
+                / answered.len() as f64
+        },
         valid_accuracy_linear: accuracy_of(&ens.linear_probs),
         n_features: f.linear.n_features,
         refit,
@@ -1149,6 +1398,9 @@ impl Trained {
             },
             metrics: self.metrics.entries().into_iter().collect(),
             profile: None,
+            novelty: None,
+            rule: Some(self.rule.clone()),
+            out_of_scope: Some(self.out_of_scope.clone()),
         };
         bundle::save(dir, force, manifest, |tmp| {
             let mut linear =
@@ -1165,8 +1417,15 @@ impl Trained {
                     self.fine_tune.as_ref(),
                 )?);
             }
-            let profile = bundle::write_profile(tmp, PROFILE_SOURCE, &self.profile)?;
-            Ok((components, Some(profile)))
+            Ok(bundle::Filled {
+                components,
+                profile: Some(bundle::write_profile(tmp, PROFILE_SOURCE, &self.profile)?),
+                novelty: Some(bundle::write_novelty(
+                    tmp,
+                    &self.novelty,
+                    NOVELTY_SHRINKAGE,
+                )?),
+            })
         })
     }
 
@@ -1178,10 +1437,19 @@ impl Trained {
             [
                 ("temperature", self.temperature.temperature as f64),
                 ("abstain_threshold", self.threshold.threshold as f64),
+                ("abstain_rule_threshold", self.rule.threshold),
+                (
+                    "abstain_in_scope_rejection",
+                    self.rule.fit.in_scope_rejection,
+                ),
+                ("out_of_scope_rows", self.oos_rows as f64),
                 ("train_seconds", self.seconds),
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
+        if let Some(r) = self.rule.fit.out_of_scope_recall {
+            out.push(("abstain_out_of_scope_recall".to_string(), r));
+        }
         out
     }
 
@@ -1194,15 +1462,80 @@ impl Trained {
                 self.dropped_valid
             ));
         }
-        let t = &self.threshold;
-        if !t.target_met {
+        let f = &self.rule.fit;
+        if !f.target_met {
             out.push(format!(
-                "no confidence threshold reaches validation precision {}; the threshold {:.4} gives the best \
+                "no abstain threshold reaches validation precision {}; the rule keeps the best \
                  precision ({}); consider a lower --target-precision",
-                t.target_precision,
-                t.threshold,
-                pct(t.precision)
+                f.target_precision,
+                pct(f.precision_answered)
             ));
+        }
+        if f.out_of_scope_rows > 0 && f.out_of_scope_rows < super::abstain::MIN_OUT_OF_SCOPE {
+            out.push(format!(
+                "only {} out-of-scope rows (label `{}`): the rule keeps its default weights below {}",
+                f.out_of_scope_rows,
+                self.out_of_scope.label,
+                super::abstain::MIN_OUT_OF_SCOPE
+            ));
+        }
+        out
+    }
+
+    /// What the summary says of the abstain rule: the rule, what it refuses on validation, and
+    /// the trade-off between in-scope rejection and out-of-scope recall.
+    fn abstain_lines(&self) -> Vec<String> {
+        let (r, f) = (&self.rule, &self.rule.fit);
+        let novelty = match self.novelty.scorer {
+            NoveltyScorer::RelativeMahalanobis(_) => {
+                "relative Mahalanobis distance of the embedding"
+            }
+            NoveltyScorer::MaxLogit => "the linear model's negative largest logit",
+        };
+        let fitted = match f.method {
+            FitMethod::OutOfScope => format!(
+                "weights fitted on {} out-of-scope rows (`{}`)",
+                f.out_of_scope_rows, self.out_of_scope.label
+            ),
+            FitMethod::Default => "default weights".to_string(),
+        };
+        let mut out = vec![
+            format!(
+                "  abstain     when {} > {:.3} ({fitted}; novelty = {novelty})",
+                r.describe(),
+                r.threshold
+            ),
+            format!(
+                "              refuses {} of in-scope validation rows (at most {} unless precision needs more), precision answered {}",
+                pct(f.in_scope_rejection),
+                pct(f.max_reject),
+                pct(f.precision_answered)
+            ),
+        ];
+        match f.out_of_scope_recall {
+            Some(recall) => {
+                out.push(format!(
+                    "              recalls {} of the {} out-of-scope rows (the rows it was fitted on)",
+                    pct(recall),
+                    f.out_of_scope_rows
+                ));
+                let cells = |g: &dyn Fn(&TradeoffPoint) -> String| {
+                    f.tradeoff.iter().map(g).map(|c| format!("{c:>7}")).collect::<String>()
+                };
+                out.push(format!(
+                    "  trade-off   in-scope refused   {}",
+                    cells(&|p| pct_short(p.in_scope_rejection))
+                ));
+                out.push(format!(
+                    "              out-of-scope found {}",
+                    cells(&|p| pct_short(p.out_of_scope_recall))
+                ));
+            }
+            None if self.out_of_scope.as_class => {}
+            None => out.push(format!(
+                "              no out-of-scope rows: label some `{}` in the training or validation data to fit the rule on them",
+                self.out_of_scope.label
+            )),
         }
         out
     }
@@ -1216,10 +1549,15 @@ impl Trained {
         let lines = [
             format!("trained {} → {}", manifest.name, dir.display()),
             format!(
-                "  data        {} rows for training, {} for validation, {} intents",
+                "  data        {} rows for training, {} for validation, {} intents{}",
                 self.train_data.rows,
                 self.valid_data.rows,
-                self.labels.len()
+                self.labels.len(),
+                if self.oos_rows > 0 {
+                    format!("; {} out of scope", self.oos_rows)
+                } else {
+                    String::new()
+                }
             ),
             format!(
                 "  features    {} n-grams (word {}–{}, char {}–{}, min_df {})",
@@ -1244,13 +1582,8 @@ impl Trained {
                 "  calibration temperature {:.3} (validation NLL {:.4} → {:.4}, ECE {:.4} → {:.4})",
                 t.temperature, t.nll_before, t.nll_after, m.valid_ece_uncalibrated, m.valid_ece
             ),
-            format!(
-                "  abstain     below confidence {:.4} (validation precision {} at coverage {})",
-                self.threshold.threshold,
-                pct(self.threshold.precision),
-                pct(self.threshold.coverage)
-            ),
         ];
+        let abstain = self.abstain_lines();
         let ensemble = m.encoder.as_ref().map(|e| {
             format!(
                 "  ensemble    encoder weight {:.2}, temperature {:.3}; validation accuracy linear {}, encoder {}",
@@ -1271,6 +1604,7 @@ impl Trained {
         ];
         lines
             .into_iter()
+            .chain(abstain)
             .chain(ensemble)
             .chain(tail)
             .collect::<Vec<_>>()
@@ -1328,6 +1662,11 @@ mod tests {
             seed: 1,
             valid_split: 1.5,
             target_precision: 0.95,
+            max_reject: defaults::MAX_REJECT,
+            out_of_scope: OutOfScope {
+                label: defaults::OOS_LABEL.into(),
+                as_class: false,
+            },
             features: defaults::feature_spec(),
             linear: defaults::linear_params(),
             refit: true,

@@ -130,6 +130,7 @@ impl QueryScorer {
                 // `Model::predict` measures disagreement between exactly two components.
                 disagreement: m.components.len() == 2,
                 mc: m.mc_samples > 0 && m.has_dropout(),
+                novelty: m.novelty.is_some(),
             })
             .unwrap_or_default();
         QueryResult::columns(self.opts.fields, &self.opts.keep, scores)

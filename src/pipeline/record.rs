@@ -81,6 +81,10 @@ pub struct Uncertainty {
     /// MC dropout: mutual information (epistemic uncertainty), in nats.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mutual_info: Option<f64>,
+    /// Distance from the training data, in standard deviations above the validation rows'
+    /// mean (models trained since the abstain rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub novelty: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -159,6 +163,7 @@ impl IntentGroup {
                 disagreement: d.disagreement.map(round6),
                 std: d.mc.map(|(std, _)| round6(std)),
                 mutual_info: d.mc.map(|(_, mi)| round6(mi)),
+                novelty: d.novelty.map(round6),
             },
         }
     }
@@ -223,6 +228,8 @@ pub struct OptionalScores {
     pub disagreement: bool,
     /// MC dropout: `std` and `mutual_info`.
     pub mc: bool,
+    /// A novelty score: `novelty`.
+    pub novelty: bool,
 }
 
 impl QueryResult {
@@ -268,6 +275,7 @@ impl QueryResult {
             margin: 1.0,
             disagreement: scores.disagreement.then_some(0.0),
             mc: scores.mc.then_some((0.0, 0.0)),
+            novelty: scores.novelty.then_some(0.0),
         };
         QueryResult {
             id: RecordId::Row(1),
@@ -356,6 +364,7 @@ mod tests {
         let all = OptionalScores {
             disagreement: true,
             mc: true,
+            novelty: true,
         };
         let cols = QueryResult::columns(Fields::parse(&["intent".into()]).unwrap(), &[], all);
         let at = cols.iter().position(|c| c == "uncertainty.margin").unwrap();
