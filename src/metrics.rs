@@ -78,6 +78,68 @@ pub fn auroc(score: &[f64], positive: &[bool]) -> f64 {
     (sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
 }
 
+/// The share of negatives scoring at or above the threshold that keeps `tpr` of the positives
+/// (FPR at 95% TPR with `tpr` = 0.95); NaN without positives or negatives.
+pub fn fpr_at_tpr(score: &[f64], positive: &[bool], tpr: f64) -> f64 {
+    let mut pos: Vec<f64> = score
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| **p)
+        .map(|(s, _)| *s)
+        .collect();
+    let neg: Vec<f64> = score
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| !**p)
+        .map(|(s, _)| *s)
+        .collect();
+    if pos.is_empty() || neg.is_empty() {
+        return f64::NAN;
+    }
+    pos.sort_by(f64::total_cmp);
+    // The largest threshold with at least `tpr` of the positives at or above it.
+    let keep = (tpr * pos.len() as f64).ceil() as usize;
+    let t = pos[pos.len() - keep.clamp(1, pos.len())];
+    neg.iter().filter(|&&s| s >= t).count() as f64 / neg.len() as f64
+}
+
+/// Refusing every query scoring above a threshold set so that at most `rejection` of the
+/// negatives (in-scope rows) are refused: the share of negatives and of positives refused.
+pub fn refused_at(score: &[f64], positive: &[bool], rejection: f64) -> (f64, f64) {
+    let mut neg: Vec<f64> = score
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| !**p)
+        .map(|(s, _)| *s)
+        .collect();
+    let n_pos = positive.iter().filter(|p| **p).count();
+    if neg.is_empty() || n_pos == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    neg.sort_by(|a, b| b.total_cmp(a));
+    let mut k = ((rejection * neg.len() as f64).floor() as usize).min(neg.len());
+    // A threshold cannot split tied scores: refuse fewer rather than more.
+    while k > 0 && k < neg.len() && neg[k - 1] == neg[k] {
+        k -= 1;
+    }
+    let refused = |t: f64, pos: bool| {
+        score
+            .iter()
+            .zip(positive)
+            .filter(|(s, p)| **p == pos && **s > t)
+            .count()
+    };
+    let t = match k {
+        0 => neg[0],
+        k if k < neg.len() => neg[k],
+        _ => f64::NEG_INFINITY,
+    };
+    (
+        refused(t, false) as f64 / neg.len() as f64,
+        refused(t, true) as f64 / n_pos as f64,
+    )
+}
+
 pub const ECE_BINS: usize = 15;
 
 pub fn accuracy(s: &[Scored]) -> f64 {

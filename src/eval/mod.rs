@@ -35,6 +35,9 @@ pub struct EvalReport {
     pub macro_f1: f64,
     pub ece: f64,
     pub threshold: f64,
+    /// The abstain rule, as `train` describes it (bundles before it abstain below `threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abstain_rule: Option<String>,
     pub abstain_rate: f64,
     pub accuracy_answered: f64,
     /// Labels in the data that the model has never seen (always counted as errors).
@@ -73,14 +76,35 @@ pub struct OosReport {
     pub label: String,
     pub n_out_of_scope: usize,
     pub n_in_scope: usize,
+    /// The top intent's accuracy on in-scope rows, abstained or not.
     pub in_scope_accuracy: f64,
-    /// Share of out-of-scope rows the model abstained on, at its stored threshold.
+    /// Accuracy on the in-scope rows the model answered.
+    #[serde(default)]
+    pub in_scope_accuracy_answered: f64,
+    /// Share of in-scope rows the model abstained on.
+    #[serde(default)]
+    pub in_scope_rejection: f64,
+    /// Share of out-of-scope rows the model abstained on, at its stored rule (or threshold).
     pub recall_at_threshold: f64,
     /// Share of abstentions that were out of scope.
     pub precision_at_threshold: f64,
     /// AUROC of each score for telling out-of-scope (positive) from in-scope rows.
     pub auroc: BTreeMap<String, f64>,
+    /// Each score's share of in-scope rows refused when it keeps 95% of the out-of-scope rows.
+    #[serde(default)]
+    pub fpr_at_95_tpr: BTreeMap<String, f64>,
+    /// Each score's out-of-scope recall as the in-scope rejection it is allowed grows.
+    #[serde(default)]
+    pub tradeoff: BTreeMap<String, Vec<TradeoffPoint>>,
 }
+
+/// Out-of-scope recall at an in-scope rejection rate.
+pub use crate::models::abstain::TradeoffPoint;
+
+/// In-scope rejection rates at which `evaluate` traces each score's trade-off curve.
+pub const TRADEOFF_GRID: [f64; 16] = [
+    0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0,
+];
 
 /// Each component's (class, probability) for one query.
 type Parts = Vec<(usize, f32)>;
@@ -135,7 +159,8 @@ pub fn evaluate(
     let known: std::collections::HashSet<&str> = labels.iter().map(|s| s.as_str()).collect();
     // Out-of-scope rows (a label the model cannot know) are measured apart; the rest of the
     // metrics cover in-scope rows.
-    let is_oos = |r: &Record| !known.contains(oos_label) && r.label.as_deref() == Some(oos_label);
+    let oos_is_unknown = !known.contains(oos_label) || model.oos_class.is_some();
+    let is_oos = |r: &Record| oos_is_unknown && r.label.as_deref() == Some(oos_label);
     let out_of_scope = records
         .iter()
         .any(is_oos)
@@ -205,6 +230,11 @@ pub fn evaluate(
         macro_f1,
         ece,
         threshold,
+        abstain_rule: model
+            .manifest
+            .rule
+            .as_ref()
+            .map(|r| format!("{} > {:.3}", r.describe(), r.threshold)),
         abstain_rate: (n - answered.len()) as f64 / n.max(1) as f64,
         accuracy_answered: if answered.is_empty() {
             f64::NAN
@@ -260,6 +290,9 @@ fn component_scores(
     out
 }
 
+/// One uncertainty score of a decision, when the decision has it.
+type ScoreOf<'a> = dyn Fn(&Decision) -> Option<f64> + 'a;
+
 fn oos_report(
     model: &Model,
     records: &[Record],
@@ -275,64 +308,74 @@ fn oos_report(
         .zip(decisions)
         .filter(|(r, _)| !is_oos(r))
         .collect();
-    let in_scope_accuracy = in_scope
-        .iter()
-        .filter(|(r, d)| r.label.as_deref() == Some(labels[d.best].as_str()))
-        .count() as f64
-        / in_scope.len().max(1) as f64;
+    let right =
+        |(r, d): &&(&Record, &Decision)| r.label.as_deref() == Some(labels[d.best].as_str());
+    let share = |k: usize, n: usize| {
+        if n == 0 {
+            f64::NAN
+        } else {
+            k as f64 / n as f64
+        }
+    };
+    let answered: Vec<&(&Record, &Decision)> =
+        in_scope.iter().filter(|(_, d)| !d.abstained).collect();
     let abstained = decisions.iter().filter(|d| d.abstained).count();
     let true_abstained = decisions
         .iter()
         .zip(&positive)
         .filter(|(d, p)| d.abstained && **p)
         .count();
-    let mut auroc = std::collections::BTreeMap::new();
-    let score = |f: &dyn Fn(&Decision) -> f64| decisions.iter().map(f).collect::<Vec<f64>>();
-    auroc.insert(
-        "one_minus_confidence".into(),
-        metrics::auroc(&score(&|d| 1.0 - d.confidence as f64), &positive),
-    );
-    auroc.insert(
-        "entropy".into(),
-        metrics::auroc(&score(&|d| d.entropy as f64), &positive),
-    );
-    auroc.insert(
-        "one_minus_margin".into(),
-        metrics::auroc(&score(&|d| 1.0 - d.margin as f64), &positive),
-    );
-    if decisions.iter().all(|d| d.mc.is_some()) {
-        auroc.insert(
-            "mc_std".into(),
-            metrics::auroc(
-                &score(&|d| d.mc.map(|m| m.0).unwrap_or(0.0) as f64),
-                &positive,
-            ),
-        );
-        auroc.insert(
-            "mutual_info".into(),
-            metrics::auroc(
-                &score(&|d| d.mc.map(|m| m.1).unwrap_or(0.0) as f64),
-                &positive,
-            ),
-        );
+    let mut scores: Vec<(&str, Vec<f64>)> = Vec::new();
+    let score = |f: &dyn Fn(&Decision) -> Option<f64>| -> Option<Vec<f64>> {
+        decisions.iter().map(f).collect()
+    };
+    let candidates: [(&str, &ScoreOf); 8] = [
+        ("one_minus_confidence", &|d| Some(1.0 - d.confidence as f64)),
+        ("entropy", &|d| Some(d.entropy as f64)),
+        ("one_minus_margin", &|d| Some(1.0 - d.margin as f64)),
+        ("mc_std", &|d| d.mc.map(|m| m.0 as f64)),
+        ("mutual_info", &|d| d.mc.map(|m| m.1 as f64)),
+        ("disagreement", &|d| d.disagreement.map(f64::from)),
+        ("novelty", &|d| d.novelty.map(f64::from)),
+        ("abstain_rule", &|d| model.abstain_score(d)),
+    ];
+    for (name, f) in candidates {
+        if let Some(v) = score(f) {
+            scores.push((name, v));
+        }
     }
-    if decisions.iter().all(|d| d.disagreement.is_some()) {
-        auroc.insert(
-            "disagreement".into(),
-            metrics::auroc(&score(&|d| d.disagreement.unwrap_or(0.0) as f64), &positive),
-        );
-    }
+    let per = |f: &dyn Fn(&[f64]) -> f64| -> BTreeMap<String, f64> {
+        scores.iter().map(|(n, v)| (n.to_string(), f(v))).collect()
+    };
     OosReport {
         label: label.to_string(),
         n_out_of_scope: n_oos,
         n_in_scope: records.len() - n_oos,
-        in_scope_accuracy,
+        in_scope_accuracy: share(in_scope.iter().filter(right).count(), in_scope.len()),
+        in_scope_accuracy_answered: share(
+            answered.iter().filter(|x| right(x)).count(),
+            answered.len(),
+        ),
+        in_scope_rejection: share(in_scope.len() - answered.len(), in_scope.len()),
         recall_at_threshold: true_abstained as f64 / n_oos.max(1) as f64,
-        precision_at_threshold: if abstained == 0 {
-            f64::NAN
-        } else {
-            true_abstained as f64 / abstained as f64
-        },
-        auroc,
+        precision_at_threshold: share(true_abstained, abstained),
+        auroc: per(&|v| metrics::auroc(v, &positive)),
+        fpr_at_95_tpr: per(&|v| metrics::fpr_at_tpr(v, &positive, 0.95)),
+        tradeoff: scores
+            .iter()
+            .map(|(n, v)| {
+                let curve = TRADEOFF_GRID
+                    .iter()
+                    .map(|&r| {
+                        let (rejection, recall) = metrics::refused_at(v, &positive, r);
+                        TradeoffPoint {
+                            in_scope_rejection: rejection,
+                            out_of_scope_recall: recall,
+                        }
+                    })
+                    .collect();
+                (n.to_string(), curve)
+            })
+            .collect(),
     }
 }

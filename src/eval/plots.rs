@@ -146,6 +146,76 @@ pub fn coverage_png(path: &Path, r: &EvalReport) -> Result<()> {
     root.present().map_err(|e| plot_err(path, e))
 }
 
+/// Out-of-scope recall against in-scope rejection for each score, with the model's own rule
+/// marked (drawn only when the data has out-of-scope rows).
+pub fn tradeoff_png(path: &Path, r: &EvalReport) -> Result<()> {
+    let Some(o) = &r.out_of_scope else {
+        return Ok(());
+    };
+    let root = BitMapBackend::new(path, (640, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Out-of-scope recall vs in-scope rejection",
+            ("sans-serif", 20),
+        )
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0f64..0.5f64, 0f64..1.005f64)
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("in-scope queries refused")
+        .y_desc("out-of-scope queries refused")
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    let colours = [
+        BLUE,
+        GREEN,
+        MAGENTA,
+        CYAN,
+        BLACK,
+        RGBColor(200, 120, 0),
+        RED,
+    ];
+    for (i, (name, curve)) in o.tradeoff.iter().enumerate() {
+        let colour = if name == "abstain_rule" {
+            RED
+        } else {
+            colours[i % (colours.len() - 1)]
+        };
+        let pts: Vec<(f64, f64)> = curve
+            .iter()
+            .filter(|p| p.in_scope_rejection.is_finite() && p.in_scope_rejection <= 0.5)
+            .map(|p| (p.in_scope_rejection, p.out_of_scope_recall))
+            .collect();
+        let auroc = o.auroc.get(name).copied().unwrap_or(f64::NAN);
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+            .map_err(|e| plot_err(path, e))?
+            .label(format!("{name} (AUROC {auroc:.3})"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
+    }
+    chart
+        .draw_series(std::iter::once(Circle::new(
+            (o.in_scope_rejection, o.recall_at_threshold),
+            7,
+            RED.stroke_width(2),
+        )))
+        .map_err(|e| plot_err(path, e))?
+        .label("the model's rule")
+        .legend(|(x, y)| Circle::new((x + 7, y), 5, RED.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    root.present().map_err(|e| plot_err(path, e))
+}
+
 /// A heatmap over the intents involved in the most frequent confusions (at most 12).
 pub fn confusion_png(path: &Path, r: &EvalReport) -> Result<()> {
     let mut labels: Vec<String> = Vec::new();

@@ -111,7 +111,11 @@ pub fn write_report(dir: &Path, report: &EvalReport) -> Result<Vec<String>> {
         ),
         ("coverage.png", plots::coverage_png),
         ("confusion.png", plots::confusion_png),
+        ("out_of_scope.png", plots::tradeoff_png),
     ];
+    let plots = plots
+        .into_iter()
+        .filter(|(name, _)| *name != "out_of_scope.png" || report.out_of_scope.is_some());
     let mut written = vec!["metrics.json".to_string()];
     for (name, draw) in plots {
         // Drawn to a temporary name, then renamed, like every other output.
@@ -134,7 +138,7 @@ pub fn write_report(dir: &Path, report: &EvalReport) -> Result<Vec<String>> {
 pub fn summary(r: &EvalReport) -> String {
     let m = &r.model;
     let mut s = format!(
-        "model      {} {} ({})\ndata       {}: {} queries\naccuracy   {}   macro-F1 {:.4}   ECE {:.4}\nabstain    below {:.4}: {} abstained, accuracy when answering {}\nlatency    p50 {:.3} ms, p95 {:.3} ms per query; {:.0} queries/s in batches\n",
+        "model      {} {} ({})\ndata       {}: {} queries\naccuracy   {}   macro-F1 {:.4}   ECE {:.4}\nabstain    {}: {} abstained, accuracy when answering {}\nlatency    p50 {:.3} ms, p95 {:.3} ms per query; {:.0} queries/s in batches\n",
         m.name,
         m.version,
         &m.checksum[..12.min(m.checksum.len())],
@@ -143,7 +147,7 @@ pub fn summary(r: &EvalReport) -> String {
         pct(r.accuracy),
         r.macro_f1,
         r.ece,
-        r.threshold,
+        abstain_rule(r),
         pct(r.abstain_rate),
         pct(r.accuracy_answered),
         r.latency_ms.p50,
@@ -152,17 +156,23 @@ pub fn summary(r: &EvalReport) -> String {
     );
     if let Some(o) = &r.out_of_scope {
         s.push_str(&format!(
-            "out-of-scope {} rows (`{}`): recall {} and precision {} at the threshold; AUROC {}\n",
+            "out-of-scope {} rows (`{}`): {} refused (precision {}); in-scope: {} refused, accuracy {} ({} when answered)\n",
             o.n_out_of_scope,
             o.label,
             pct(o.recall_at_threshold),
             pct(o.precision_at_threshold),
-            o.auroc
-                .iter()
-                .map(|(k, v)| format!("{k} {v:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            pct(o.in_scope_rejection),
+            pct(o.in_scope_accuracy),
+            pct(o.in_scope_accuracy_answered),
         ));
+        s.push_str(&format!(
+            "  {:<22} {:>6} {:>10}\n",
+            "score", "AUROC", "FPR@95TPR"
+        ));
+        for (k, v) in &o.auroc {
+            let fpr = o.fpr_at_95_tpr.get(k).copied().unwrap_or(f64::NAN);
+            s.push_str(&format!("  {k:<22} {v:>6.3} {fpr:>10.3}\n"));
+        }
     }
     if let Some(f) = r.cascade_encoder_fraction {
         s.push_str(&format!(
@@ -207,7 +217,7 @@ pub fn markdown(r: &EvalReport) -> String {
         ("accuracy", pct(r.accuracy)),
         ("macro-F1", format!("{:.4}", r.macro_f1)),
         ("ECE (15 bins)", format!("{:.4}", r.ece)),
-        ("abstain threshold", format!("{:.4}", r.threshold)),
+        ("abstain", abstain_rule(r)),
         ("abstain rate", pct(r.abstain_rate)),
         ("accuracy when answering", pct(r.accuracy_answered)),
         (
@@ -261,6 +271,26 @@ pub fn markdown(r: &EvalReport) -> String {
             ));
         }
     }
+    if let Some(o) = &r.out_of_scope {
+        s.push_str(&format!(
+            "\n## Out of scope\n\n{} rows labelled `{}`, {} in scope. At the model's rule: {} of the \
+             out-of-scope rows refused (precision {}), {} of the in-scope rows refused; in-scope accuracy \
+             {} ({} when answered).\n\n| score | AUROC | FPR at 95% TPR |\n| --- | --- | --- |\n",
+            o.n_out_of_scope,
+            o.label,
+            o.n_in_scope,
+            pct(o.recall_at_threshold),
+            pct(o.precision_at_threshold),
+            pct(o.in_scope_rejection),
+            pct(o.in_scope_accuracy),
+            pct(o.in_scope_accuracy_answered),
+        ));
+        for (k, v) in &o.auroc {
+            let fpr = o.fpr_at_95_tpr.get(k).copied().unwrap_or(f64::NAN);
+            s.push_str(&format!("| {k} | {v:.3} | {fpr:.3} |\n"));
+        }
+        s.push_str("\n![out-of-scope trade-off](out_of_scope.png)\n");
+    }
     s.push_str("\n## Plots\n\n![reliability](reliability.png)\n![coverage](coverage.png)\n![confusion](confusion.png)\n");
     s.push_str("\n## Top confusions\n\n| truth | predicted | count |\n| --- | --- | --- |\n");
     for c in &r.confusions {
@@ -286,6 +316,14 @@ pub fn markdown(r: &EvalReport) -> String {
         ));
     }
     s
+}
+
+/// How the model decides to abstain: its rule, or (bundles before it) the confidence threshold.
+fn abstain_rule(r: &EvalReport) -> String {
+    match &r.abstain_rule {
+        Some(rule) => format!("when {rule}"),
+        None => format!("below {:.4}", r.threshold),
+    }
 }
 
 fn model_name(r: &EvalReport) -> String {
