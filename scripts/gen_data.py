@@ -4,7 +4,8 @@
 Writes two UTF-8 CSV files (header: id,text,intent,customer_id,customer_tier,
 channel,created_at):
 
-  * tickets.csv       -- training set, 90 rows per intent (ids T00001...)
+  * tickets.csv       -- training set, 90 rows per intent (ids T00001...), then
+                         60 out-of-scope queries labelled `oos` (ids T01441...)
   * tickets_test.csv  -- held-out test set, 30 rows per intent (ids E00001...)
 
 Texts are built from many hand-written sentence skeletons per intent (16
@@ -1032,6 +1033,80 @@ def shifted_batch(seed: int) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------------
+# Out-of-scope queries in the training data: what a shop's support inbox also
+# receives (small talk, other companies' business, general knowledge). cqr keeps
+# them aside to fit its abstain rule; tests/fixtures/out_of_scope.csv is a
+# separate, hand-written set that the tests and the README evaluate on.
+# ---------------------------------------------------------------------------
+OOS_SEED = 20261202
+OOS_ROWS = 60
+# Topics chosen apart from the test fixture's (weather, cooking, trivia, music...), so that
+# evaluating on it measures queries the rule has not seen the like of.
+OOS_TEMPLATES = [
+    "Is my {bank} bank account going to be charged interest this month?",
+    "Do you know when my {bank} credit card statement closes?",
+    "my {appliance} from another shop is broken, how do I fix it",
+    "How do I reset the router my internet provider gave me?",
+    "my phone contract with my mobile carrier ends soon, should I switch",
+    "how do i file my taxes",
+    "can you help me write a birthday message for my friend",
+    "hey are you a real person or a bot lol",
+    "Do I need a visa to visit {country}?",
+    "What vaccinations does my {pet} need?",
+    "How do I apply for a job at {employer}?",
+    "Which insurance should I get for my {vehicle}?",
+    "My neighbour's dog barks all night, what can I do?",
+    "How much should I tip a taxi driver in {country}?",
+    "Can you help me with my {subject} homework?",
+    "Can you explain how mortgages work?",
+    "How do I renew my driving licence?",
+    "What's the phone number for the {city} city council?",
+    "is it safe to give my {pet} {food}",
+    "I'd like to donate to a charity, which one is best?",
+    "what's the exchange rate from euros to dollars today",
+    "Where can I vote in the {city} local election?",
+]
+OOS_SLOTS = {
+    "bank": ["Chase", "HSBC", "Santander", "ING"],
+    "appliance": ["washing machine", "dishwasher", "vacuum", "microwave"],
+    "country": ["Canada", "Peru", "Kenya", "Norway", "Vietnam"],
+    "pet": ["cat", "dog", "rabbit", "parrot"],
+    "employer": ["a supermarket", "the post office", "a bank", "the hospital"],
+    "vehicle": ["car", "motorbike", "van", "camper"],
+    "subject": ["maths", "history", "chemistry", "French"],
+    "city": ["Leeds", "Porto", "Lyon", "Denver", "Adelaide"],
+    "food": ["grapes", "chocolate", "cheese", "onions"],
+}
+
+
+def out_of_scope_rows(first_id: int, after: dt.datetime) -> list[dict]:
+    rng = random.Random(OOS_SEED)
+    customers, cweights = make_customers(random.Random(SEED))
+    seen: set[str] = set()
+    rows: list[dict] = []
+    while len(rows) < OOS_ROWS:
+        template = rng.choice(OOS_TEMPLATES)
+        text = re.sub(r"\{(\w+)\}", lambda m: rng.choice(OOS_SLOTS[m.group(1)]), template)
+        if rng.random() < 0.25:
+            text = text.lower().rstrip("?.!")
+        if text in seen:
+            continue
+        seen.add(text)
+        cust = rng.choices(customers, weights=cweights)[0]
+        after = after + dt.timedelta(minutes=rng.randint(1, 90))
+        rows.append({
+            "id": f"T{first_id + len(rows):05d}",
+            "text": text,
+            "intent": "oos",
+            "customer_id": cust["id"],
+            "customer_tier": cust["tier"],
+            "channel": rng.choices(CHANNELS, weights=CHANNEL_WEIGHTS)[0],
+            "created_at": iso(after),
+        })
+    return rows
+
+
 def write_csv(path: str, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
@@ -1055,6 +1130,8 @@ def main(argv: list[str] | None = None) -> int:
         write_csv(args.shifted_batch, shifted_batch(SHIFT_SEED))
         return 0
     train, test = generate(args.seed)
+    last = dt.datetime.strptime(train[-1]["created_at"], "%Y-%m-%dT%H:%M:%SZ")
+    train.extend(out_of_scope_rows(len(train) + 1, last))
     os.makedirs(args.out_dir, exist_ok=True)
     write_csv(os.path.join(args.out_dir, "tickets.csv"), train)
     write_csv(os.path.join(args.out_dir, "tickets_test.csv"), test)

@@ -1,5 +1,7 @@
 //! The output contract: `classify` on the sample data gives exactly the records recorded in
-//! tests/fixtures/golden/ (made by cqr before the query pipeline moved into the library), and an
+//! tests/fixtures/golden/ (made by cqr before the query pipeline moved into the library, and
+//! remade when the abstain rule came: its abstentions and `uncertainty.novelty` were the only
+//! differences), and an
 //! output option (`--mask-style`) never changes an answer.
 
 mod common;

@@ -108,6 +108,10 @@ fn the_summary_keeps_its_shape() {
             "linear",
             "calibration",
             "abstain",
+            "refuses",
+            "recalls",
+            "trade-off",
+            "out-of-scope",
             "validation",
             "time",
             "checksum"
@@ -115,7 +119,7 @@ fn the_summary_keeps_its_shape() {
         "{text}"
     );
     assert!(text.starts_with(
-        "trained m → m\n  data        1296 rows for training, 144 for validation, 16 intents\n"
+        "trained m → m\n  data        1296 rows for training, 144 for validation, 16 intents; 60 out of scope\n"
     ));
     assert!(text.contains("  features    11435 n-grams (word 1–2, char 2–5, min_df 2)\n"));
     assert!(!text.contains("NaN"), "{text}");
