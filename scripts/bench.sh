@@ -3,8 +3,9 @@
 # split, and time `cqr classify` over the test texts repeated to >= 300k rows; then the linear +
 # encoder ensembles (logistic head, MLP head, fine-tuned encoder) with their components alone,
 # the encoder path's and the cascade's throughput, and Python sentence-transformers side by side
-# when its venv exists; then the drift-check benchmark (scripts/bench_drift.sh). Writes
-# bench/results.json. About 40 minutes on 2 cores.
+# when its venv exists; then the drift-check benchmark (scripts/bench_drift.sh) and the
+# out-of-scope benchmark (scripts/bench_oos.sh). Writes bench/results.json. About 75 minutes on
+# 2 cores.
 # Usage: scripts/bench.sh [BANKING77_DIR]   (default ../shared/data/banking77)
 # CQR_BENCH_SKIP_FINE_TUNE=1 leaves out the fine-tuned model (~20 minutes of it).
 set -euo pipefail
@@ -167,4 +168,9 @@ print(json.dumps(out, indent=2))
 PY
 # The drift-check benchmark adds its figures under "drift".
 scripts/bench_drift.sh "$data"
+# The out-of-scope benchmark adds its figures under "out_of_scope" (with the fine-tuned model
+# unless CQR_BENCH_SKIP_FINE_TUNE=1).
+oos_args=(--fine-tune)
+[ "${CQR_BENCH_SKIP_FINE_TUNE:-}" = 1 ] && oos_args=()
+scripts/bench_oos.sh "${oos_args[@]}" "$data"
 cat bench/results.json

@@ -5,7 +5,8 @@
 # as `oos` (the fitted rule), plus the classic baseline that trains `oos` as a class; tested on
 # the whole test split, the withheld intents relabelled `oos`. For each: per score (1 − max
 # softmax, entropy, margin, disagreement, novelty, the rule) AUROC and FPR at 95% TPR, and at the
-# stored rule out-of-scope recall and precision, in-scope rejection and in-scope accuracy.
+# stored rule out-of-scope recall and precision, in-scope rejection and in-scope accuracy; and the
+# novelty candidates (examples/novelty_candidates.rs) on the same split.
 # Linear-only and, when the encoder is fetched, the ensemble; the fine-tuned ensemble with
 # --fine-tune (about 15 minutes a model on 2 cores). Merges into bench/results.json under
 # "out_of_scope" (scripts/bench.sh runs it). About 4 minutes without --fine-tune.
@@ -16,8 +17,9 @@ fine_tune=0
 if [ "${1:-}" = "--fine-tune" ]; then fine_tune=1; shift; fi
 data="${1:-../shared/data/banking77}"
 [ -f "$data/train.csv" ] && [ -f "$data/test.csv" ] || { echo "error: no train.csv/test.csv in $data" >&2; exit 2; }
-cargo build --release --locked -j "${CQR_BUILD_JOBS:-2}" --bin cqr
+cargo build --release --locked -j "${CQR_BUILD_JOBS:-2}" --bin cqr --example novelty_candidates
 cqr="${CARGO_TARGET_DIR:-target}/release/cqr"
+candidates="${CARGO_TARGET_DIR:-target}/release/examples/novelty_candidates"
 work=bench/work/oos
 rm -rf "$work"; mkdir -p "$work"
 
@@ -70,6 +72,12 @@ for model in "${models[@]}"; do
   done
 done
 
+# The novelty candidates on the same split (frozen encoder; the linear-only bundle's own scores).
+if [ -f models/all-MiniLM-L6-v2/model.safetensors ]; then
+  "$candidates" "$work/train_default.csv" "$work/test.csv" --encoder models/all-MiniLM-L6-v2 \
+    --linear "$work/linear-default" > "$work/candidates.json"
+fi
+
 python3 - "$work" "${models[@]}" <<'PY'
 import datetime, json, os, subprocess, sys
 work, models = sys.argv[1], sys.argv[2:]
@@ -109,6 +117,8 @@ for model in models:
     d = out[model]["default"]
     d["best_score_auroc_gain_over_max_softmax"] = max(
         v for k, v in d["auroc"].items() if k != "one_minus_confidence") - d["auroc"]["one_minus_confidence"]
+if os.path.exists(f"{work}/candidates.json"):
+    out["novelty_candidates"] = json.load(open(f"{work}/candidates.json"))
 path = "bench/results.json"
 res = json.load(open(path)) if os.path.exists(path) else {}
 res["out_of_scope"] = out

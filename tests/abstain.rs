@@ -126,6 +126,13 @@ fn novelty_of_training_text_is_below_that_of_unrelated_text() {
         let m = manifest(&ensemble);
         assert_eq!(m["novelty"]["kind"], "relative_mahalanobis");
         assert!(ensemble.join("novelty.safetensors").is_file());
+        // With an encoder, the 60 out-of-scope rows give the rule their affinity score.
+        assert_eq!(m["novelty"]["affinity_rows"], 60);
+        let inputs = m["rule"]["inputs"].as_array().unwrap();
+        assert!(
+            inputs.iter().any(|i| i["score"] == "out_of_scope_affinity"),
+            "{inputs:?}"
+        );
     }
 }
 

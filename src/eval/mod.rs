@@ -329,7 +329,7 @@ fn oos_report(
     let score = |f: &dyn Fn(&Decision) -> Option<f64>| -> Option<Vec<f64>> {
         decisions.iter().map(f).collect()
     };
-    let candidates: [(&str, &ScoreOf); 8] = [
+    let candidates: [(&str, &ScoreOf); 9] = [
         ("one_minus_confidence", &|d| Some(1.0 - d.confidence as f64)),
         ("entropy", &|d| Some(d.entropy as f64)),
         ("one_minus_margin", &|d| Some(1.0 - d.margin as f64)),
@@ -337,6 +337,7 @@ fn oos_report(
         ("mutual_info", &|d| d.mc.map(|m| m.1 as f64)),
         ("disagreement", &|d| d.disagreement.map(f64::from)),
         ("novelty", &|d| d.novelty.map(f64::from)),
+        ("out_of_scope_affinity", &|d| d.affinity.map(f64::from)),
         ("abstain_rule", &|d| model.abstain_score(d)),
     ];
     for (name, f) in candidates {

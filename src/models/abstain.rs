@@ -29,14 +29,18 @@ pub enum Score {
     Disagreement,
     /// Distance from the training data (`uncertainty.novelty`).
     Novelty,
+    /// Cosine similarity to the nearest out-of-scope example minus that to the nearest intent's
+    /// centroid (an encoder model trained with out-of-scope rows).
+    OutOfScopeAffinity,
 }
 
 impl Score {
-    pub const ALL: [Score; 4] = [
+    pub const ALL: [Score; 5] = [
         Score::Confidence,
         Score::Margin,
         Score::Disagreement,
         Score::Novelty,
+        Score::OutOfScopeAffinity,
     ];
 
     /// The value this score takes for one query, when the query has it.
@@ -46,6 +50,7 @@ impl Score {
             Score::Margin => Some(1.0 - s.margin as f64),
             Score::Disagreement => s.disagreement.map(f64::from),
             Score::Novelty => s.novelty.map(f64::from),
+            Score::OutOfScopeAffinity => s.affinity.map(f64::from),
         }
     }
 
@@ -56,6 +61,7 @@ impl Score {
             Score::Margin => "(1 − margin)",
             Score::Disagreement => "disagreement",
             Score::Novelty => "novelty",
+            Score::OutOfScopeAffinity => "out-of-scope affinity",
         }
     }
 }
@@ -67,6 +73,7 @@ pub struct Scores {
     pub margin: f32,
     pub disagreement: Option<f32>,
     pub novelty: Option<f32>,
+    pub affinity: Option<f32>,
 }
 
 /// One weighed score with the in-scope validation mean and standard deviation it is
@@ -198,18 +205,28 @@ impl AbstainRule {
         let default = default_weights(&scores);
         let fitted = out_of_scope.len() >= MIN_OUT_OF_SCOPE;
         let weights = if fitted {
-            // Every weight vector on the grid; the best recalls the most out-of-scope rows at
-            // the threshold the in-scope rows allow, then separates best overall (AUROC), then
-            // stays nearest the default.
-            let mut best: Option<((usize, f64, f64), Vec<f64>)> = None;
-            for w in simplex(scores.len(), GRID_STEPS) {
-                let si = combine(&zi, &w);
-                let so = combine(&zo, &w);
-                let cut = threshold(&si, correct, params);
-                let recalled = so.iter().filter(|&&v| v > cut.threshold).count();
+            // Weight vectors are compared at one in-scope rejection: the least any of them
+            // needs (the cap, or more when every one needs more to keep the precision target).
+            // The best is precise enough there and recalls the most out-of-scope rows, then
+            // separates best overall (AUROC), then stays nearest the default.
+            let grid = simplex(scores.len(), GRID_STEPS);
+            let combined: Vec<(Vec<f64>, Vec<f64>)> = grid
+                .iter()
+                .map(|w| (combine(&zi, w), combine(&zo, w)))
+                .collect();
+            let allowed = combined
+                .iter()
+                .map(|(si, _)| threshold(si, correct, params).refused)
+                .min()
+                .unwrap_or(0);
+            let mut best: Option<(Key, &Vec<f64>)> = None;
+            for (w, (si, so)) in grid.iter().zip(&combined) {
+                let Some(t) = precise_cut(si, correct, allowed, params.target_precision) else {
+                    continue;
+                };
                 let key = (
-                    recalled,
-                    auroc(&si, &so),
+                    so.iter().filter(|&&v| v > t).count(),
+                    auroc(si, so),
                     -w.iter()
                         .zip(&default)
                         .map(|(a, b)| (a - b).abs())
@@ -219,7 +236,7 @@ impl AbstainRule {
                     best = Some((key, w));
                 }
             }
-            best.map_or(default.clone(), |(_, w)| w)
+            best.map_or(default.clone(), |(_, w)| w.clone())
         } else {
             default
         };
@@ -278,7 +295,10 @@ impl AbstainRule {
     }
 }
 
-fn better(a: &(usize, f64, f64), b: &(usize, f64, f64)) -> bool {
+/// How a weight vector ranks: out-of-scope rows recalled, AUROC, closeness to the default.
+type Key = (usize, f64, f64);
+
+fn better(a: &Key, b: &Key) -> bool {
     a.0.cmp(&b.0)
         .then(a.1.total_cmp(&b.1))
         .then(a.2.total_cmp(&b.2))
@@ -330,7 +350,7 @@ fn simplex(k: usize, steps: usize) -> Vec<Vec<f64>> {
 }
 
 /// The probability that an out-of-scope row scores above an in-scope one (ties count half).
-fn auroc(in_scope: &[f64], out_of_scope: &[f64]) -> f64 {
+pub fn auroc(in_scope: &[f64], out_of_scope: &[f64]) -> f64 {
     if in_scope.is_empty() || out_of_scope.is_empty() {
         return f64::NAN;
     }
@@ -375,6 +395,8 @@ fn refusing(sorted_desc: &[f64], k: usize) -> f64 {
 
 struct Cut {
     threshold: f64,
+    /// In-scope rows refused.
+    refused: usize,
     rejection: f64,
     precision: f64,
     target_met: bool,
@@ -387,6 +409,7 @@ fn threshold(s: &[f64], correct: &[bool], p: RuleParams) -> Cut {
     if n == 0 {
         return Cut {
             threshold: 0.0,
+            refused: 0,
             rejection: 0.0,
             precision: f64::NAN,
             target_met: false,
@@ -437,10 +460,31 @@ fn threshold(s: &[f64], correct: &[bool], p: RuleParams) -> Cut {
     let refused = s.iter().filter(|&&v| v > t).count();
     Cut {
         threshold: t,
+        refused,
         rejection: refused as f64 / n as f64,
         precision: precision_after(refused),
         target_met,
     }
+}
+
+/// The threshold refusing at most `allowed` of the in-scope rows (scores `s`), when the rows it
+/// leaves answered keep `target` precision; `None` when they do not.
+fn precise_cut(s: &[f64], correct: &[bool], allowed: usize, target: f64) -> Option<f64> {
+    let mut order: Vec<usize> = (0..s.len()).collect();
+    order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+    let sorted: Vec<f64> = order.iter().map(|&i| s[i]).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    let t = cut_below(&sorted, allowed);
+    let (mut answered, mut right) = (0usize, 0usize);
+    for (v, ok) in s.iter().zip(correct) {
+        if *v <= t {
+            answered += 1;
+            right += *ok as usize;
+        }
+    }
+    (answered > 0 && right as f64 / answered as f64 >= target).then_some(t)
 }
 
 /// How many of the descending-sorted scores a threshold at `cut_below(sorted, cap)` refuses.
@@ -459,6 +503,7 @@ mod tests {
             margin: confidence / 2.0,
             disagreement: None,
             novelty: Some(novelty),
+            affinity: None,
         }
     }
 

@@ -19,7 +19,11 @@ use super::heads::{Head, LogisticHead, MlpHead};
 use super::linear::{FittedLinear, PathPoint};
 use super::novelty::Mahalanobis;
 use super::train::OutOfScope;
-use super::{Novelty, NoveltyScorer};
+use super::{Affinity, NearestRow, Novelty, NoveltyScorer};
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
 use crate::error::{Error, Result};
 use crate::io::atomic::TempDir;
 use crate::monitor::profile::{Profile, ProfileSummary, Sample};
@@ -75,6 +79,8 @@ pub struct Manifest {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum NoveltyKind {
+    /// Cosine distance to the nearest training row's embedding (`novelty.safetensors`).
+    NearestRow,
     /// Relative Mahalanobis distance of the encoder's embedding (`novelty.safetensors`).
     RelativeMahalanobis,
     /// The linear component's negative largest logit.
@@ -90,6 +96,9 @@ pub struct NoveltyManifest {
     pub scale: f32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shrinkage: Option<f64>,
+    /// Out-of-scope examples kept for the affinity score (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub affinity_rows: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileEntry>,
 }
@@ -554,32 +563,62 @@ pub fn write_profile(dir: &Path, source: &str, profile: &Profile) -> Result<Stor
 
 /// Writes the novelty score's arrays (when it has any) into `dir` and returns its manifest entry.
 pub fn write_novelty(dir: &Path, novelty: &Novelty, shrinkage: f64) -> Result<NoveltyManifest> {
-    let (kind, file, shrinkage) = match &novelty.scorer {
-        NoveltyScorer::MaxLogit => (NoveltyKind::MaxLogit, None, None),
-        NoveltyScorer::RelativeMahalanobis(m) => {
-            let arrays: Vec<(&str, Vec<usize>, Vec<u8>)> = m
-                .tensors()
-                .into_iter()
-                .map(|(name, shape, v)| (name, shape, f32_bytes(v)))
+    // (name, dtype, shape, little-endian bytes)
+    let mut arrays: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let (kind, shrinkage) = match &novelty.scorer {
+        NoveltyScorer::MaxLogit => (NoveltyKind::MaxLogit, None),
+        NoveltyScorer::NearestRow(n) => {
+            let halves = n
+                .rows
+                .iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
                 .collect();
-            let mut views = Vec::new();
-            for (name, shape, bytes) in &arrays {
-                views.push((*name, tensor_view(dir, Dtype::F32, shape.clone(), bytes)?));
-            }
-            let bytes = safetensors::serialize(views, None)
-                .map_err(|e| Error::model(dir, format!("serialising the novelty score: {e}")))?;
-            (
-                NoveltyKind::RelativeMahalanobis,
-                Some(write_file(dir, NOVELTY_FILE, &bytes)?),
-                Some(shrinkage),
-            )
+            let shape = vec![n.rows.len() / n.dim, n.dim];
+            arrays.push(("nearest_rows", Dtype::F16, shape, halves));
+            (NoveltyKind::NearestRow, None)
         }
+        NoveltyScorer::RelativeMahalanobis(m) => {
+            for (name, shape, v) in m.tensors() {
+                arrays.push((name, Dtype::F32, shape, f32_bytes(v)));
+            }
+            (NoveltyKind::RelativeMahalanobis, Some(shrinkage))
+        }
+    };
+    if let Some(a) = &novelty.affinity {
+        let rows = |v: &[f32]| vec![v.len() / a.dim, a.dim];
+        arrays.push((
+            "oos_examples",
+            Dtype::F32,
+            rows(&a.examples),
+            f32_bytes(&a.examples),
+        ));
+        arrays.push((
+            "centroids",
+            Dtype::F32,
+            rows(&a.centroids),
+            f32_bytes(&a.centroids),
+        ));
+    }
+    let file = if arrays.is_empty() {
+        None
+    } else {
+        let mut views = Vec::new();
+        for (name, dtype, shape, bytes) in &arrays {
+            views.push((*name, tensor_view(dir, *dtype, shape.clone(), bytes)?));
+        }
+        let bytes = safetensors::serialize(views, None)
+            .map_err(|e| Error::model(dir, format!("serialising the novelty score: {e}")))?;
+        Some(write_file(dir, NOVELTY_FILE, &bytes)?)
     };
     Ok(NoveltyManifest {
         kind,
         center: novelty.center,
         scale: novelty.scale,
         shrinkage,
+        affinity_rows: novelty
+            .affinity
+            .as_ref()
+            .map_or(0, |a| a.examples.len() / a.dim),
         file,
     })
 }
@@ -595,25 +634,96 @@ pub fn read_novelty(dir: &Path, n: &NoveltyManifest) -> Result<Novelty> {
             ),
         ));
     }
-    let scorer = match (n.kind, &n.file) {
-        (NoveltyKind::MaxLogit, _) => NoveltyScorer::MaxLogit,
-        (NoveltyKind::RelativeMahalanobis, None) => {
-            return Err(Error::model(dir, "the novelty score lists no file"))
+    let Some(f) = &n.file else {
+        if n.kind == NoveltyKind::MaxLogit && n.affinity_rows == 0 {
+            return Ok(Novelty {
+                scorer: NoveltyScorer::MaxLogit,
+                center: n.center,
+                scale: n.scale,
+                affinity: None,
+            });
         }
-        (NoveltyKind::RelativeMahalanobis, Some(f)) => {
-            let file = dir.join(&f.path);
-            let bytes = fs::read(&file).map_err(|e| Error::io(&file, e))?;
-            let st = SafeTensors::deserialize(&bytes)
-                .map_err(|e| Error::model(&file, format!("not a safetensors file: {e}")))?;
+        return Err(Error::model(dir, "the novelty score lists no file"));
+    };
+    let file = dir.join(&f.path);
+    let bytes = fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::model(&file, format!("not a safetensors file: {e}")))?;
+    let (scorer, dim) = match n.kind {
+        NoveltyKind::MaxLogit => {
+            return Err(Error::model(
+                &file,
+                "a max-logit novelty score has no arrays",
+            ))
+        }
+        NoveltyKind::NearestRow => {
+            let t = st
+                .tensor("nearest_rows")
+                .map_err(|e| Error::model(&file, format!("tensor `nearest_rows`: {e}")))?;
+            let shape = t.shape().to_vec();
+            if t.dtype() != Dtype::F16 || shape.len() != 2 || shape[0] == 0 || shape[1] == 0 {
+                return Err(Error::model(
+                    &file,
+                    format!(
+                        "`nearest_rows` is {:?} {shape:?}, expected f16 [rows, dim]",
+                        t.dtype()
+                    ),
+                ));
+            }
+            let rows = t
+                .data()
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect();
+            (
+                NoveltyScorer::NearestRow(NearestRow {
+                    dim: shape[1],
+                    rows,
+                }),
+                shape[1],
+            )
+        }
+        NoveltyKind::RelativeMahalanobis => {
             let m = Mahalanobis::from_tensors(|name| tensor_f32(&st, name, &file).ok())
                 .map_err(|why| Error::model(&file, why))?;
-            NoveltyScorer::RelativeMahalanobis(m)
+            let dim = m.dim;
+            (NoveltyScorer::RelativeMahalanobis(m), dim)
         }
+    };
+    let affinity = if n.affinity_rows > 0 {
+        let array = |name: &str| -> Result<(usize, Vec<f32>)> {
+            let (shape, v) = tensor_f32(&st, name, &file)?;
+            if shape.len() != 2 || shape[1] != dim {
+                return Err(Error::model(
+                    &file,
+                    format!("`{name}` has shape {shape:?}, expected [rows, {dim}]"),
+                ));
+            }
+            Ok((shape[0], v))
+        };
+        let (rows, examples) = array("oos_examples")?;
+        if rows != n.affinity_rows {
+            return Err(Error::model(
+                &file,
+                format!(
+                    "`oos_examples` has {rows} rows, the manifest says {}",
+                    n.affinity_rows
+                ),
+            ));
+        }
+        Some(Affinity {
+            dim,
+            examples,
+            centroids: array("centroids")?.1,
+        })
+    } else {
+        None
     };
     Ok(Novelty {
         scorer,
         center: n.center,
         scale: n.scale,
+        affinity,
     })
 }
 

@@ -113,6 +113,8 @@ pub const DEFAULT_MC_SAMPLES: usize = 20;
 
 /// How a query's distance from the training data is measured.
 pub enum NoveltyScorer {
+    /// Cosine distance of the encoder's sentence embedding to the nearest training row.
+    NearestRow(NearestRow),
     /// Relative Mahalanobis distance of the encoder's sentence embedding.
     RelativeMahalanobis(novelty::Mahalanobis),
     /// The linear component's negative largest raw logit (a model without an encoder).
@@ -120,11 +122,108 @@ pub enum NoveltyScorer {
 }
 
 /// The novelty score and the standardisation that makes it read as standard deviations above
-/// the held-out validation rows' mean (`uncertainty.novelty`).
+/// the held-out validation rows' mean (`uncertainty.novelty`), with the out-of-scope affinity
+/// when the model was trained with out-of-scope examples and has an encoder.
 pub struct Novelty {
     pub scorer: NoveltyScorer,
     pub center: f32,
     pub scale: f32,
+    pub affinity: Option<Affinity>,
+}
+
+/// The training rows' embeddings (L2-normalised, row-major `dim` wide; at most
+/// [`NearestRow::CAP`] of them, an even sample) for the nearest-row novelty score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NearestRow {
+    pub dim: usize,
+    pub rows: Vec<f32>,
+}
+
+impl NearestRow {
+    /// Most training rows kept: about 15 MB as f16 at 384 dimensions, and a bounded cost per query.
+    pub const CAP: usize = 20_000;
+
+    /// An even sample of at most [`NearestRow::CAP`] rows of `x`, rounded to f16 as the bundle
+    /// stores them.
+    pub fn fit(x: &[f32], dim: usize) -> NearestRow {
+        let n = x.len() / dim;
+        let step = n.div_ceil(Self::CAP).max(1);
+        let rows = x
+            .chunks(dim)
+            .step_by(step)
+            .flatten()
+            .map(|&v| half::f16::from_f32(v).to_f32())
+            .collect();
+        NearestRow { dim, rows }
+    }
+
+    /// 1 − the cosine similarity to the nearest kept row, for each row of `x`.
+    pub fn scores(&self, x: &[f32]) -> Vec<f32> {
+        let dot = crate::monitor::stats::dot_f32;
+        x.par_chunks(self.dim)
+            .with_min_len(16)
+            .map(|q| {
+                let best = self
+                    .rows
+                    .chunks(self.dim)
+                    .map(|r| dot(q, r))
+                    .fold(f32::NEG_INFINITY, f32::max);
+                1.0 - best
+            })
+            .collect()
+    }
+}
+
+/// How much more a query's embedding resembles the nearest out-of-scope example than the
+/// nearest intent: cosine to the nearest example minus cosine to the nearest class centroid.
+/// Embeddings and centroids are L2-normalised, row-major `dim` wide.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Affinity {
+    pub dim: usize,
+    pub examples: Vec<f32>,
+    pub centroids: Vec<f32>,
+}
+
+impl Affinity {
+    /// The class centroids of `x` (labels `y` in 0..`c`), normalised, and the examples.
+    pub fn fit(x: &[f32], y: &[u32], c: usize, dim: usize, examples: Vec<f32>) -> Affinity {
+        let mut centroids = vec![0f32; c * dim];
+        for (row, &l) in x.chunks(dim).zip(y) {
+            let m = &mut centroids[l as usize * dim..(l as usize + 1) * dim];
+            m.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+        }
+        for m in centroids.chunks_mut(dim) {
+            let n = crate::monitor::stats::dot_f32(m, m).sqrt().max(1e-12);
+            m.iter_mut().for_each(|v| *v /= n);
+        }
+        Affinity {
+            dim,
+            examples,
+            centroids,
+        }
+    }
+
+    /// The affinity of one embedding, leaving out example `skip` (an example's own row).
+    pub fn score(&self, x: &[f32], skip: Option<usize>) -> f32 {
+        let dot = crate::monitor::stats::dot_f32;
+        let nearest = |rows: &[f32], skip: Option<usize>| {
+            rows.chunks(self.dim)
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != skip)
+                .map(|(_, r)| dot(x, r))
+                .fold(f32::NEG_INFINITY, f32::max)
+        };
+        nearest(&self.examples, skip) - nearest(&self.centroids, None)
+    }
+
+    /// The affinity of each row of `x`; with `leave_one_out`, row i leaves out example i.
+    pub fn scores(&self, x: &[f32], leave_one_out: bool) -> Vec<f32> {
+        x.par_chunks(self.dim)
+            .enumerate()
+            .with_min_len(64)
+            .map(|(i, row)| self.score(row, leave_one_out.then_some(i)))
+            .collect()
+    }
 }
 
 impl Novelty {
@@ -140,6 +239,7 @@ impl Novelty {
         embeddings: Option<&[f32]>,
     ) -> Option<Vec<f32>> {
         let raw = match &self.scorer {
+            NoveltyScorer::NearestRow(n) => n.scores(embeddings?),
             NoveltyScorer::RelativeMahalanobis(m) => m.scores(embeddings?),
             NoveltyScorer::MaxLogit => neg_max_logits?,
         };
@@ -205,6 +305,8 @@ pub struct Prediction {
     /// Standardised distance from the training data, when the model has a novelty score and
     /// the answer came with what it reads.
     pub novelty: Option<f32>,
+    /// The out-of-scope affinity, when the model has one and the answer came with an embedding.
+    pub affinity: Option<f32>,
 }
 
 /// What cqr decides for one query.
@@ -222,6 +324,7 @@ pub struct Decision {
     pub disagreement: Option<f32>,
     pub mc: Option<(f32, f32)>,
     pub novelty: Option<f32>,
+    pub affinity: Option<f32>,
 }
 
 impl Model {
@@ -390,6 +493,12 @@ impl Model {
             .novelty
             .as_ref()
             .and_then(|n| n.scores(neg_max_logits.take(), embeddings.as_deref()));
+        let affinity = self
+            .novelty
+            .as_ref()
+            .and_then(|n| n.affinity.as_ref())
+            .zip(embeddings.as_deref())
+            .map(|(a, e)| a.scores(e, false));
         let predictions = (0..texts.len())
             .map(|i| {
                 let rows: Vec<&[f32]> = per_comp.iter().map(|p| &p[i * c..(i + 1) * c]).collect();
@@ -419,6 +528,7 @@ impl Model {
                     mc,
                     parts,
                     novelty: novelty.as_ref().map(|n| n[i]),
+                    affinity: affinity.as_ref().map(|a| a[i]),
                 }
             })
             .collect();
@@ -456,6 +566,7 @@ impl Model {
                     mc: None,
                     parts: Vec::new(),
                     novelty: None,
+                    affinity: None,
                 }));
             } else {
                 out.push(None);
@@ -484,6 +595,7 @@ impl Model {
         d.disagreement = p.disagreement;
         d.mc = p.mc;
         d.novelty = p.novelty;
+        d.affinity = p.affinity;
         if let Some(rule) = &self.manifest.rule {
             d.abstained = rule.refuses(&d.scores());
         }
@@ -555,6 +667,7 @@ pub fn decide(probs: &[f32], threshold: f32, k: usize) -> Decision {
         disagreement: None,
         mc: None,
         novelty: None,
+        affinity: None,
     }
 }
 
@@ -566,6 +679,7 @@ impl Decision {
             margin: self.margin,
             disagreement: self.disagreement,
             novelty: self.novelty,
+            affinity: self.affinity,
         }
     }
 }

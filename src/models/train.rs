@@ -24,7 +24,7 @@ use super::finetune::{
 use super::heads::{Head, LogisticHead, MlpHead, MlpParams};
 use super::linear::{self, FittedLinear, Labelled, LinearParams, PathPoint};
 use super::novelty::Mahalanobis;
-use super::{decide, Classifier, Decision, Novelty, NoveltyScorer};
+use super::{decide, Affinity, Classifier, Decision, NearestRow, Novelty, NoveltyScorer};
 use crate::error::{Error, Result};
 use crate::io::atomic::TempDir;
 use crate::io::read::Record;
@@ -1093,12 +1093,18 @@ struct NoveltyFit {
     novelty: Novelty,
     valid: Vec<f32>,
     oos: Vec<f32>,
+    /// The out-of-scope affinity of the validation and out-of-scope rows (each of the latter
+    /// leaving itself out), when there is one.
+    affinity: Option<(Vec<f32>, Vec<f32>)>,
 }
 
-/// Fits the novelty score: the relative Mahalanobis distance of the encoder's embedding from
-/// the training rows when there is an encoder, else the linear model's negative largest logit
-/// (the best of the linear model's own scores measured on BANKING77: see README). Standardised
-/// by the mean and standard deviation of the held-out validation rows' scores.
+/// Fits the novelty score: with an encoder, the cosine distance of the embedding to the nearest
+/// training row, or the relative Mahalanobis distance when out-of-scope rows say it separates
+/// them better; without, the linear model's negative largest logit (the best of the linear
+/// model's own scores measured on BANKING77: see README). Standardised by the mean and standard
+/// deviation of the held-out validation rows' scores. With an encoder
+/// and at least [`super::abstain::MIN_OUT_OF_SCOPE`] out-of-scope rows, also the out-of-scope
+/// affinity: their embeddings against the training rows' class centroids.
 fn fit_novelty(
     linear: &LinearStep,
     encoder: Option<&EncoderStep>,
@@ -1107,18 +1113,49 @@ fn fit_novelty(
     let c = rows.n_classes();
     let (scorer, valid, oos) = match encoder {
         Some(e) => {
+            // Two candidates: the nearest training row (best on BANKING77's standard split) and
+            // the relative Mahalanobis distance. With out-of-scope rows, the one that separates
+            // them from the validation rows better is kept.
             let dim = e.model.encoder.dim;
-            let m = Mahalanobis::fit(
-                &e.train_embeddings,
-                dim,
-                &rows.y_train,
-                c,
-                NOVELTY_SHRINKAGE,
-            )
-            .map_err(|why| Error::Training(format!("novelty score: {why}")))?;
-            let valid = m.scores(&e.valid_embeddings);
-            let oos = m.scores(&e.oos_embeddings);
-            (NoveltyScorer::RelativeMahalanobis(m), valid, oos)
+            let nearest = NearestRow::fit(&e.train_embeddings, dim);
+            let scored = |s: NoveltyScorer| {
+                let (valid, oos) = match &s {
+                    NoveltyScorer::NearestRow(n) => {
+                        (n.scores(&e.valid_embeddings), n.scores(&e.oos_embeddings))
+                    }
+                    NoveltyScorer::RelativeMahalanobis(m) => {
+                        (m.scores(&e.valid_embeddings), m.scores(&e.oos_embeddings))
+                    }
+                    NoveltyScorer::MaxLogit => unreachable!("an encoder score"),
+                };
+                (s, valid, oos)
+            };
+            let first = scored(NoveltyScorer::NearestRow(nearest));
+            if rows.oos_texts.len() < super::abstain::MIN_OUT_OF_SCOPE {
+                first
+            } else {
+                let m = Mahalanobis::fit(
+                    &e.train_embeddings,
+                    dim,
+                    &rows.y_train,
+                    c,
+                    NOVELTY_SHRINKAGE,
+                )
+                .map_err(|why| Error::Training(format!("novelty score: {why}")))?;
+                let second = scored(NoveltyScorer::RelativeMahalanobis(m));
+                let separation = |(_, v, o): &(NoveltyScorer, Vec<f32>, Vec<f32>)| {
+                    let (v, o): (Vec<f64>, Vec<f64>) = (
+                        v.iter().map(|&x| x as f64).collect(),
+                        o.iter().map(|&x| x as f64).collect(),
+                    );
+                    super::abstain::auroc(&v, &o)
+                };
+                if separation(&second) > separation(&first) {
+                    second
+                } else {
+                    first
+                }
+            }
         }
         None => (
             NoveltyScorer::MaxLogit,
@@ -1134,15 +1171,35 @@ fn fit_novelty(
         .sum::<f64>()
         / n)
         .sqrt();
+    let affinity = encoder
+        .filter(|_| rows.oos_texts.len() >= super::abstain::MIN_OUT_OF_SCOPE)
+        .map(|e| {
+            let dim = e.model.encoder.dim;
+            Affinity::fit(
+                &e.train_embeddings,
+                &rows.y_train,
+                c,
+                dim,
+                e.oos_embeddings.clone(),
+            )
+        });
+    let affinity_scores = affinity.as_ref().zip(encoder).map(|(a, e)| {
+        (
+            a.scores(&e.valid_embeddings, false),
+            a.scores(&e.oos_embeddings, true),
+        )
+    });
     let novelty = Novelty {
         scorer,
         center: mean as f32,
         scale: if sd > 1e-9 { sd as f32 } else { 1.0 },
+        affinity,
     };
     let z = |raw: Vec<f32>| raw.into_iter().map(|r| novelty.standardise(r)).collect();
     Ok(NoveltyFit {
         valid: z(valid),
         oos: z(oos),
+        affinity: affinity_scores,
         novelty,
     })
 }
@@ -1161,7 +1218,10 @@ fn held_out_scores(
     rows: &Rows<'_>,
 ) -> (Vec<Scores>, Vec<Scores>) {
     let c = rows.n_classes();
-    let scores = |probs: &[f32], parts: Option<(&[f32], &[f32])>, novelty: &[f32]| {
+    let scores = |probs: &[f32],
+                  parts: Option<(&[f32], &[f32])>,
+                  novelty: &[f32],
+                  affinity: Option<&Vec<f32>>| {
         probs
             .chunks(c)
             .enumerate()
@@ -1174,6 +1234,7 @@ fn held_out_scores(
                     disagreement: parts
                         .map(|(a, b)| super::total_variation(&row_of(a), &row_of(b))),
                     novelty: novelty.get(i).copied(),
+                    affinity: affinity.map(|a| a[i]),
                 }
             })
             .collect::<Vec<_>>()
@@ -1182,18 +1243,24 @@ fn held_out_scores(
         &ensemble.probs,
         encoder.map(|e| (&ensemble.linear_probs[..], &e.valid_probs[..])),
         &novelty.valid,
+        novelty.affinity.as_ref().map(|a| &a.0),
     );
     let t = linear.temperature.temperature;
     let oos_linear = calibration::softmax_rows(&linear.oos_logits, c, t);
     let oos = match encoder {
-        None => scores(&oos_linear, None, &novelty.oos),
+        None => scores(&oos_linear, None, &novelty.oos, None),
         Some(e) => {
             let logs: Vec<f32> = mix(&oos_linear, &e.oos_probs, ensemble.weight)
                 .iter()
                 .map(|p| p.max(1e-12).ln())
                 .collect();
             let probs = calibration::softmax_rows(&logs, c, ensemble.temperature);
-            scores(&probs, Some((&oos_linear, &e.oos_probs)), &novelty.oos)
+            scores(
+                &probs,
+                Some((&oos_linear, &e.oos_probs)),
+                &novelty.oos,
+                novelty.affinity.as_ref().map(|a| &a.1),
+            )
         }
     };
     (valid, oos)
@@ -1487,6 +1554,7 @@ impl Trained {
     fn abstain_lines(&self) -> Vec<String> {
         let (r, f) = (&self.rule, &self.rule.fit);
         let novelty = match self.novelty.scorer {
+            NoveltyScorer::NearestRow(_) => "cosine distance to the nearest training row",
             NoveltyScorer::RelativeMahalanobis(_) => {
                 "relative Mahalanobis distance of the embedding"
             }

@@ -637,7 +637,7 @@ pub struct Mmd {
 
 /// Dot product with eight independent f32 accumulators (so it vectorises: a plain iterator sum
 /// must keep the order of its additions and cannot).
-pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca

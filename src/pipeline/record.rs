@@ -276,6 +276,7 @@ impl QueryResult {
             disagreement: scores.disagreement.then_some(0.0),
             mc: scores.mc.then_some((0.0, 0.0)),
             novelty: scores.novelty.then_some(0.0),
+            affinity: None,
         };
         QueryResult {
             id: RecordId::Row(1),
