@@ -35,7 +35,7 @@ with open("out/tickets_test_oos.csv", "w", newline="") as f:
     csv.writer(f).writerows([("id", "text", "intent"), *rows])
 PY
 "$cqr" evaluate models/tickets out/tickets_test_oos.csv --report-dir reports/tickets-oos -q | sed -n '4p;6,14p'
-echo "what's the weather like in Paris tomorrow?" | "$cqr" classify models/tickets --fields intent
+echo "what's the weather like in Paris tomorrow?" | "$cqr" classify models/tickets --format lines --fields intent
 echo "== drift-check: the test tickets (same distribution as training: exit 0)"
 "$cqr" drift-check models/tickets data/tickets_test.csv --label-col intent -q | head -n 11
 echo "== drift-check: a shifted week made from the sample data (exit 1 is the drift verdict)"
