@@ -8,13 +8,20 @@
 # stored rule out-of-scope recall and precision, in-scope rejection and in-scope accuracy; and the
 # novelty candidates (examples/novelty_candidates.rs) on the same split.
 # Linear-only and, when the encoder is fetched, the ensemble; the fine-tuned ensemble with
-# --fine-tune (about 15 minutes a model on 2 cores). Merges into bench/results.json under
+# --fine-tune (2 epochs, about 10 minutes a model on 2 cores). Merges into bench/results.json under
 # "out_of_scope" (scripts/bench.sh runs it). About 4 minutes without --fine-tune.
-# Usage: scripts/bench_oos.sh [--fine-tune] [BANKING77_DIR]   (default ../shared/data/banking77)
+# Usage: scripts/bench_oos.sh [--fine-tune] [--only linear|ensemble|fine_tuned] [BANKING77_DIR]
+#        (default ../shared/data/banking77; --only runs one model and keeps the others' figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fine_tune=0
-if [ "${1:-}" = "--fine-tune" ]; then fine_tune=1; shift; fi
+fine_tune=0; only=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --fine-tune) fine_tune=1; shift ;;
+    --only) only="$2"; shift 2 ;;
+    *) break ;;
+  esac
+done
 data="${1:-../shared/data/banking77}"
 [ -f "$data/train.csv" ] && [ -f "$data/test.csv" ] || { echo "error: no train.csv/test.csv in $data" >&2; exit 2; }
 cargo build --release --locked -j "${CQR_BUILD_JOBS:-2}" --bin cqr --example novelty_candidates
@@ -50,11 +57,12 @@ PY
 models=(linear)
 [ -f models/all-MiniLM-L6-v2/model.safetensors ] && models+=(ensemble)
 [ "$fine_tune" = 1 ] && models+=(fine_tuned)
+[ -n "$only" ] && models=("$only")
 for model in "${models[@]}"; do
   case "$model" in
     linear) args=(--components linear) ;;
     ensemble) args=(--components linear,encoder) ;;
-    fine_tuned) args=(--components linear,encoder --fine-tune) ;;
+    fine_tuned) args=(--components linear,encoder --fine-tune --epochs 2) ;;
   esac
   for case in default fitted as_class; do
     data_file="$work/train_fitted.csv"; extra=()
@@ -73,12 +81,12 @@ for model in "${models[@]}"; do
 done
 
 # The novelty candidates on the same split (frozen encoder; the linear-only bundle's own scores).
-if [ -f models/all-MiniLM-L6-v2/model.safetensors ]; then
+if [ -f models/all-MiniLM-L6-v2/model.safetensors ] && [ -z "$only" ]; then
   "$candidates" "$work/train_default.csv" "$work/test.csv" --encoder models/all-MiniLM-L6-v2 \
     --linear "$work/linear-default" > "$work/candidates.json"
 fi
 
-python3 - "$work" "${models[@]}" <<'PY'
+CQR_OOS_ONLY="$only" python3 - "$work" "${models[@]}" <<'PY'
 import datetime, json, os, subprocess, sys
 work, models = sys.argv[1], sys.argv[2:]
 def figures(name):
@@ -110,7 +118,7 @@ out = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%
                    "best_score_auroc_gain_over_max_softmax_min": 0.02,
                    "default_recall_min_exclusive": 0.0, "in_scope_accuracy_loss_points_max": 0.3}}
 for model in models:
-    out[model] = {}
+    out[model] = {"commit": out["commit"], "date": out["date"]}
     for case in ("default", "fitted", "as_class"):
         if os.path.exists(f"{work}/{model}-{case}.eval.json"):
             out[model][case] = figures(f"{model}-{case}")
@@ -121,7 +129,8 @@ if os.path.exists(f"{work}/candidates.json"):
     out["novelty_candidates"] = json.load(open(f"{work}/candidates.json"))
 path = "bench/results.json"
 res = json.load(open(path)) if os.path.exists(path) else {}
-res["out_of_scope"] = out
+# With --only, the other models' figures (and the candidates) stay as they were.
+res["out_of_scope"] = {**res.get("out_of_scope", {}), **out} if os.environ.get("CQR_OOS_ONLY") else out
 with open(path, "w") as f:
     json.dump(res, f, indent=2)
     f.write("\n")
