@@ -1118,21 +1118,12 @@ fn fit_novelty(
             // them from the validation rows better is kept.
             let dim = e.model.encoder.dim;
             let nearest = NearestRow::fit(&e.train_embeddings, dim);
-            let scored = |s: NoveltyScorer| {
-                let (valid, oos) = match &s {
-                    NoveltyScorer::NearestRow(n) => {
-                        (n.scores(&e.valid_embeddings), n.scores(&e.oos_embeddings))
-                    }
-                    NoveltyScorer::RelativeMahalanobis(m) => {
-                        (m.scores(&e.valid_embeddings), m.scores(&e.oos_embeddings))
-                    }
-                    NoveltyScorer::MaxLogit => unreachable!("an encoder score"),
-                };
-                (s, valid, oos)
-            };
-            let first = scored(NoveltyScorer::NearestRow(nearest));
+            let (nv, no) = (
+                nearest.scores(&e.valid_embeddings),
+                nearest.scores(&e.oos_embeddings),
+            );
             if rows.oos_texts.len() < super::abstain::MIN_OUT_OF_SCOPE {
-                first
+                (NoveltyScorer::NearestRow(nearest), nv, no)
             } else {
                 let m = Mahalanobis::fit(
                     &e.train_embeddings,
@@ -1142,18 +1133,15 @@ fn fit_novelty(
                     NOVELTY_SHRINKAGE,
                 )
                 .map_err(|why| Error::Training(format!("novelty score: {why}")))?;
-                let second = scored(NoveltyScorer::RelativeMahalanobis(m));
-                let separation = |(_, v, o): &(NoveltyScorer, Vec<f32>, Vec<f32>)| {
-                    let (v, o): (Vec<f64>, Vec<f64>) = (
-                        v.iter().map(|&x| x as f64).collect(),
-                        o.iter().map(|&x| x as f64).collect(),
-                    );
-                    super::abstain::auroc(&v, &o)
+                let (mv, mo) = (m.scores(&e.valid_embeddings), m.scores(&e.oos_embeddings));
+                let separation = |v: &[f32], o: &[f32]| {
+                    let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+                    super::abstain::auroc(&wide(v), &wide(o))
                 };
-                if separation(&second) > separation(&first) {
-                    second
+                if separation(&mv, &mo) > separation(&nv, &no) {
+                    (NoveltyScorer::RelativeMahalanobis(m), mv, mo)
                 } else {
-                    first
+                    (NoveltyScorer::NearestRow(nearest), nv, no)
                 }
             }
         }
