@@ -294,7 +294,9 @@ fn train_help_shows_defaults_and_variables() {
         "not given [env: CQR_VALID_SPLIT] [default: 0.1]",
         "[env: CQR_SEED] [default: 42]",
         "[env: CQR_ENCODER] [default: models/all-MiniLM-L6-v2]",
-        "on validation [default: 0.95]",
+        "refuses more when needed [default: 0.95]",
+        "needs it) [default: 0.05]",
+        "fit the abstain rule [default: oos]",
         "[default: logistic]",
     ] {
         assert!(help.contains(shown), "{shown} missing from: {help}");

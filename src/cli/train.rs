@@ -51,7 +51,8 @@ pub struct TrainArgs {
     ))]
     pub seed: Option<u64>,
     #[arg(long, value_name = "P", help = help(
-        "Abstain below the lowest confidence that keeps this precision on validation",
+        "Precision the answered validation rows must keep: the abstain rule refuses more when \
+         needed",
         defaults::TARGET_PRECISION,
     ))]
     pub target_precision: Option<f64>,
