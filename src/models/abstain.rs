@@ -319,7 +319,7 @@ fn default_weights(scores: &[Score]) -> Vec<f64> {
 }
 
 /// Mean and standard deviation (population); a constant score gets sd 1 so it stays finite.
-fn mean_sd(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+pub fn mean_sd(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     let n = values.clone().count().max(1) as f64;
     let mean = values.clone().sum::<f64>() / n;
     let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / n;
@@ -351,18 +351,9 @@ fn simplex(k: usize, steps: usize) -> Vec<Vec<f64>> {
 
 /// The probability that an out-of-scope row scores above an in-scope one (ties count half).
 pub fn auroc(in_scope: &[f64], out_of_scope: &[f64]) -> f64 {
-    if in_scope.is_empty() || out_of_scope.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = in_scope.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mut total = 0f64;
-    for &o in out_of_scope {
-        let below = sorted.partition_point(|&v| v < o);
-        let tied = sorted[below..].partition_point(|&v| v <= o);
-        total += below as f64 + 0.5 * tied as f64;
-    }
-    total / (in_scope.len() as f64 * out_of_scope.len() as f64)
+    let scores: Vec<f64> = in_scope.iter().chain(out_of_scope).copied().collect();
+    let positive: Vec<bool> = (0..scores.len()).map(|i| i >= in_scope.len()).collect();
+    crate::metrics::auroc(&scores, &positive)
 }
 
 /// A threshold below which at most `k` of the descending-sorted scores lie above: the k-th

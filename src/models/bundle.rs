@@ -198,6 +198,21 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// `v` as little-endian f16 bytes (embeddings are stored at half precision).
+fn f16_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter()
+        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+        .collect()
+}
+
+/// Little-endian f16 bytes read back as f32.
+fn f16_values(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect()
+}
+
 fn tensor_f32(st: &SafeTensors<'_>, name: &str, file: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let t = st
         .tensor(name)
@@ -513,12 +528,7 @@ pub fn write_profile(dir: &Path, source: &str, profile: &Profile) -> Result<Stor
     let s = &profile.sample;
     let n = s.confidence.len();
     let rows = s.embedding_rows();
-    let halves = |v: &[f32]| -> Vec<u8> {
-        v.iter()
-            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-            .collect()
-    };
-    let (embeddings, novelty) = (halves(&s.embeddings), halves(&s.novelty));
+    let (embeddings, novelty) = (f16_bytes(&s.embeddings), f16_bytes(&s.novelty));
     let novelty_rows = s.novelty_rows();
     let values = [
         ("confidence", &s.confidence),
@@ -568,13 +578,8 @@ pub fn write_novelty(dir: &Path, novelty: &Novelty, shrinkage: f64) -> Result<No
     let (kind, shrinkage) = match &novelty.scorer {
         NoveltyScorer::MaxLogit => (NoveltyKind::MaxLogit, None),
         NoveltyScorer::NearestRow(n) => {
-            let halves = n
-                .rows
-                .iter()
-                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-                .collect();
             let shape = vec![n.rows.len() / n.dim, n.dim];
-            arrays.push(("nearest_rows", Dtype::F16, shape, halves));
+            arrays.push(("nearest_rows", Dtype::F16, shape, f16_bytes(&n.rows)));
             (NoveltyKind::NearestRow, None)
         }
         NoveltyScorer::RelativeMahalanobis(m) => {
@@ -670,11 +675,7 @@ pub fn read_novelty(dir: &Path, n: &NoveltyManifest) -> Result<Novelty> {
                     ),
                 ));
             }
-            let rows = t
-                .data()
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect();
+            let rows = f16_values(t.data());
             (
                 NoveltyScorer::NearestRow(NearestRow {
                     dim: shape[1],
@@ -774,10 +775,7 @@ pub fn read_profile(dir: &Path, stored: &StoredProfile) -> Result<Profile> {
                 ),
             ));
         }
-        Ok(t.data()
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect())
+        Ok(f16_values(t.data()))
     };
     Ok(Profile {
         summary: stored.summary.clone(),

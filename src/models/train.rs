@@ -1151,14 +1151,7 @@ fn fit_novelty(
             super::neg_max_logit(&linear.oos_logits, c),
         ),
     };
-    let n = valid.len().max(1) as f64;
-    let mean = valid.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let sd = (valid
-        .iter()
-        .map(|&v| (v as f64 - mean).powi(2))
-        .sum::<f64>()
-        / n)
-        .sqrt();
+    let (mean, sd) = super::abstain::mean_sd(valid.iter().map(|&v| v as f64));
     let affinity = encoder
         .filter(|_| rows.oos_texts.len() >= super::abstain::MIN_OUT_OF_SCOPE)
         .map(|e| {
@@ -1180,7 +1173,7 @@ fn fit_novelty(
     let novelty = Novelty {
         scorer,
         center: mean as f32,
-        scale: if sd > 1e-9 { sd as f32 } else { 1.0 },
+        scale: sd as f32,
         affinity,
     };
     let z = |raw: Vec<f32>| raw.into_iter().map(|r| novelty.standardise(r)).collect();
@@ -1215,12 +1208,12 @@ fn held_out_scores(
             .enumerate()
             .map(|(i, row)| {
                 let d = decide(row, 0.0, 1);
-                let row_of = |p: &[f32]| p[i * c..(i + 1) * c].to_vec();
+                let span = i * c..(i + 1) * c;
                 Scores {
                     confidence: d.confidence,
                     margin: d.margin,
                     disagreement: parts
-                        .map(|(a, b)| super::total_variation(&row_of(a), &row_of(b))),
+                        .map(|(a, b)| super::total_variation(&a[span.clone()], &b[span.clone()])),
                     novelty: novelty.get(i).copied(),
                     affinity: affinity.map(|a| a[i]),
                 }
