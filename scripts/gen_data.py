@@ -8,6 +8,23 @@ channel,created_at):
                          60 out-of-scope queries labelled `oos` (ids T01441...)
   * tickets_test.csv  -- held-out test set, 30 rows per intent (ids E00001...)
 
+and a customer history for `cqr respond --history` (header: id,customer_id,
+created_at,text,intent,status,name,customer_tier,reply):
+
+  * history.csv       -- past contacts (ids H00001..., sorted by time) of the
+                         customers in the two ticket files, with their tier there
+                         and a name (empty for ~10% of them): about as many per
+                         customer as they have tickets, mostly Jun-Aug 2026, on
+                         the 16 in-scope intents, in the tickets' style; status
+                         resolved / closed / open / pending / escalated (contacts
+                         older than 30 days almost all settled), and for resolved
+                         and closed ones the agent's reply (per-intent templates
+                         that reuse the order id / amount the text mentions, no
+                         personal data). Planted on purpose: ~12% of the test
+                         tickets have an open contact by the same customer on the
+                         same intent 2-60 hours before (a repeat contact), ~5% an
+                         open or pending one on another intent 1-10 days before.
+
 Texts are built from many hand-written sentence skeletons per intent (16
 intents) with slot fillers, varied register (terse, polite e-mail, angry,
 chat-style), openers/closers, deterministic typo injection (~25% of rows), a
@@ -17,6 +34,17 @@ secondary mentions, ~2.5% label noise) so accuracy is high but not perfect.
 No text appears twice, within or across files. Output is fully
 deterministic for a given --seed and is committed to data/; re-run with
 `python3 scripts/gen_data.py` from the repository root to regenerate it.
+The history draws from its own seeds, so it leaves the ticket files as they are.
+
+Other outputs (each written alone, to PATH):
+
+  --shifted-batch PATH             the drift-check demo's shifted batch
+  --history-rows N --history-out PATH
+                                   a benchmark history of exactly N rows in
+                                   history.csv's columns: ~N/8 synthetic
+                                   customers (C00001...), Sep 2025 - Sep 2026;
+                                   texts may repeat (100,000 rows in seconds)
+
 Standard library only.
 """
 
@@ -1107,12 +1135,376 @@ def out_of_scope_rows(first_id: int, after: dt.datetime) -> list[dict]:
     return rows
 
 
-def write_csv(path: str, rows: list[dict]) -> None:
+# ---------------------------------------------------------------------------
+# Customer history: the past contacts of the customers in the ticket files, as
+# `cqr respond --history` reads them. Each row is a contact with its status and,
+# once resolved or closed, the agent's reply. Besides older contacts (Jun-Aug
+# 2026), some test tickets get a planted repeat: the same customer on the same
+# intent 2-60 hours earlier, still open; a few get an unrelated open issue.
+# Drawn from its own seeds, so tickets*.csv are unchanged by it.
+# ---------------------------------------------------------------------------
+HISTORY_SEED = 20261203
+HISTORY_BULK_SEED = 20261204
+HISTORY_FIELDS = ["id", "customer_id", "created_at", "text", "intent", "status", "name",
+                  "customer_tier", "reply"]
+HISTORY_START = dt.datetime(2026, 6, 1, 0, 0, 0, tzinfo=dt.timezone.utc)
+HISTORY_END = START  # the older contacts end where the tickets begin
+BULK_START = dt.datetime(2025, 9, 1, 0, 0, 0, tzinfo=dt.timezone.utc)
+NO_HISTORY_RATE = 0.04   # customers with no past contact at all
+NO_NAME_RATE = 0.10      # customers whose name the history lacks
+REPEAT_RATE = 0.12       # test tickets with an open same-intent contact 2-60 h before
+OTHER_OPEN_RATE = 0.05   # test tickets with an open contact on another intent 1-10 days before
+BULK_CONTACTS_PER_CUSTOMER = 8
+
+STATUSES = ["resolved", "closed", "open", "pending", "escalated"]
+OLD_STATUS_WEIGHTS = [81, 17, 0.5, 0.5, 1]     # more than 30 days before HISTORY_END
+RECENT_STATUS_WEIGHTS = [60, 10, 12, 10, 8]
+
+# What the agent answered when the contact was resolved. {order} and {amount} come from the
+# contact's own text; a template is only used when its slots can be filled, so every intent
+# has variants without them. No names, addresses, e-mails, phone or card numbers.
+REPLY_TEMPLATES: dict[str, list[str]] = {
+    "billing_question": [
+        "The {amount} charge is your regular plan fee plus tax for this billing period; "
+        "the full breakdown is under Billing > Invoices.",
+        "I've checked your account: the charge covers your current billing period and includes "
+        "tax. A copy of the invoice is now available in your account.",
+        "I've reissued the invoice for order {order} with the corrected details; you can "
+        "download it from your order history.",
+        "That line item is a one-off prorated adjustment from your plan change, so it won't "
+        "appear on future bills.",
+        "Your plan renews on the same day each month at the price shown in your account "
+        "settings. I've switched on a reminder three days before each renewal.",
+    ],
+    "double_charge": [
+        "I've confirmed the duplicate payment of {amount} and refunded it to your original "
+        "payment method; it should show within 5-7 working days.",
+        "The second charge for order {order} was a duplicate and has been reversed. You'll see "
+        "the refund on your statement within 5-7 working days.",
+        "One of the two charges was only a pending authorisation and has now been released; "
+        "only one payment was taken.",
+        "I've refunded the duplicate charge in full. Depending on your bank it can take up to "
+        "7 working days to appear.",
+    ],
+    "refund_request": [
+        "I've issued a refund of {amount} for order {order}; it should reach your account "
+        "within 5-7 working days.",
+        "Your refund of {amount} has been processed to your original payment method and should "
+        "appear within 5-7 working days.",
+        "I've approved the refund for order {order}. You'll get a confirmation email once the "
+        "payment has left our system.",
+        "I've processed a full refund to your original payment method; please allow 5-7 "
+        "working days for it to show.",
+        "Your return has been received and the refund has been issued. Banks usually take 3-5 "
+        "working days to display it.",
+    ],
+    "cancel_subscription": [
+        "I've cancelled your subscription and turned off auto-renew; you'll keep access until "
+        "the end of the current billing period.",
+        "Your subscription has been cancelled with immediate effect and no further payments "
+        "will be taken. A confirmation email is on its way.",
+        "I've cancelled the subscription and refunded the last payment of {amount}, as it was "
+        "taken after your cancellation request.",
+        "Auto-renew is now switched off, so you won't be charged again. You can reactivate at "
+        "any time from your account settings.",
+    ],
+    "delivery_delayed": [
+        "Sorry that order {order} is running late. The courier has it scheduled for delivery "
+        "within 2 working days, and I've refunded the shipping fee.",
+        "The courier confirmed a delay at their depot; your parcel is moving again and you'll "
+        "get an updated tracking link by email.",
+        "Your parcel was held up in transit, so I've sent a replacement by express delivery at "
+        "no extra cost.",
+        "I've refunded the {amount} you paid because the delivery missed its promised date. "
+        "The parcel itself is now out for delivery.",
+        "I've opened a trace with the courier for order {order}; if it hasn't arrived within 3 "
+        "working days we'll send a replacement.",
+    ],
+    "wrong_item": [
+        "Sorry for the mix-up with order {order}. I've emailed you a prepaid return label and "
+        "the correct item will be dispatched today.",
+        "I've arranged for the correct item to be sent by express delivery; please use the "
+        "prepaid label in your email to return the wrong one.",
+        "The correct item is on its way and you can keep the one sent in error, there's no need "
+        "to return it.",
+        "I've refunded {amount} for the incorrect item and emailed you a prepaid return label.",
+    ],
+    "damaged_item": [
+        "I'm sorry your item arrived damaged. A replacement has been dispatched and you don't "
+        "need to return the damaged one.",
+        "I've issued a full refund of {amount} for the damaged item; it should reach your "
+        "account within 5-7 working days.",
+        "I've arranged a free replacement for order {order}, which should arrive within 3-5 "
+        "working days.",
+        "Thanks for the photos. I've logged the damage with the courier and emailed you a "
+        "prepaid return label; the replacement ships as soon as the return is scanned.",
+    ],
+    "order_status": [
+        "Order {order} has been dispatched and is due within 2-3 working days; the tracking "
+        "link is in your confirmation email.",
+        "Your order has shipped and is with the courier. I've resent the tracking link to the "
+        "email address on your account.",
+        "Your order is being packed and will be dispatched within 24 hours; you'll get a "
+        "tracking link by email when it leaves our warehouse.",
+        "I've confirmed that order {order} is processed and the payment went through; it's "
+        "scheduled to ship tomorrow.",
+    ],
+    "change_address": [
+        "I've updated the delivery address on order {order} before it shipped; the new address "
+        "is shown in your order details.",
+        "The delivery address has been updated and the courier has been told about the change.",
+        "I've updated the default address on your account, so future orders will go to the new "
+        "address.",
+        "Your parcel has been redirected to the new address; delivery may take one extra "
+        "working day.",
+    ],
+    "login_problem": [
+        "I've signed out all sessions on your account and reset the failed sign-in counter; you "
+        "should be able to log in now. Updating the app or clearing your browser cache also helps.",
+        "There was a temporary issue with our sign-in service, which has now been fixed. Please "
+        "try logging in again.",
+        "I've reset two-factor authentication on your account; you'll be asked to set it up "
+        "again the next time you log in.",
+        "Your account was still linked to an old sign-in method, which I've updated. You can "
+        "now log in with your email and password.",
+    ],
+    "password_reset": [
+        "I've sent a new password reset link to the email address on your account; it's valid "
+        "for 24 hours.",
+        "I've reset your password from our side. Please use the link we've just emailed you to "
+        "choose a new one.",
+        "Our reset emails were being caught by spam filters; I've sent the link again, so "
+        "please check your inbox and spam folder.",
+        "You can reset your password at any time with 'Forgot password' on the sign-in page. "
+        "I've also sent you a fresh reset link.",
+    ],
+    "account_locked": [
+        "I've verified your identity and unlocked your account; you can sign in again now.",
+        "Your account was locked as a precaution after several failed sign-in attempts. It's "
+        "unlocked now, and we recommend setting a new password.",
+        "The security hold on your account has been lifted after our review, and everything is "
+        "back to normal.",
+        "I've reactivated your account. If it locks again, the lockout clears automatically "
+        "after 30 minutes.",
+    ],
+    "card_lost_or_stolen": [
+        "I've blocked the card and ordered a replacement, which should arrive within 3-5 "
+        "working days.",
+        "Your card has been cancelled and can't be used for any further payments. A new card is "
+        "on its way to your registered address.",
+        "I've frozen the card and raised a dispute for the {amount} payment you didn't make; "
+        "you'll hear from us within 10 working days.",
+        "The card is now permanently blocked and a replacement has been sent by express "
+        "delivery.",
+    ],
+    "card_compromised": [
+        "I've blocked your card, ordered a new one and raised a fraud claim for the "
+        "transactions you didn't recognise.",
+        "The {amount} charge has been disputed and credited back to your account while we "
+        "investigate.",
+        "I've cancelled the compromised card and refunded the unauthorised transactions. Your "
+        "replacement card will arrive within 3-5 working days.",
+        "Our fraud team confirmed the payments weren't made by you; the money has been returned "
+        "and a new card is on its way.",
+    ],
+    "update_payment_method": [
+        "I've updated the payment method on your account; your next payment will be taken from "
+        "the new card.",
+        "Your new payment details are saved and set as default, and the old card has been "
+        "removed.",
+        "I've switched your billing to the new payment method and retried the failed payment "
+        "of {amount}, which went through.",
+        "You can manage payment methods under Account > Billing. I've already removed the "
+        "expired card for you.",
+    ],
+    "complaint": [
+        "I'm sorry for the experience you've had. I've passed your feedback to the team lead "
+        "and added a note to your account so it's followed up.",
+        "Thank you for raising this, and I apologise. I've logged a formal complaint and added "
+        "a goodwill credit to your account.",
+        "I'm sorry about how your issue with order {order} was handled. I've reviewed the case "
+        "and a manager will follow up within 2 working days.",
+        "I apologise for the slow responses. Your case now has a dedicated agent who will keep "
+        "you updated until it's closed.",
+    ],
+}
+# Order ids as fmt_order writes them (#A12345, A12345, #12345) and amounts as fmt_amount
+# does ($12.99, €5, £1,200.00, 12 USD); chat-style rows are lower-cased.
+ORDER_RE = re.compile(r"(?<![\w#])(#?[A-Za-z]\d{5}|#\d{5})(?!\d)")
+AMOUNT_RE = re.compile(r"[$€£]\d{1,3}(?:,\d{3})*(?:\.\d{2})?(?!\d)"
+                       r"|(?<![\d.,])\d{1,3}(?:,\d{3})*(?:\.\d{2})? ?USD\b", re.IGNORECASE)
+
+
+def text_facts(text: str) -> dict[str, str]:
+    """The first order id and amount a customer's text mentions, normalised."""
+    facts: dict[str, str] = {}
+    m = ORDER_RE.search(text)
+    if m:
+        facts["order"] = m.group(1).upper()
+    m = AMOUNT_RE.search(text)
+    if m:
+        facts["amount"] = re.sub(r"(?i)usd$", "USD", m.group(0))
+    return facts
+
+
+def agent_reply(intent: str, text: str, rng: random.Random) -> str:
+    """The agent's reply to a resolved contact: a template whose slots the text can fill,
+    preferring one that uses what the text mentions."""
+    facts = text_facts(text)
+    usable = [t for t in REPLY_TEMPLATES[intent] if set(SLOT_RE.findall(t)) <= facts.keys()]
+    weights = [3 if SLOT_RE.search(t) else 1 for t in usable]
+    template = rng.choices(usable, weights=weights)[0]
+    return SLOT_RE.sub(lambda m: facts[m.group(1)], template)
+
+
+def random_time_between(rng: random.Random, lo: dt.datetime, hi: dt.datetime) -> dt.datetime:
+    """Like random_timestamp, between lo and hi (exclusive)."""
+    total = int((hi - lo).total_seconds())
+    while True:
+        t = lo + dt.timedelta(seconds=rng.randrange(total))
+        if 7 <= t.hour <= 21 or rng.random() < 0.35:
+            return t
+
+
+def history_status(rng: random.Random, created: dt.datetime) -> str:
+    old = HISTORY_END - created > dt.timedelta(days=30)
+    return rng.choices(STATUSES, weights=OLD_STATUS_WEIGHTS if old else RECENT_STATUS_WEIGHTS)[0]
+
+
+def customer_name(rng: random.Random) -> str:
+    if rng.random() < NO_NAME_RATE:
+        return ""
+    last = rng.choice(LAST_NAMES)
+    last = "O'Connor" if last == "oconnor" else last.capitalize()
+    return f"{rng.choice(FIRST_NAMES)} {last}"
+
+
+def history_row(rng: random.Random, cust: dict, intent: str, channel: str, created: dt.datetime,
+                status: str, seen: set[str] | None) -> dict:
+    """One past contact. With `seen`, its text differs from every text seen so far."""
+    for _ in range(500):
+        flags = {
+            "typo": rng.random() < 0.25,
+            "urgent": rng.random() < 0.10,
+            "pii": rng.random() < 0.05,
+        }
+        text = render_text(intent, channel, created, rng, flags)
+        if seen is None:
+            break
+        key = re.sub(r"\s+", " ", text.strip().lower())
+        if key not in seen:
+            seen.add(key)
+            break
+    else:
+        raise RuntimeError(f"could not generate a unique history text for {intent}")
+    reply = agent_reply(intent, text, rng) if status in ("resolved", "closed") else ""
+    return {
+        "customer_id": cust["id"],
+        "_t": created,
+        "text": text,
+        "intent": intent,
+        "status": status,
+        "name": cust["name"],
+        "customer_tier": cust["tier"],
+        "reply": reply,
+    }
+
+
+def number_history(rows: list[dict]) -> list[dict]:
+    rows.sort(key=lambda r: (r["_t"], r["intent"], r["text"]))
+    width = max(5, len(str(len(rows))))
+    for i, r in enumerate(rows, 1):
+        r["id"] = f"H{i:0{width}d}"
+        r["created_at"] = iso(r.pop("_t"))
+    return rows
+
+
+def history(train: list[dict], test: list[dict], seed: int = HISTORY_SEED) -> list[dict]:
+    """Past contacts of every customer in the ticket files (tier as there), plus the planted
+    repeat contacts and unrelated open issues before some test tickets."""
+    rng = random.Random(seed)
+    intents = list(TEMPLATES)
+    seen = {re.sub(r"\s+", " ", r["text"].strip().lower()) for r in train + test}
+    tickets: dict[str, list[dict]] = {}
+    for r in train + test:
+        tickets.setdefault(r["customer_id"], []).append(r)
+    customers: dict[str, dict] = {}
+    for cid in sorted(tickets):
+        own = tickets[cid]
+        channels = [r["channel"] for r in own]
+        customers[cid] = {
+            "id": cid,
+            "tier": own[0]["customer_tier"],
+            "name": customer_name(rng),
+            "channel": max(CHANNELS, key=channels.count),
+        }
+
+    rows: list[dict] = []
+    # Older contacts: as many as the customer's tickets, give or take, so the busy customers
+    # of the ticket files are the busy ones here too.
+    for cid, cust in customers.items():
+        if rng.random() < NO_HISTORY_RATE:
+            continue
+        n = max(1, round(len(tickets[cid]) * rng.uniform(0.5, 1.4)))
+        for _ in range(n):
+            channel = cust["channel"] if rng.random() < 0.6 else rng.choices(CHANNELS, weights=CHANNEL_WEIGHTS)[0]
+            created = random_time_between(rng, HISTORY_START, HISTORY_END)
+            rows.append(history_row(rng, cust, rng.choice(intents), channel, created,
+                                    history_status(rng, created), seen))
+
+    # Planted contacts before test tickets.
+    repeats = rng.sample(test, round(REPEAT_RATE * len(test)))
+    others = rng.sample(test, round(OTHER_OPEN_RATE * len(test)))
+    for r in sorted(repeats, key=lambda r: r["id"]):
+        t = dt.datetime.strptime(r["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        created = t - dt.timedelta(seconds=rng.randint(2 * 3600, 60 * 3600))
+        rows.append(history_row(rng, customers[r["customer_id"]], r["intent"], r["channel"],
+                                created, "open", seen))
+    for r in sorted(others, key=lambda r: r["id"]):
+        t = dt.datetime.strptime(r["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        created = t - dt.timedelta(seconds=rng.randint(86400, 10 * 86400))
+        intent = rng.choice([i for i in intents if i != r["intent"]])
+        rows.append(history_row(rng, customers[r["customer_id"]], intent, r["channel"],
+                                created, rng.choice(["open", "pending"]), seen))
+    return number_history(rows)
+
+
+def bulk_history(n_rows: int, seed: int = HISTORY_BULK_SEED) -> list[dict]:
+    """A large history for benchmarks: n_rows contacts of about n_rows/8 synthetic customers
+    over the year before the tickets. Texts may repeat."""
+    rng = random.Random(seed)
+    intents = list(TEMPLATES)
+    n_customers = max(1, round(n_rows / BULK_CONTACTS_PER_CUSTOMER))
+    width = max(5, len(str(n_customers)))
+    customers = [{
+        "id": f"C{i:0{width}d}",
+        "tier": rng.choices(["standard", "premium", "business"], weights=[70, 20, 10])[0],
+        "name": customer_name(rng),
+        "channel": rng.choices(CHANNELS, weights=CHANNEL_WEIGHTS)[0],
+    } for i in range(1, n_customers + 1)]
+    ranks = list(range(n_customers))
+    rng.shuffle(ranks)
+    cum: list[float] = []
+    total = 0.0
+    for r in ranks:  # heavy-tailed, as make_customers
+        total += 1.0 / (r + 20) ** 0.7
+        cum.append(total)
+    picks = rng.choices(customers, cum_weights=cum, k=n_rows)
+    rows = []
+    for cust in picks:
+        channel = cust["channel"] if rng.random() < 0.6 else rng.choices(CHANNELS, weights=CHANNEL_WEIGHTS)[0]
+        created = random_time_between(rng, BULK_START, HISTORY_END)
+        rows.append(history_row(rng, cust, rng.choice(intents), channel, created,
+                                history_status(rng, created), None))
+    return number_history(rows)
+
+
+def write_csv(path: str, rows: list[dict], fields: list[str] = FIELDS) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        w = csv.DictWriter(f, fieldnames=fields, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
         w.writeheader()
         for r in rows:
-            w.writerow({k: r[k] for k in FIELDS})
+            w.writerow({k: r[k] for k in fields})
     print(f"wrote {path}: {len(rows)} rows")
 
 
@@ -1123,8 +1515,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shifted-batch", metavar="PATH",
                     help="write only the drift-check demo's shifted batch (surging delivery "
                          "intents, an emerging gift-card topic) to PATH")
+    ap.add_argument("--history-rows", type=int, metavar="N",
+                    help="with --history-out: write only a benchmark history of exactly N rows "
+                         "(about N/8 synthetic customers, Sep 2025 - Sep 2026)")
+    ap.add_argument("--history-out", metavar="PATH", help="where --history-rows writes")
     args = ap.parse_args(argv)
 
+    if (args.history_rows is None) != (args.history_out is None):
+        ap.error("--history-rows and --history-out go together")
+    if args.history_rows is not None:
+        if args.history_rows < 1:
+            ap.error("--history-rows must be at least 1")
+        os.makedirs(os.path.dirname(args.history_out) or ".", exist_ok=True)
+        write_csv(args.history_out, bulk_history(args.history_rows), HISTORY_FIELDS)
+        return 0
     if args.shifted_batch:
         os.makedirs(os.path.dirname(args.shifted_batch) or ".", exist_ok=True)
         write_csv(args.shifted_batch, shifted_batch(SHIFT_SEED))
@@ -1135,6 +1539,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     write_csv(os.path.join(args.out_dir, "tickets.csv"), train)
     write_csv(os.path.join(args.out_dir, "tickets_test.csv"), test)
+    write_csv(os.path.join(args.out_dir, "history.csv"), history(train, test), HISTORY_FIELDS)
     return 0
 
 
