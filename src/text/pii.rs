@@ -1154,6 +1154,13 @@ fn phone_window(
             }
         }
     }
+    // "(555) 013-2447": the written North American shape, with the area code in
+    // brackets, is a phone number even where the digits are not a dialable NANP
+    // number (fictional 555-01xx numbers, typos).
+    let bracketed = n == 3 && win[0].paren && sizes == [3, 3, 4] && dashed;
+    if bracketed && not_after_negative(context()) {
+        return Some(PiiKind::Phone);
+    }
     // Anything else needs a phone word in front; beyond 12 digits without a
     // '+' it is more likely an account or card-like identifier.
     (!dotted && d <= 12 && context().first == Some(Cue::Phone)).then_some(PiiKind::Phone)
@@ -1565,6 +1572,7 @@ mod tests {
             ("whatsapp +14155552671", "+14155552671"),
             ("Büro: +49 (0)30 1234567", "+49 (0)30 1234567"),
             ("my number is (415) 555-2671.", "(415) 555-2671"),
+            ("Contact: [EMAIL] / (555) 013-2447", "(555) 013-2447"),
             ("reach me at 415-555-2671 after 5", "415-555-2671"),
             ("cell 415.555.2671", "415.555.2671"),
             ("London office 020 7946 0958", "020 7946 0958"),
