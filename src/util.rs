@@ -109,6 +109,11 @@ pub fn human_seconds(s: f64) -> String {
     }
 }
 
+/// `2026-09-03`: the UTC day of a time in seconds since the epoch (times before 1970 clamp to it).
+pub fn day_of(secs: i64) -> String {
+    rfc3339_utc(secs.max(0) as u64)[..10].to_string()
+}
+
 pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

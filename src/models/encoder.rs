@@ -202,6 +202,15 @@ impl super::Classifier for EncoderClassifier {
     fn embedding_dim(&self) -> Option<usize> {
         Some(self.encoder.dim)
     }
+
+    fn embed_cached(
+        &self,
+        texts: &[&str],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Option<Vec<f32>>> {
+        let mut cache = EmbeddingCache::open(&self.encoder)?;
+        Ok(Some(cache.embed(&self.encoder, texts, progress)?))
+    }
 }
 
 /// Embeddings computed once per (encoder weights, max length, text) and kept on disk, so train

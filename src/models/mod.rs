@@ -61,6 +61,16 @@ pub trait Classifier: Send + Sync {
     fn embedding_dim(&self) -> Option<usize> {
         None
     }
+
+    /// Sentence embeddings of `texts` through the on-disk embedding cache, when the component
+    /// has an encoder: for corpora embedded again and again (a history searched by `respond`).
+    fn embed_cached(
+        &self,
+        _texts: &[&str],
+        _progress: &mut dyn FnMut(usize),
+    ) -> Result<Option<Vec<f32>>> {
+        Ok(None)
+    }
 }
 
 impl Classifier for FittedLinear {
@@ -447,6 +457,21 @@ impl Model {
         self.components
             .iter()
             .find_map(|c| c.classifier.embedding_dim())
+    }
+
+    /// The encoder's sentence embeddings of `texts` (row-major, [`Model::embedding_dim`] wide),
+    /// through the embedding cache; `None` for a model without an encoder.
+    pub fn embed_cached(
+        &self,
+        texts: &[&str],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Option<Vec<f32>>> {
+        for comp in &self.components {
+            if let Some(e) = comp.classifier.embed_cached(texts, progress)? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
     }
 
     /// As [`Model::predict`], with the encoder's sentence embeddings of the texts (row-major,

@@ -6,6 +6,7 @@
 //! nothing: the caller owns input, output and the terminal.
 
 pub mod record;
+pub mod respond;
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -51,6 +52,23 @@ pub struct ScoreOptions {
     pub audit: bool,
     /// Build the priority breakdown per record.
     pub explain: bool,
+    /// Keep each record's [`QueryContext`] (masked text, customer, time, tier, embedding) for
+    /// a caller that goes on with it (`respond`).
+    pub context: bool,
+}
+
+/// What a caller that goes on from a scored record needs of its input.
+#[derive(Debug, Clone, Default)]
+pub struct QueryContext {
+    /// The text masked in full style, whatever the output style: nothing unmasked leaks from it.
+    pub masked: String,
+    pub customer: Option<String>,
+    pub at: Option<i64>,
+    pub tier: Option<String>,
+    /// The encoder's embedding of the text, when the model has an encoder and answered with it.
+    pub embedding: Option<Vec<f32>>,
+    /// The intent's decision: confidence of the best class.
+    pub confidence: f32,
 }
 
 /// One scored record: the output, its audit line and its priority breakdown, as asked for.
@@ -59,6 +77,8 @@ pub struct Scored {
     pub result: QueryResult,
     pub audit: Option<AuditEntry>,
     pub explain: Option<String>,
+    /// With [`ScoreOptions::context`], for scored (not skipped) records.
+    pub context: Option<QueryContext>,
 }
 
 /// Scores batches of records with one model and one set of options.
@@ -123,8 +143,12 @@ impl QueryScorer {
 
     /// The CSV and Parquet columns of the records this scorer makes, whatever each one holds.
     pub fn columns(&self) -> Vec<String> {
-        let scores = self
-            .model
+        QueryResult::columns(self.opts.fields, &self.opts.keep, self.optional_scores())
+    }
+
+    /// Which optional uncertainty scores this scorer's model gives.
+    pub fn optional_scores(&self) -> OptionalScores {
+        self.model
             .as_ref()
             .map(|m| OptionalScores {
                 // `Model::predict` measures disagreement between exactly two components.
@@ -132,8 +156,12 @@ impl QueryScorer {
                 mc: m.mc_samples > 0 && m.has_dropout(),
                 novelty: m.novelty.is_some(),
             })
-            .unwrap_or_default();
-        QueryResult::columns(self.opts.fields, &self.opts.keep, scores)
+            .unwrap_or_default()
+    }
+
+    /// The options it scores with.
+    pub fn options(&self) -> &ScoreOptions {
+        &self.opts
     }
 
     /// The model's intents (none without a model).
@@ -176,7 +204,7 @@ impl QueryScorer {
     /// run, so batches must come in input order too.
     pub fn score(&mut self, batch: Vec<Record>) -> Result<Vec<Scored>> {
         let prepared: Vec<Prepared> = map(batch, |r| self.prepare(r));
-        let decisions = self.decide(&prepared)?;
+        let (decisions, mut embeddings) = self.decide(&prepared)?;
         // Repeat contacts depend on input order, so they are counted before the parallel part.
         let prior: Vec<u32> = prepared
             .iter()
@@ -185,18 +213,49 @@ impl QueryScorer {
                 _ => 0,
             })
             .collect();
-        let work: Vec<_> = prepared.into_iter().zip(decisions).zip(prior).collect();
-        Ok(map(work, |((p, d), prior)| {
-            self.finish(p, d.as_ref(), prior)
+        let work: Vec<_> = prepared
+            .into_iter()
+            .zip(decisions)
+            .zip(prior)
+            .zip(embeddings.iter_mut().map(Option::take))
+            .collect();
+        Ok(map(work, |(((p, d), prior), emb)| {
+            let mut s = self.finish(p, d.as_ref(), prior);
+            if let Some(c) = &mut s.context {
+                c.embedding = emb;
+            }
+            s
         }))
     }
 
+    /// The model answering, if the intent was asked for.
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
+    }
+
+    /// Records an earlier contact of `customer` at `at` (seconds since the epoch), so repeat
+    /// contacts in the input count it.
+    pub fn add_contact(&mut self, customer: &str, at: i64) {
+        self.contacts.add(customer, at);
+    }
+
+    /// The repeat-contact window of the priority rules, in seconds.
+    pub fn repeat_window_secs(&self) -> i64 {
+        self.engine.repeat_window_secs()
+    }
+
     /// The model's decisions for the records it can score (`None` for skipped ones, and for
-    /// all when the intent was not asked for).
-    fn decide(&self, prepared: &[Prepared]) -> Result<Vec<Option<Decision>>> {
+    /// all when the intent was not asked for), and with [`ScoreOptions::context`] their
+    /// embeddings when the model has an encoder.
+    #[allow(clippy::type_complexity)]
+    fn decide(
+        &self,
+        prepared: &[Prepared],
+    ) -> Result<(Vec<Option<Decision>>, Vec<Option<Vec<f32>>>)> {
         let mut out = vec![None; prepared.len()];
+        let mut embedded = vec![None; prepared.len()];
         let Some(m) = &self.model else {
-            return Ok(out);
+            return Ok((out, embedded));
         };
         let (idx, texts): (Vec<usize>, Vec<&str>) = prepared
             .iter()
@@ -205,17 +264,24 @@ impl QueryScorer {
             .map(|(i, p)| (i, p.model_text()))
             .unzip();
         if texts.is_empty() {
-            return Ok(out);
+            return Ok((out, embedded));
         }
-        let preds = if self.opts.cascade {
-            m.predict_cascade(&texts)?.0
+        let (preds, embeddings) = if self.opts.cascade {
+            (m.predict_cascade(&texts)?.0, None)
+        } else if self.opts.context {
+            m.predict_embedded(&texts)?
         } else {
-            m.predict(&texts)?
+            (m.predict(&texts)?, None)
         };
+        if let (Some(e), Some(dim)) = (embeddings, m.embedding_dim()) {
+            for (&i, row) in idx.iter().zip(e.chunks(dim)) {
+                embedded[i] = Some(row.to_vec());
+            }
+        }
         for (i, p) in idx.into_iter().zip(preds) {
             out[i] = Some(m.decide(&p, self.opts.top_k));
         }
-        Ok(out)
+        Ok((out, embedded))
     }
 
     fn prepare(&self, mut rec: Record) -> Prepared {
@@ -295,8 +361,19 @@ impl QueryScorer {
             reasons: priority
                 .as_ref()
                 .map(|p| p.reasons.iter().map(|r| r.detail.clone()).collect()),
+            reply: None,
+            handoff: None,
         });
         let explain = priority.as_ref().filter(|_| o.explain).map(explain);
+        let context = o.context.then(|| QueryContext {
+            masked: mask_found(&p.rec.text, &p.findings, MaskStyle::Full)
+                .unwrap_or_else(|| p.rec.text.clone()),
+            customer: p.customer.clone(),
+            at: p.at,
+            tier: p.tier.clone(),
+            embedding: None,
+            confidence: d.map_or(0.0, |d| d.confidence),
+        });
         let result = QueryResult {
             id: p.rec.id,
             kept: Kept(p.rec.keep),
@@ -314,6 +391,7 @@ impl QueryScorer {
             result,
             audit,
             explain,
+            context,
         }
     }
 
@@ -363,6 +441,7 @@ impl QueryScorer {
             },
             audit: None,
             explain: None,
+            context: None,
         }
     }
 }

@@ -12,6 +12,8 @@ use crate::analysis::sentiment::Sentiment;
 use crate::analysis::Fields;
 use crate::io::read::RecordId;
 use crate::models::{Decision, ModelRef};
+use crate::respond::llm::LlmOutcome;
+use crate::respond::Draft;
 use crate::text::pii::Finding;
 
 /// What `classify` writes for one input record.
@@ -135,6 +137,51 @@ pub struct AuditEntry {
     pub priority: Option<&'static str>,
     pub escalate: Option<bool>,
     pub reasons: Option<Vec<String>>,
+    /// `respond`: the reply drafted (masked like everything else).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// `respond`: whether the query was handed to a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<bool>,
+}
+
+/// What `respond` writes for one input record: the `classify` record, the draft (absent for a
+/// skipped record) and, with an LLM, what it did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RespondResult {
+    #[serde(flatten)]
+    pub query: QueryResult,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub draft: Option<Draft>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmOutcome>,
+}
+
+impl RespondResult {
+    /// The CSV and Parquet columns: the `classify` columns, then the draft's and (with an LLM)
+    /// the LLM's, `skipped` last.
+    pub fn columns(keep: &[String], scores: OptionalScores, llm: bool) -> Vec<String> {
+        let mut columns = QueryResult::columns(Fields::default(), keep, scores);
+        let skipped = columns.pop().expect("`skipped` is the last column");
+        let example = RespondResult {
+            query: QueryResult::example(Fields::default(), keep, scores),
+            draft: Some(Draft::example()),
+            llm: llm.then(|| LlmOutcome {
+                used: false,
+                model: String::new(),
+                rejected_reason: Some(String::new()),
+            }),
+        };
+        let value = serde_json::to_value(example).expect("a RespondResult always serialises");
+        let extra: Vec<String> = crate::io::write::flatten(&value)
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !columns.contains(k) && *k != skipped)
+            .collect();
+        columns.extend(extra);
+        columns.push(skipped);
+        columns
+    }
 }
 
 /// Six decimals, and never `-0`.
@@ -265,7 +312,7 @@ impl QueryResult {
     }
 
     /// A record with every field that `fields`, `keep` and `scores` allow.
-    fn example(fields: Fields, keep: &[String], scores: OptionalScores) -> QueryResult {
+    pub(crate) fn example(fields: Fields, keep: &[String], scores: OptionalScores) -> QueryResult {
         let d = Decision {
             best: 0,
             confidence: 1.0,

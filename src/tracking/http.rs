@@ -1,4 +1,4 @@
-//! The one small HTTP client cqr uses (tracking now, an LLM endpoint later): JSON requests and raw
+//! The one small HTTP client cqr uses (tracking, and respond's LLM endpoint): JSON requests and raw
 //! uploads/downloads over ureq, with MLflow-style auth, timeouts, and retries with exponential
 //! backoff on connection errors, 5xx and 429 (never on other 4xx). Credentials are sent in headers
 //! only and never appear in errors or logs.
@@ -62,6 +62,9 @@ pub struct HttpSettings {
     pub timeout: Duration,
     pub retries: u32,
     pub insecure_tls: bool,
+    /// Retry when no HTTP answer came (refused, reset, timed out). MLflow calls are idempotent
+    /// enough for it; an LLM request that timed out is not worth another wait.
+    pub retry_transport: bool,
 }
 
 impl Default for HttpSettings {
@@ -79,6 +82,7 @@ impl Default for HttpSettings {
             insecure_tls: std::env::var("MLFLOW_TRACKING_INSECURE_TLS")
                 .map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
                 .unwrap_or(false),
+            retry_transport: true,
         }
     }
 }
@@ -196,7 +200,7 @@ impl HttpClient {
                 Err(f) => f,
             };
             let retryable = match &failure {
-                Failure::Transport(_) => true,
+                Failure::Transport(_) => self.settings.retry_transport,
                 Failure::Status(r) => r.status >= 500 || r.status == 429,
             };
             if !retryable || attempt >= self.settings.retries {
