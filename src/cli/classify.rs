@@ -39,6 +39,17 @@ pub struct ClassifyArgs {
     /// Queries (CSV, JSONL, Parquet, or `-` for stdin: JSONL, or raw lines with --format lines).
     #[arg(default_value = "-")]
     pub data: String,
+    /// Output groups to compute: intent, sentiment, priority, pii [default: all]. Groups not
+    /// asked for are skipped (priority needs the intent and brings it).
+    #[arg(long, value_delimiter = ',', value_name = "GROUPS")]
+    pub fields: Vec<String>,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+}
+
+/// How queries are read, scored and written: shared by `classify` and `respond`.
+#[derive(Debug, Args)]
+pub struct ScoringArgs {
     /// Write here instead of stdout (format from the extension: .jsonl, .ndjson, .csv, .parquet).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -68,10 +79,6 @@ pub struct ClassifyArgs {
     /// Input columns to copy into each output record (comma-separated; masked like the text).
     #[arg(long, value_delimiter = ',', value_name = "COLS")]
     pub keep: Vec<String>,
-    /// Output groups to compute: intent, sentiment, priority, pii [default: all]. Groups not
-    /// asked for are skipped (priority needs the intent and brings it).
-    #[arg(long, value_delimiter = ',', value_name = "GROUPS")]
-    pub fields: Vec<String>,
     /// How PII is masked in what cqr writes: `full` replaces it with [EMAIL], [CARD], ...;
     /// `partial` keeps a card's last 4 digits and a name's initials. The model always sees the
     /// text masked the way it was trained, so this never changes an answer.
@@ -88,7 +95,8 @@ pub struct ClassifyArgs {
     /// confidence, priority, escalation and reasons).
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
-    /// Earlier tickets (with customer and time columns) for counting repeat contacts.
+    /// Earlier tickets (with customer and time columns) for counting repeat contacts; for
+    /// `respond`, the customer history (text, intent, status, name, tier, reply).
     #[arg(long, value_name = "DATA")]
     pub history: Option<String>,
     /// Column with the customer tier (premium, business, standard, ...).
@@ -110,14 +118,7 @@ pub fn run(
     tracking: &TrackingSettings,
 ) -> anyhow::Result<Outcome> {
     let s = ClassifySettings::resolve(&args, config)?;
-    let model = if s.score.fields.intent {
-        let mut m = refs::load_model(&s.model, tracking)?;
-        m.set_mc_samples(s.mc_samples);
-        Some(m)
-    } else {
-        None
-    };
-    let mut scorer = QueryScorer::new(model, s.score.clone(), config.priority.clone())?;
+    let mut scorer = load_scorer(&s, config, tracking)?;
     if let Some(h) = &s.history {
         let mut spec = s.input.clone();
         spec.target = Target::parse(h);
@@ -167,6 +168,26 @@ pub fn run(
     Ok(Outcome::Success)
 }
 
+/// The model (when the intent is asked for) and a scorer for it, as `s` says.
+pub(crate) fn load_scorer(
+    s: &ClassifySettings,
+    config: &FileConfig,
+    tracking: &TrackingSettings,
+) -> anyhow::Result<QueryScorer> {
+    let model = if s.score.fields.intent {
+        let mut m = refs::load_model(&s.model, tracking)?;
+        m.set_mc_samples(s.mc_samples);
+        Some(m)
+    } else {
+        None
+    };
+    Ok(QueryScorer::new(
+        model,
+        s.score.clone(),
+        config.priority.clone(),
+    )?)
+}
+
 /// Prints the `--explain` breakdowns, appends the audit lines and returns the output records.
 fn report(
     scored: Vec<Scored>,
@@ -189,7 +210,19 @@ fn report(
 
 impl ClassifySettings {
     pub fn resolve(a: &ClassifyArgs, config: &FileConfig) -> Result<Self> {
-        use crate::analysis::Fields;
+        let fields = crate::analysis::Fields::parse(&a.fields)?;
+        Self::resolve_scoring(&a.model, &a.data, fields, &a.scoring, config)
+    }
+
+    /// The settings of a command that scores queries (`classify`, `respond`) with the groups
+    /// `fields`.
+    pub fn resolve_scoring(
+        model: &str,
+        data: &str,
+        fields: crate::analysis::Fields,
+        a: &ScoringArgs,
+        config: &FileConfig,
+    ) -> Result<Self> {
         use crate::pipeline::{ContextColumns, QueryResult, ScoreOptions};
         use crate::text::pii::MaskStyle;
         let at_least_one = |n: &usize| *n >= 1;
@@ -211,7 +244,6 @@ impl ClassifySettings {
         )?
         .check(at_least_one, "must be at least 1")?
         .value;
-        let fields = Fields::parse(&a.fields)?;
         if a.explain && !fields.priority {
             return Err(Error::Usage(
                 "--explain explains the priority: add `priority` to --fields".into(),
@@ -224,8 +256,8 @@ impl ClassifySettings {
                  or leave its group out of --fields"
             )));
         }
-        check_model_argument(&a.model)?;
-        let mut input = a.input.spec(&a.data, a.format, false);
+        check_model_argument(model)?;
+        let mut input = a.input.spec(data, a.format, false);
         input.keep = a.keep.clone();
         // An empty text is written as a skipped record, unless --strict stops at it.
         input.skip_bad_text = !a.strict;
@@ -241,7 +273,7 @@ impl ClassifySettings {
             columns.time.clone(),
         ];
         Ok(ClassifySettings {
-            model: a.model.clone(),
+            model: model.to_string(),
             input,
             output: match &a.output {
                 Some(p) => crate::io::Target::Path(p.clone()),
@@ -264,6 +296,7 @@ impl ClassifySettings {
                 columns,
                 audit: a.audit_log.is_some(),
                 explain: a.explain,
+                context: false,
             },
         })
     }

@@ -3,9 +3,11 @@
 //! no ML logic lives here.
 
 pub mod classify;
+pub mod customers;
 pub mod drift;
 pub mod evaluate;
 pub mod models;
+pub mod respond;
 pub mod runs;
 pub mod train;
 
@@ -103,6 +105,12 @@ pub enum Command {
     /// Check a batch for drift against the model's reference: tests, estimated accuracy, what
     /// changed. Exit 1 when drift is found.
     DriftCheck(drift::DriftArgs),
+    /// Draft replies: classify each query, then fill the playbook from the ticket and the
+    /// customer's history, ground it in similar resolved tickets and hand off what needs a person.
+    Respond(respond::RespondArgs),
+    /// Summarise a customer history: contacts, intent mix, sentiment trend, escalations, open
+    /// issues, repeat contacts.
+    Customers(customers::CustomersArgs),
     /// The local run store: list runs, push unsent ones to the tracking server.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
@@ -225,6 +233,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Evaluate(a) => evaluate::run(a, &config, &tracking),
         Command::Classify(a) => classify::run(a, &config, &tracking),
         Command::DriftCheck(a) => drift::run(a, &config, &tracking),
+        Command::Respond(a) => respond::run(a, &config, &tracking),
+        Command::Customers(a) => customers::run(a, &config),
         Command::Runs(c) => runs::run(c, &tracking),
         Command::Models(c) => models::run(c, &tracking),
         Command::Completions(a) => completions(&a),
