@@ -121,7 +121,7 @@ fn the_summary_keeps_its_shape() {
     assert!(text.starts_with(
         "trained m → m\n  data        1296 rows for training, 144 for validation, 16 intents; 60 out of scope\n"
     ));
-    assert!(text.contains("  features    11435 n-grams (word 1–2, char 2–5, min_df 2)\n"));
+    assert!(text.contains("  features    11415 n-grams (word 1–2, char 2–5, min_df 2)\n"));
     assert!(!text.contains("NaN"), "{text}");
 }
 
