@@ -298,6 +298,15 @@ pub mod defaults {
     pub const FINE_TUNE_FREEZE_WORDS: bool = true;
     /// The label that marks out-of-scope rows in evaluation data.
     pub const OOS_LABEL: &str = "oos";
+    /// respond: similar tickets listed per draft, the least similarity that counts, and the LLM
+    /// endpoint's timeout (seconds), requests in flight, longest answer (characters) and
+    /// retries on 429/5xx.
+    pub const RESPOND_SIMILAR: usize = 3;
+    pub const RESPOND_MIN_SIMILARITY: f32 = 0.3;
+    pub const LLM_TIMEOUT_SECS: f64 = 30.0;
+    pub const LLM_CONCURRENCY: usize = 4;
+    pub const LLM_MAX_CHARS: usize = 1200;
+    pub const LLM_RETRIES: u32 = 2;
     /// drift-check: family-wise error rate, permutations of the MMD test, Pushgateway job.
     pub const DRIFT_ALPHA: f64 = 0.05;
     pub const PERMUTATIONS: usize = 1000;

@@ -24,7 +24,7 @@ use crate::respond::llm::{LlmClient, LlmSettings};
 use crate::respond::playbook::Playbook;
 use crate::respond::retrieve::{self, Index, Retrieval};
 use crate::respond::{Reason, RespondOptions, Responder};
-use crate::settings::defaults::FIRST_BATCH;
+use crate::settings::defaults::{self, FIRST_BATCH};
 use crate::settings::{next_batch_size, ClassifySettings, FileConfig};
 use crate::tracking::{refs, TrackingSettings};
 use crate::ui;
@@ -52,10 +52,10 @@ pub struct RespondArgs {
     #[arg(long, value_enum, value_name = "HOW")]
     pub retrieval: Option<Retrieval>,
     /// Similar resolved tickets listed in each draft's grounding.
-    #[arg(long, default_value_t = 3, value_name = "K")]
+    #[arg(long, default_value_t = defaults::RESPOND_SIMILAR, value_name = "K")]
     pub similar: usize,
     /// Least cosine similarity for a past ticket to count as similar.
-    #[arg(long, default_value_t = 0.3, value_name = "S")]
+    #[arg(long, default_value_t = defaults::RESPOND_MIN_SIMILARITY, value_name = "S")]
     pub min_similarity: f32,
     /// Rewrite each draft with an LLM: an OpenAI-compatible server (llama.cpp, Ollama, vLLM,
     /// ...); `/v1/chat/completions` is added unless given. The key comes from CQR_LLM_API_KEY.
@@ -65,13 +65,13 @@ pub struct RespondArgs {
     #[arg(long, default_value = "default", value_name = "NAME")]
     pub llm_model: String,
     /// Seconds to wait for one LLM answer before keeping the draft.
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = defaults::LLM_TIMEOUT_SECS, value_name = "SECONDS")]
     pub llm_timeout: f64,
     /// LLM requests in flight at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = defaults::LLM_CONCURRENCY, value_name = "N")]
     pub llm_concurrency: usize,
     /// Longest LLM answer accepted, in characters.
-    #[arg(long, default_value_t = 1200, value_name = "N")]
+    #[arg(long, default_value_t = defaults::LLM_MAX_CHARS, value_name = "N")]
     pub llm_max_chars: usize,
     #[command(flatten)]
     pub scoring: ScoringArgs,
@@ -215,7 +215,7 @@ fn llm_settings(args: &RespondArgs) -> Result<Option<LlmSettings>> {
         timeout: Duration::from_secs_f64(args.llm_timeout),
         concurrency: args.llm_concurrency,
         max_chars: args.llm_max_chars,
-        retries: 2,
+        retries: defaults::LLM_RETRIES,
     }))
 }
 
