@@ -44,16 +44,24 @@ pub enum Query<'a> {
 /// The searchable contacts of a history.
 pub struct Index {
     pub method: Retrieval,
-    /// Contact indices into the history, per intent.
-    by_intent: HashMap<String, Vec<usize>>,
+    /// The contacts of each intent, with their TF-IDF postings.
+    by_intent: HashMap<String, Group>,
     ids: Vec<String>,
-    /// TF-IDF: sparse unit vectors (sorted term hashes and weights), per searchable contact.
-    sparse: Vec<Vec<(u32, f32)>>,
     idf: HashMap<u32, f32>,
-    /// Embedding: row-major unit vectors, `dim` wide.
+    /// Embedding: row-major unit vectors, `dim` wide, one per searchable contact.
     dense: Vec<f32>,
     dim: usize,
     default_idf: f32,
+}
+
+/// One intent's searchable contacts.
+#[derive(Default)]
+struct Group {
+    /// Indices into [`Index::ids`].
+    rows: Vec<usize>,
+    /// TF-IDF: per term, the contacts (positions in `rows`) that hold it and its weight in
+    /// their unit vectors. A query touches only its own terms' lists.
+    postings: HashMap<u32, Vec<(u32, f32)>>,
 }
 
 /// The contacts that can ground a draft: resolved or closed, with a reply when the history
@@ -86,10 +94,13 @@ impl Index {
             .collect();
         let default_idf = (1.0 + n).ln() + 1.0;
         let mut index = Index::empty(Retrieval::Tfidf, h, rows);
-        index.sparse = docs
-            .into_iter()
-            .map(|d| weigh(d, &idf, default_idf))
-            .collect();
+        for group in index.by_intent.values_mut() {
+            for (local, &k) in group.rows.iter().enumerate() {
+                for (t, w) in weigh(docs[k].clone(), &idf, default_idf) {
+                    group.postings.entry(t).or_default().push((local as u32, w));
+                }
+            }
+        }
         index.idf = idf;
         index.default_idf = default_idf;
         index
@@ -105,18 +116,18 @@ impl Index {
     }
 
     fn empty(method: Retrieval, h: &History, rows: &[usize]) -> Index {
-        let mut by_intent: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_intent: HashMap<String, Group> = HashMap::new();
         for (k, &i) in rows.iter().enumerate() {
             by_intent
                 .entry(h.contacts[i].intent.clone())
                 .or_default()
+                .rows
                 .push(k);
         }
         Index {
             method,
             by_intent,
             ids: rows.iter().map(|&i| h.contacts[i].id.clone()).collect(),
-            sparse: Vec::new(),
             idf: HashMap::new(),
             dense: Vec::new(),
             dim: 0,
@@ -142,17 +153,21 @@ impl Index {
         min: f32,
         exclude: Option<&str>,
     ) -> Vec<Similar> {
-        let Some(rows) = self.by_intent.get(intent) else {
+        let Some(group) = self.by_intent.get(intent) else {
             return Vec::new();
         };
         let sims: Vec<(usize, f32)> = match q {
             Query::Text(t) => {
-                let qv = weigh(counts(t), &self.idf, self.default_idf);
-                rows.iter()
-                    .map(|&r| (r, sparse_dot(&qv, &self.sparse[r])))
-                    .collect()
+                let mut scores = vec![0f32; group.rows.len()];
+                for (term, qw) in weigh(counts(t), &self.idf, self.default_idf) {
+                    for &(local, w) in group.postings.get(&term).into_iter().flatten() {
+                        scores[local as usize] += qw * w;
+                    }
+                }
+                group.rows.iter().copied().zip(scores).collect()
             }
-            Query::Embedding(e) => rows
+            Query::Embedding(e) => group
+                .rows
                 .iter()
                 .map(|&r| {
                     let d = &self.dense[r * self.dim..(r + 1) * self.dim];
@@ -234,22 +249,6 @@ fn weigh(counts: Vec<(u32, f32)>, idf: &HashMap<u32, f32>, default_idf: f32) -> 
         v.iter_mut().for_each(|(_, w)| *w /= norm);
     }
     v
-}
-
-fn sparse_dot(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
-    let (mut i, mut j, mut s) = (0, 0, 0.0);
-    while i < a.len() && j < b.len() {
-        match a[i].0.cmp(&b[j].0) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                s += a[i].1 * b[j].1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    s
 }
 
 #[cfg(test)]
