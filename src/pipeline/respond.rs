@@ -64,29 +64,31 @@ impl QueryResponder {
             }
         }
         self.embed_missing(&mut scored)?;
-        let mut drafts = Vec::with_capacity(scored.len());
-        let mut jobs = Vec::new();
-        for s in &scored {
-            let Some(q) = facts(s) else {
-                drafts.push(None);
-                continue;
-            };
-            let d = self.responder.draft(&q);
-            // The safe acknowledgement of a query cqr did not understand is not rewritten.
-            if self.llm.is_some() && q.intent.is_some() {
-                jobs.push((drafts.len(), self.responder.llm_job(&q, &d)));
-            }
-            drafts.push(Some(d));
-        }
+        let responder = &self.responder;
+        let mut drafts = super::map(scored.iter().collect(), |s: &Scored| {
+            facts(s).map(|q| responder.draft(&q))
+        });
         let mut llm = vec![None; scored.len()];
         if let Some(client) = &self.llm {
-            let work: Vec<_> = jobs.iter().map(|(_, j)| j.clone()).collect();
-            for ((i, _), (rewrite, outcome)) in jobs.iter().zip(client.rewrite_all(&work)) {
-                if let (Some(r), Some(d)) = (rewrite, drafts[*i].as_mut()) {
+            // The safe acknowledgement of a query cqr did not understand is not rewritten.
+            let (idx, jobs): (Vec<usize>, Vec<_>) = scored
+                .iter()
+                .zip(&drafts)
+                .enumerate()
+                .filter_map(|(i, (s, d))| {
+                    let q = facts(s).filter(|q| q.intent.is_some())?;
+                    Some((i, responder.llm_job(&q, d.as_ref()?)))
+                })
+                .unzip();
+            for (i, (rewrite, outcome)) in idx.into_iter().zip(client.rewrite_all(&jobs)) {
+                if let (Some(r), Some(d)) = (rewrite, drafts[i].as_mut()) {
                     d.reply = r.reply;
-                    d.suggested_actions = r.suggested_actions;
+                    // An answer that names no action leaves the playbook's.
+                    if !r.suggested_actions.is_empty() {
+                        d.suggested_actions = r.suggested_actions;
+                    }
                 }
-                llm[*i] = Some(outcome);
+                llm[i] = Some(outcome);
             }
         }
         Ok(scored
