@@ -3,8 +3,9 @@
 # split, and time `cqr classify` over the test texts repeated to >= 300k rows; then the linear +
 # encoder ensembles (logistic head, MLP head, fine-tuned encoder) with their components alone,
 # the encoder path's and the cascade's throughput, and Python sentence-transformers side by side
-# when its venv exists; then the drift-check benchmark (scripts/bench_drift.sh) and the
-# out-of-scope benchmark (scripts/bench_oos.sh). Writes bench/results.json. About 75 minutes on
+# when its venv exists; then the drift-check benchmark (scripts/bench_drift.sh), the
+# out-of-scope benchmark (scripts/bench_oos.sh) and the respond benchmark on the sample data
+# (scripts/bench_respond.sh). Writes bench/results.json. About 80 minutes on
 # 2 cores.
 # Usage: scripts/bench.sh [BANKING77_DIR]   (default ../shared/data/banking77)
 # CQR_BENCH_SKIP_FINE_TUNE=1 leaves out the fine-tuned model (~20 minutes of it).
@@ -173,4 +174,6 @@ scripts/bench_drift.sh "$data"
 oos_args=(--fine-tune)
 [ "${CQR_BENCH_SKIP_FINE_TUNE:-}" = 1 ] && oos_args=()
 scripts/bench_oos.sh "${oos_args[@]}" "$data"
+# The respond benchmark (sample data, generated histories) adds its figures under "respond".
+scripts/bench_respond.sh
 cat bench/results.json
