@@ -107,7 +107,7 @@ fn table(h: &History, customers: usize, rows: &[CustomerSummary]) -> String {
         h.contacts.len()
     );
     out.push_str(&format!(
-        "{:<12} {:<9} {:>8} {:>7} {:>5} {:>9} {:<10} {:<22} {:<10}\n",
+        "{:<12} {:<9} {:>8} {:>7} {:>5} {:>9} {:<10} {:<26} {}\n",
         "customer",
         "tier",
         "contacts",
@@ -125,7 +125,7 @@ fn table(h: &History, customers: usize, rows: &[CustomerSummary]) -> String {
             .map(|i| format!("{} ({})", i.intent, i.count))
             .unwrap_or_default();
         out.push_str(&format!(
-            "{:<12} {:<9} {:>8} {:>7} {:>5} {:>9} {:<10} {:<22} {:<10}\n",
+            "{:<12} {:<9} {:>8} {:>7} {:>5} {:>9} {:<10} {:<26} {}\n",
             s.customer_id,
             s.tier.as_deref().unwrap_or("-"),
             s.contacts,
