@@ -6,7 +6,7 @@
 //!
 //! Usage: respond_latency MODEL QUERIES_CSV HISTORY_CSV --retrieval tfidf|embedding
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
@@ -33,8 +33,8 @@ struct Args {
     retrieval: Retrieval,
 }
 
-fn spec(path: &PathBuf, columns: &ContextColumns) -> ReadSpec {
-    let mut s = ReadSpec::new(Target::Path(path.clone()));
+fn spec(path: &Path, columns: &ContextColumns) -> ReadSpec {
+    let mut s = ReadSpec::new(Target::Path(path.to_path_buf()));
     s.optional = vec![
         columns.tier.clone(),
         columns.customer.clone(),
