@@ -17,7 +17,7 @@ use cqr::io::Target;
 use cqr::models::Model;
 use cqr::pipeline::respond::QueryResponder;
 use cqr::pipeline::{ContextColumns, QueryScorer, ScoreOptions};
-use cqr::respond::history::{History, HistoryColumns};
+use cqr::respond::history::History;
 use cqr::respond::playbook::Playbook;
 use cqr::respond::retrieve::{self, Index, Retrieval};
 use cqr::respond::{RespondOptions, Responder};
@@ -57,14 +57,7 @@ fn main() -> anyhow::Result<()> {
     };
     let model = Model::load(&a.model)?;
     let t = Instant::now();
-    let history = History::load(
-        spec(&a.history, &columns),
-        &HistoryColumns {
-            customer: columns.customer.clone(),
-            time: columns.time.clone(),
-            tier: columns.tier.clone(),
-        },
-    )?;
+    let history = History::load(spec(&a.history, &columns), &columns)?;
     let load_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let rows = retrieve::searchable(&history);

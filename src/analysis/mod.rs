@@ -12,6 +12,15 @@ pub use contacts::{parse_timestamp, ContactLog};
 
 use crate::error::{Error, Result};
 
+/// Input columns that carry a query's context — the customer tier, the customer id and the
+/// contact's time — for priority, repeat contacts and customer histories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextColumns {
+    pub tier: String,
+    pub customer: String,
+    pub time: String,
+}
+
 /// The output groups `--fields` can ask for; work for groups not asked for is skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fields {

@@ -7,10 +7,11 @@ use serde::Serialize;
 
 use super::{InputArgs, Outcome};
 use crate::analysis::priority::PriorityEngine;
+use crate::analysis::ContextColumns;
 use crate::error::Error;
 use crate::io::{Format, Target};
 use crate::respond::analytics::{self, CustomerSummary};
-use crate::respond::history::{History, HistoryColumns};
+use crate::respond::history::History;
 use crate::settings::FileConfig;
 use crate::ui;
 
@@ -60,7 +61,7 @@ pub fn run(args: CustomersArgs, config: &FileConfig) -> anyhow::Result<Outcome> 
     }
     let mut spec = args.input.spec(&args.history, args.format, false);
     spec.target = Target::parse(&args.history);
-    let cols = HistoryColumns {
+    let cols = ContextColumns {
         customer: args.customer_col.clone(),
         time: args.time_col.clone(),
         tier: args.tier_col.clone(),

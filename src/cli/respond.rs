@@ -19,7 +19,7 @@ use crate::io::write::RecordWriter;
 use crate::io::Target;
 use crate::pipeline::record::RespondResult;
 use crate::pipeline::respond::{QueryResponder, Responded};
-use crate::respond::history::{History, HistoryColumns};
+use crate::respond::history::History;
 use crate::respond::llm::{LlmClient, LlmSettings};
 use crate::respond::playbook::Playbook;
 use crate::respond::retrieve::{self, Index, Retrieval};
@@ -223,13 +223,8 @@ fn load_history(path: &str, s: &ClassifySettings) -> Result<History> {
     let mut spec = s.input.clone();
     spec.target = Target::parse(path);
     spec.format = None;
-    let cols = HistoryColumns {
-        customer: s.score.columns.customer.clone(),
-        time: s.score.columns.time.clone(),
-        tier: s.score.columns.tier.clone(),
-    };
     let spinner = ui::spinner("reading the customer history");
-    let h = History::load(spec, &cols)?;
+    let h = History::load(spec, &s.score.columns)?;
     spinner.finish_and_clear();
     tracing::info!(
         contacts = h.contacts.len(),

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::analysis::priority::{explain, PriorityConfig, PriorityEngine, PriorityInput};
 use crate::analysis::sentiment::{tokens_of, Sentiment, SentimentModel};
 use crate::analysis::tokens::Tokens;
+pub use crate::analysis::ContextColumns;
 use crate::analysis::{parse_timestamp, ContactLog, Fields};
 use crate::error::{Error, Result};
 use crate::io::read::Record;
@@ -27,14 +28,6 @@ pub use record::{AuditEntry, Kept, OptionalScores, QueryResult};
 /// Below this many records a batch is processed on the calling thread: waking the thread pool
 /// costs more than the work (batch sizes 2–7 were ten times slower than 1 through the pool).
 const PARALLEL_MIN: usize = 64;
-
-/// Input columns that carry context for priority and repeat contacts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContextColumns {
-    pub tier: String,
-    pub customer: String,
-    pub time: String,
-}
 
 /// What the scorer computes and writes: resolved once from the command's settings.
 #[derive(Debug, Clone)]
@@ -67,8 +60,6 @@ pub struct QueryContext {
     pub tier: Option<String>,
     /// The encoder's embedding of the text, when the model has an encoder and answered with it.
     pub embedding: Option<Vec<f32>>,
-    /// The intent's decision: confidence of the best class.
-    pub confidence: f32,
 }
 
 /// One scored record: the output, its audit line and its priority breakdown, as asked for.
@@ -366,13 +357,16 @@ impl QueryScorer {
         });
         let explain = priority.as_ref().filter(|_| o.explain).map(explain);
         let context = o.context.then(|| QueryContext {
-            masked: mask_found(&p.rec.text, &p.findings, MaskStyle::Full)
-                .unwrap_or_else(|| p.rec.text.clone()),
+            // A model trained on masked text already has the text masked in full style.
+            masked: match self.masking {
+                Masking::Full => p.model_text().to_string(),
+                Masking::Off => mask_found(&p.rec.text, &p.findings, MaskStyle::Full)
+                    .unwrap_or_else(|| p.rec.text.clone()),
+            },
             customer: p.customer.clone(),
             at: p.at,
             tier: p.tier.clone(),
             embedding: None,
-            confidence: d.map_or(0.0, |d| d.confidence),
         });
         let result = QueryResult {
             id: p.rec.id,

@@ -193,7 +193,7 @@ fn facts(s: &Scored) -> Option<QueryFacts<'_>> {
         at: c.at,
         tier: c.tier.as_deref(),
         intent: (!intent.abstained).then_some(intent.intent.as_str()),
-        confidence: c.confidence,
+        confidence: intent.confidence as f32,
         priority: s.result.priority.as_ref().map(|p| PriorityFacts {
             level: p.level,
             escalate: p.escalate,

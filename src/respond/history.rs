@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::analysis::parse_timestamp;
+use crate::analysis::{parse_timestamp, ContextColumns};
 use crate::error::{Error, Result};
 use crate::io::read::{open, ReadSpec, Record};
 use crate::text::pii::{self, MaskStyle};
@@ -94,14 +94,6 @@ impl Customer {
     }
 }
 
-/// Column names of a history file.
-#[derive(Debug, Clone)]
-pub struct HistoryColumns {
-    pub customer: String,
-    pub time: String,
-    pub tier: String,
-}
-
 /// The loaded history.
 #[derive(Debug, Default)]
 pub struct History {
@@ -129,7 +121,7 @@ impl History {
     /// present), masking text and replies. Every record needs customer, time, intent and status;
     /// one that lacks one, or has a time or status that does not parse, is an error naming its
     /// row and field.
-    pub fn load(mut spec: ReadSpec, cols: &HistoryColumns) -> Result<History> {
+    pub fn load(mut spec: ReadSpec, cols: &ContextColumns) -> Result<History> {
         let source = spec.target.name();
         spec.keep.clear();
         spec.need_label = false;
@@ -205,7 +197,7 @@ impl History {
 fn contact(
     r: Record,
     source: &str,
-    cols: &HistoryColumns,
+    cols: &ContextColumns,
 ) -> Result<(Contact, Option<String>, Option<String>)> {
     let field = |name: &str| -> Option<String> {
         r.keep

@@ -157,9 +157,8 @@ impl LlmClient {
     /// Rewrites each job, at most `concurrency` at a time; results in job order.
     pub fn rewrite_all(&self, jobs: &[Job]) -> Vec<Outcome> {
         let next = AtomicUsize::new(0);
-        let mut out: Vec<Option<Outcome>> = vec![None; jobs.len()];
         let workers = self.settings.concurrency.clamp(1, jobs.len().max(1));
-        let done: Vec<Vec<(usize, Outcome)>> = std::thread::scope(|s| {
+        let mut done: Vec<(usize, Outcome)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
                     s.spawn(|| {
@@ -175,15 +174,11 @@ impl LlmClient {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().expect("an LLM worker does not panic"))
+                .flat_map(|h| h.join().expect("an LLM worker does not panic"))
                 .collect()
         });
-        for (i, r) in done.into_iter().flatten() {
-            out[i] = Some(r);
-        }
-        out.into_iter()
-            .map(|r| r.expect("every job is taken by a worker"))
-            .collect()
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, o)| o).collect()
     }
 
     /// One rewrite, checked; the reason when it is not used.

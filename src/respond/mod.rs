@@ -152,116 +152,8 @@ impl Responder {
 
     /// The draft for one query.
     pub fn draft(&self, q: &QueryFacts<'_>) -> Draft {
-        let view = self.view(q);
         let entry = q.intent.and_then(|i| self.playbook.entry(i));
-        let mut uses: Vec<SlotUse> = Vec::new();
-        let mut put = |slots: &mut Slots, slot, value: SlotValue, source| {
-            slots.insert(slot, value.clone());
-            uses.push(SlotUse {
-                slot,
-                value,
-                source,
-            });
-        };
-        let mut slots = Slots::new();
-        let text = |s: &str| SlotValue::Text(s.to_string());
-        match q.intent {
-            Some(i) => {
-                slots.insert(Slot::Intent, text(i));
-                slots.insert(Slot::IntentName, text(&i.replace('_', " ")));
-            }
-            None => {
-                slots.insert(Slot::Intent, text("unknown"));
-                slots.insert(Slot::IntentName, text("enquiry"));
-            }
-        }
-        if let Some(c) = q.customer {
-            put(&mut slots, Slot::CustomerId, text(c), Source::Input);
-        }
-        if let Some(v) = &view {
-            if let Some(n) = &v.first_name {
-                put(&mut slots, Slot::FirstName, text(n), Source::History);
-            }
-        }
-        match (q.tier, view.as_ref().and_then(|v| v.tier.as_deref())) {
-            (Some(t), _) => put(&mut slots, Slot::Tier, text(t), Source::Input),
-            (None, Some(t)) => put(&mut slots, Slot::Tier, text(t), Source::History),
-            _ => {}
-        }
-        for (slot, value) in facts::extract(q.text) {
-            put(&mut slots, slot, SlotValue::Text(value), Source::Text);
-        }
-        if let (Some(v), Some(h)) = (&view, &self.history) {
-            if !v.repeats.is_empty() {
-                let n = u32::try_from(v.repeats.len()).unwrap_or(u32::MAX);
-                put(
-                    &mut slots,
-                    Slot::RepeatContacts,
-                    SlotValue::Count(n),
-                    Source::History,
-                );
-            }
-            if !v.open.is_empty() {
-                let list = v
-                    .open
-                    .iter()
-                    .map(|&i| {
-                        let c = &h.contacts[i];
-                        format!("{} opened {}", c.intent.replace('_', " "), c.day())
-                    })
-                    .collect();
-                put(
-                    &mut slots,
-                    Slot::OpenIssues,
-                    SlotValue::List(list),
-                    Source::History,
-                );
-            }
-            if let Some(i) = v.last {
-                put(
-                    &mut slots,
-                    Slot::LastContact,
-                    text(&h.contacts[i].day()),
-                    Source::History,
-                );
-            }
-        }
-
-        let mut reasons = Vec::new();
-        let mut why = |reason, detail: String| reasons.push(HandoffReason { reason, detail });
-        if q.intent.is_none() {
-            why(
-                Reason::Abstained,
-                format!(
-                    "cqr could not tell what the query is about (confidence {:.2})",
-                    q.confidence
-                ),
-            );
-        }
-        if let Some(p) = &q.priority {
-            if p.level == "P1" {
-                why(Reason::Priority, "priority P1".into());
-            }
-            if p.escalate {
-                let detail = if p.reasons.is_empty() {
-                    "the priority rules escalate it".to_string()
-                } else {
-                    format!("escalated: {}", p.reasons.join("; "))
-                };
-                why(Reason::Escalation, detail);
-            }
-        }
-        match (q.intent, entry) {
-            (Some(i), None) => why(
-                Reason::NoPlaybookEntry,
-                format!("the playbook has no entry for `{i}`"),
-            ),
-            (Some(i), Some(e)) if e.handoff => why(
-                Reason::Playbook,
-                format!("the playbook hands every `{i}` query to a person"),
-            ),
-            _ => {}
-        }
+        let (slots, mut uses) = self.slots(q);
         let missing: Vec<(Slot, String)> = entry
             .map(|e| {
                 e.requires
@@ -271,75 +163,8 @@ impl Responder {
                     .collect()
             })
             .unwrap_or_default();
-        if !missing.is_empty() {
-            let names: Vec<&str> = missing.iter().map(|(s, _)| s.name()).collect();
-            why(
-                Reason::MissingInformation,
-                format!("needed to act but not given: {}", names.join(", ")),
-            );
-        }
-
-        // The body: the intent's reply, or the safe acknowledgement.
-        let mut templates = Vec::new();
-        let mut render = |part: Option<Part>, slots: &Slots| {
-            let r = match part {
-                Some(p) => self.playbook.common(p, slots),
-                None => q.intent.and_then(|i| self.playbook.reply(i, slots)),
-            };
-            r.map(|r| {
-                templates.push(r.template);
-                r.text
-            })
-        };
-        let greeting = render(Some(Part::Greeting), &slots).unwrap_or_default();
-        let body = match entry {
-            Some(_) => render(None, &slots),
-            None => None,
-        }
-        .or_else(|| render(Some(Part::Fallback), &slots))
-        .unwrap_or_default();
-        let mut paragraph = vec![body];
-        if slots.contains_key(&Slot::RepeatContacts) {
-            paragraph.extend(render(Some(Part::RepeatContact), &slots));
-        }
-        if slots.contains_key(&Slot::OpenIssues) {
-            paragraph.extend(render(Some(Part::OpenIssues), &slots));
-        }
-        if !missing.is_empty() {
-            let phrases: Vec<String> = missing.iter().map(|(_, p)| p.clone()).collect();
-            let mut ask = slots.clone();
-            let value = SlotValue::Text(join_and(&phrases));
-            ask.insert(Slot::Missing, value.clone());
-            uses.push(SlotUse {
-                slot: Slot::Missing,
-                value,
-                source: Source::Playbook,
-            });
-            paragraph.extend(render(Some(Part::Ask), &ask));
-        }
-        let sign_off = render(Some(Part::SignOff), &slots).unwrap_or_default();
-        let reply = [greeting, paragraph.join(" "), sign_off]
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .collect::<Vec<_>>()
-            .join("\n\n");
-
-        let similar = match (&self.index, q.intent) {
-            (Some(idx), Some(i)) => {
-                let query = match (idx.method, q.embedding) {
-                    (Retrieval::Embedding, Some(e)) => Query::Embedding(e),
-                    _ => Query::Text(q.text),
-                };
-                idx.search(
-                    i,
-                    query,
-                    self.opts.similar,
-                    self.opts.min_similarity,
-                    Some(q.id),
-                )
-            }
-            _ => Vec::new(),
-        };
+        let reasons = handoff_reasons(q, entry, &missing);
+        let (reply, templates) = self.compose(q, entry.is_some(), &slots, &missing, &mut uses);
         Draft {
             reply,
             suggested_actions: entry.map(|e| e.actions.clone()).unwrap_or_default(),
@@ -351,13 +176,150 @@ impl Responder {
                 templates,
                 slots: uses,
                 retrieval: self.index.as_ref().map(|i| i.method),
-                similar,
+                similar: self.similar(q),
             },
             handoff: Handoff {
                 required: !reasons.is_empty(),
                 reasons,
             },
         }
+    }
+
+    /// The slots at hand for `q`, and each one filled with its value and source (`intent` and
+    /// `intent_name` are always there and not reported).
+    fn slots(&self, q: &QueryFacts<'_>) -> (Slots, Vec<SlotUse>) {
+        let view = self.view(q);
+        let text = |s: &str| SlotValue::Text(s.to_string());
+        let mut slots = Slots::new();
+        let (intent, name) = match q.intent {
+            Some(i) => (i.to_string(), i.replace('_', " ")),
+            None => ("unknown".to_string(), "enquiry".to_string()),
+        };
+        slots.insert(Slot::Intent, SlotValue::Text(intent));
+        slots.insert(Slot::IntentName, SlotValue::Text(name));
+        let mut uses: Vec<SlotUse> = Vec::new();
+        let mut put = |slot, value: SlotValue, source| {
+            slots.insert(slot, value.clone());
+            uses.push(SlotUse {
+                slot,
+                value,
+                source,
+            });
+        };
+        if let Some(c) = q.customer {
+            put(Slot::CustomerId, text(c), Source::Input);
+        }
+        if let Some(n) = view.as_ref().and_then(|v| v.first_name.as_deref()) {
+            put(Slot::FirstName, text(n), Source::History);
+        }
+        match (q.tier, view.as_ref().and_then(|v| v.tier.as_deref())) {
+            (Some(t), _) => put(Slot::Tier, text(t), Source::Input),
+            (None, Some(t)) => put(Slot::Tier, text(t), Source::History),
+            _ => {}
+        }
+        for (slot, value) in facts::extract(q.text) {
+            put(slot, SlotValue::Text(value), Source::Text);
+        }
+        if let (Some(v), Some(h)) = (&view, &self.history) {
+            if !v.repeats.is_empty() {
+                let n = u32::try_from(v.repeats.len()).unwrap_or(u32::MAX);
+                put(Slot::RepeatContacts, SlotValue::Count(n), Source::History);
+            }
+            if !v.open.is_empty() {
+                let list = v
+                    .open
+                    .iter()
+                    .map(|&i| {
+                        let c = &h.contacts[i];
+                        format!("{} opened {}", c.intent.replace('_', " "), c.day())
+                    })
+                    .collect();
+                put(Slot::OpenIssues, SlotValue::List(list), Source::History);
+            }
+            if let Some(i) = v.last {
+                put(
+                    Slot::LastContact,
+                    text(&h.contacts[i].day()),
+                    Source::History,
+                );
+            }
+        }
+        (slots, uses)
+    }
+
+    /// The reply — greeting; the intent's body (or the safe acknowledgement) with the
+    /// repeat-contact, open-issue and missing-information sentences; sign-off — and the
+    /// templates rendered. The `missing` slot it fills is added to `uses`.
+    fn compose(
+        &self,
+        q: &QueryFacts<'_>,
+        has_entry: bool,
+        slots: &Slots,
+        missing: &[(Slot, String)],
+        uses: &mut Vec<SlotUse>,
+    ) -> (String, Vec<String>) {
+        let mut templates = Vec::new();
+        let mut render = |part: Option<Part>, slots: &Slots| {
+            let r = match part {
+                Some(p) => self.playbook.common(p, slots),
+                None => q.intent.and_then(|i| self.playbook.reply(i, slots)),
+            };
+            r.map(|r| {
+                templates.push(r.template);
+                r.text
+            })
+        };
+        let greeting = render(Some(Part::Greeting), slots).unwrap_or_default();
+        let body = has_entry
+            .then(|| render(None, slots))
+            .flatten()
+            .or_else(|| render(Some(Part::Fallback), slots))
+            .unwrap_or_default();
+        let mut paragraph = vec![body];
+        if slots.contains_key(&Slot::RepeatContacts) {
+            paragraph.extend(render(Some(Part::RepeatContact), slots));
+        }
+        if slots.contains_key(&Slot::OpenIssues) {
+            paragraph.extend(render(Some(Part::OpenIssues), slots));
+        }
+        if !missing.is_empty() {
+            let phrases: Vec<String> = missing.iter().map(|(_, p)| p.clone()).collect();
+            let value = SlotValue::Text(join_and(&phrases));
+            let mut ask = slots.clone();
+            ask.insert(Slot::Missing, value.clone());
+            uses.push(SlotUse {
+                slot: Slot::Missing,
+                value,
+                source: Source::Playbook,
+            });
+            paragraph.extend(render(Some(Part::Ask), &ask));
+        }
+        let sign_off = render(Some(Part::SignOff), slots).unwrap_or_default();
+        let reply = [greeting, paragraph.join(" "), sign_off]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        (reply, templates)
+    }
+
+    /// The most similar resolved tickets of `q`'s intent (none when cqr abstained or there is
+    /// no history).
+    fn similar(&self, q: &QueryFacts<'_>) -> Vec<Similar> {
+        let (Some(idx), Some(i)) = (&self.index, q.intent) else {
+            return Vec::new();
+        };
+        let query = match (idx.method, q.embedding) {
+            (Retrieval::Embedding, Some(e)) => Query::Embedding(e),
+            _ => Query::Text(q.text),
+        };
+        idx.search(
+            i,
+            query,
+            self.opts.similar,
+            self.opts.min_similarity,
+            Some(q.id),
+        )
     }
 
     fn view(&self, q: &QueryFacts<'_>) -> Option<CustomerView> {
@@ -422,6 +384,57 @@ impl Draft {
             },
         }
     }
+}
+
+/// Why a person must take over `q`, if at all: `missing` are the required slots it lacks.
+fn handoff_reasons(
+    q: &QueryFacts<'_>,
+    entry: Option<&playbook::Entry>,
+    missing: &[(Slot, String)],
+) -> Vec<HandoffReason> {
+    let mut reasons = Vec::new();
+    let mut why = |reason, detail: String| reasons.push(HandoffReason { reason, detail });
+    if q.intent.is_none() {
+        why(
+            Reason::Abstained,
+            format!(
+                "cqr could not tell what the query is about (confidence {:.2})",
+                q.confidence
+            ),
+        );
+    }
+    if let Some(p) = &q.priority {
+        if p.level == "P1" {
+            why(Reason::Priority, "priority P1".into());
+        }
+        if p.escalate {
+            let detail = if p.reasons.is_empty() {
+                "the priority rules escalate it".to_string()
+            } else {
+                format!("escalated: {}", p.reasons.join("; "))
+            };
+            why(Reason::Escalation, detail);
+        }
+    }
+    match (q.intent, entry) {
+        (Some(i), None) => why(
+            Reason::NoPlaybookEntry,
+            format!("the playbook has no entry for `{i}`"),
+        ),
+        (Some(i), Some(e)) if e.handoff => why(
+            Reason::Playbook,
+            format!("the playbook hands every `{i}` query to a person"),
+        ),
+        _ => {}
+    }
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|(s, _)| s.name()).collect();
+        why(
+            Reason::MissingInformation,
+            format!("needed to act but not given: {}", names.join(", ")),
+        );
+    }
+    reasons
 }
 
 /// `a`, `a and b`, `a, b and c`.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::history::{Contact, History};
+use super::history::History;
 
 /// How similarity is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -192,12 +192,7 @@ impl Index {
 
 /// The texts of the contacts `rows`, for embedding.
 pub fn texts<'h>(h: &'h History, rows: &[usize]) -> Vec<&'h str> {
-    rows.iter()
-        .map(|&i| {
-            let c: &Contact = &h.contacts[i];
-            c.text.as_str()
-        })
-        .collect()
+    rows.iter().map(|&i| h.contacts[i].text.as_str()).collect()
 }
 
 /// Term counts of lower-cased word unigrams and bigrams, hashed (FNV-1a) and sorted.
@@ -253,7 +248,7 @@ fn weigh(counts: Vec<(u32, f32)>, idf: &HashMap<u32, f32>, default_idf: f32) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::history::Status;
+    use super::super::history::{Contact, Status};
     use super::*;
 
     fn history(rows: &[(&str, &str, Status, &str)]) -> History {
