@@ -1,0 +1,491 @@
+//! The inference encoder's kernels on plain row-major `f32`/`i8` slices: dense layers (f32
+//! through the `gemm` crate, int8 through cqr's own kernel), bias + GELU, layer norm, and
+//! attention over packed (unpadded) sequences.
+//!
+//! Every kernel has one body written for the compiler's auto-vectoriser (fixed 8-lane
+//! accumulators, no branches in the inner loops) and is compiled twice: once for AVX2 + FMA,
+//! chosen at run time, and once for the baseline target as the fallback. Rust never contracts
+//! `a * b + c` into an FMA on its own, so both builds do the same IEEE operations in the same
+//! order and give bit-identical results; the int8 dot products are exact integer sums on either
+//! path. `CQR_SIMD=scalar` forces the fallback (tests use `Isa::Scalar` directly).
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// The instruction set the kernels run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX2 and FMA (x86-64-v3): 256-bit vectors, `vpmaddubsw` for int8.
+    Avx2,
+    /// Whatever the baseline target has (SSE2 on x86-64); the reference path.
+    Scalar,
+}
+
+impl Isa {
+    /// The best the CPU offers, unless `CQR_SIMD=scalar` asks for the fallback.
+    pub fn detect() -> Isa {
+        if std::env::var("CQR_SIMD").is_ok_and(|v| v.eq_ignore_ascii_case("scalar")) {
+            return Isa::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+        Isa::Scalar
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx2 => "avx2",
+            Isa::Scalar => "scalar",
+        }
+    }
+}
+
+/// Runs `$body` (an expression using only `#[inline(always)]` helpers) compiled for AVX2 + FMA
+/// when `$isa` says so, else for the baseline target.
+macro_rules! dispatch {
+    ($isa:expr, $body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if $isa == Isa::Avx2 {
+                // SAFETY: `Isa::Avx2` is only chosen when the CPU reports AVX2 and FMA.
+                unsafe { avx2(|| $body) }
+            } else {
+                $body
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = $isa;
+            $body
+        }
+    }};
+}
+
+/// Sum of `a[i] * b[i]` with eight interleaved partial sums (vectorisable without fast-math).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[l] += x * y;
+    }
+    hsum(acc)
+}
+
+#[inline(always)]
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut c = a.chunks_exact(8);
+    for x in &mut c {
+        for l in 0..8 {
+            acc[l] += x[l];
+        }
+    }
+    for (l, x) in c.remainder().iter().enumerate() {
+        acc[l] += x;
+    }
+    hsum(acc)
+}
+
+#[inline(always)]
+fn hsum(acc: [f32; 8]) -> f32 {
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// `e^x` to about 2 ulp for x in [-87, 88] (0 below, clamped above): Cody–Waite range reduction
+/// and a degree-6 Taylor polynomial on |r| ≤ ln2/2. Branch-free, so it vectorises.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding 1.5·2^23 rounds to an integer and leaves it in the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let v = x * LOG2E + MAGIC;
+    let n = v - MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    let k = (v.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    p * f32::from_bits(((k + 127) as u32) << 23)
+}
+
+/// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7).
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let p = 1.061_405_4;
+    let p = p * t - 1.453_152;
+    let p = p * t + 1.421_413_7;
+    let p = p * t - 0.284_496_74;
+    let p = p * t + 0.254_829_6;
+    let y = 1.0 - p * t * exp(-a * a);
+    y.copysign(x)
+}
+
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// Fills each `width`-wide row of `out` with `bias` (plus the same row of `residual`).
+pub fn fill_rows(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>) {
+    let w = bias.len();
+    match residual {
+        Some(res) => out
+            .chunks_exact_mut(w)
+            .zip(res.chunks_exact(w))
+            .for_each(|(o, r)| {
+                o.iter_mut()
+                    .zip(r.iter().zip(bias))
+                    .for_each(|(o, (r, b))| *o = r + b)
+            }),
+        None => out
+            .chunks_exact_mut(w)
+            .for_each(|o| o.copy_from_slice(bias)),
+    }
+}
+
+/// GELU (the erf form BERT uses) in place.
+pub fn gelu_in_place(isa: Isa, x: &mut [f32]) {
+    dispatch!(isa, x.iter_mut().for_each(|v| *v = gelu(*v)))
+}
+
+/// Layer norm of each `gamma.len()`-wide row in place: biased variance, as torch and candle.
+pub fn layer_norm(isa: Isa, x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let h = gamma.len();
+    dispatch!(
+        isa,
+        x.chunks_exact_mut(h).for_each(|row| {
+            let mean = sum(row) / h as f32;
+            row.iter_mut().for_each(|v| *v -= mean);
+            let var = dot(row, row) / h as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            row.iter_mut()
+                .zip(gamma.iter().zip(beta))
+                .for_each(|(v, (g, b))| *v = *v * inv * g + b);
+        })
+    )
+}
+
+/// Multi-head self-attention over packed sequences. `qkv` holds each token's query, key and
+/// value (`3·h` wide, heads contiguous within each); `seqs` are (first row, length) pairs, and
+/// a token attends only to its own sequence, so nothing is masked or padded. Writes the
+/// context, `h` wide, into `ctx`. `scores` is scratch space.
+pub fn attention(
+    isa: Isa,
+    qkv: &[f32],
+    ctx: &mut [f32],
+    seqs: &[(usize, usize)],
+    (h, heads): (usize, usize),
+    scores: &mut Vec<f32>,
+) {
+    let d = h / heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let max_len = seqs.iter().map(|s| s.1).max().unwrap_or(0);
+    scores.resize(max_len, 0.0);
+    dispatch!(
+        isa,
+        for &(first, len) in seqs {
+            for hd in 0..heads {
+                let col = hd * d;
+                for i in 0..len {
+                    let q = &qkv[(first + i) * 3 * h + col..][..d];
+                    let s = &mut scores[..len];
+                    let mut max = f32::NEG_INFINITY;
+                    for (j, s) in s.iter_mut().enumerate() {
+                        let k = &qkv[(first + j) * 3 * h + h + col..][..d];
+                        *s = dot(q, k) * scale;
+                        max = max.max(*s);
+                    }
+                    s.iter_mut().for_each(|v| *v = exp(*v - max));
+                    let inv = 1.0 / sum(s);
+                    let out = &mut ctx[(first + i) * h + col..][..d];
+                    out.fill(0.0);
+                    for (j, p) in s.iter().enumerate() {
+                        let v = &qkv[(first + j) * 3 * h + 2 * h + col..][..d];
+                        let p = p * inv;
+                        out.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
+                    }
+                }
+            }
+        }
+    )
+}
+
+/// Mean of each sequence's rows, L2-normalised: sentence-transformers' pooling.
+pub fn mean_pool_l2(x: &[f32], h: usize, seqs: &[(usize, usize)], out: &mut [f32]) {
+    for (&(first, len), o) in seqs.iter().zip(out.chunks_exact_mut(h)) {
+        o.fill(0.0);
+        for r in x[first * h..(first + len) * h].chunks_exact(h) {
+            o.iter_mut().zip(r).for_each(|(o, v)| *o += v);
+        }
+        let n = len.max(1) as f32;
+        o.iter_mut().for_each(|v| *v /= n);
+        let norm = o.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        o.iter_mut().for_each(|v| *v /= norm);
+    }
+}
+
+/// `out[n×o] += x[n×k] · w[k×o]` (all row-major), f32 through the `gemm` crate.
+pub fn matmul_f32(
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    (n, k, o): (usize, usize, usize),
+    threads: usize,
+) {
+    assert!(x.len() >= n * k && w.len() >= k * o && out.len() >= n * o);
+    if n == 0 || o == 0 {
+        return;
+    }
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every access within the three slices, which do not
+    // overlap (`out` is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            n,
+            o,
+            k,
+            out.as_mut_ptr(),
+            1,
+            o as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            1,
+            o as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Symmetric int8 quantization of each `k`-wide row of `x` into `kp`-wide rows of `q` (the
+/// tail zero): scale = max|x| / 127, values rounded to nearest and kept in [-127, 127] so the
+/// AVX2 kernel's sign trick cannot overflow. Returns the scale of each row.
+pub fn quantize_rows(x: &[f32], k: usize, kp: usize, q: &mut Vec<i8>, scales: &mut Vec<f32>) {
+    let n = x.len().checked_div(k).unwrap_or(0);
+    q.clear();
+    q.resize(n * kp, 0);
+    scales.clear();
+    for (row, qr) in x.chunks_exact(k.max(1)).zip(q.chunks_exact_mut(kp.max(1))) {
+        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let inv = 1.0 / scale;
+        for (q, v) in qr.iter_mut().zip(row) {
+            *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
+        }
+        scales.push(scale);
+    }
+}
+
+/// `k` rounded up to the int8 kernel's step (32 bytes).
+pub fn padded_k(k: usize) -> usize {
+    k.div_ceil(32) * 32
+}
+
+/// `out[r][c] += (Σ_k qa[r][k]·qw[c][k]) · sa[r] · sw[c]`: int8 rows of activations (`n × kp`)
+/// against int8 rows of weights (`o × kp`, one per output channel), exact i32 sums.
+pub fn matmul_i8(
+    isa: Isa,
+    (qa, sa): (&[i8], &[f32]),
+    (qw, sw): (&[i8], &[f32]),
+    out: &mut [f32],
+    kp: usize,
+) {
+    let (n, o) = (sa.len(), sw.len());
+    assert!(kp.is_multiple_of(32) && qa.len() >= n * kp && qw.len() >= o * kp && out.len() >= n * o);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 {
+        // SAFETY: AVX2 was detected; the assert above bounds every load.
+        unsafe { avx2_i8::matmul(qa, sa, qw, sw, out, kp) };
+        return;
+    }
+    let _ = isa;
+    for r in 0..n {
+        let a = &qa[r * kp..(r + 1) * kp];
+        for c in 0..o {
+            let w = &qw[c * kp..(c + 1) * kp];
+            let acc: i32 = a.iter().zip(w).map(|(&a, &w)| a as i32 * w as i32).sum();
+            out[r * o + c] += acc as f32 * (sa[r] * sw[c]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2_i8 {
+    use super::*;
+
+    /// Rows of activations taken together: 4 rows × 2 channels = 8 accumulators, which with
+    /// the operands fits the 16 ymm registers.
+    const MR: usize = 4;
+    /// Activation rows per block, chosen so a block of 1536-wide rows stays in L2.
+    const ROWS_PER_BLOCK: usize = 64;
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// i32 dot products of `R` activation rows with `C` weight rows, 32 bytes per step. The
+    /// sign trick: |a| (unsigned) times w with a's sign moved onto it, so `vpmaddubsw`'s pair
+    /// sums stay within i16 (2 · 127 · 127 < 32767), then `vpmaddwd` widens to i32.
+    #[target_feature(enable = "avx2")]
+    unsafe fn tile<const R: usize, const C: usize>(
+        a: [*const i8; R],
+        w: [*const i8; C],
+        kp: usize,
+    ) -> [[i32; C]; R] {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_si256(); C]; R];
+        let mut k = 0;
+        while k < kp {
+            let mut wv = [_mm256_setzero_si256(); C];
+            for c in 0..C {
+                wv[c] = _mm256_loadu_si256(w[c].add(k) as *const __m256i);
+            }
+            for r in 0..R {
+                let av = _mm256_loadu_si256(a[r].add(k) as *const __m256i);
+                let abs = _mm256_sign_epi8(av, av);
+                for c in 0..C {
+                    let sw = _mm256_sign_epi8(wv[c], av);
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(abs, sw), ones);
+                    acc[r][c] = _mm256_add_epi32(acc[r][c], p);
+                }
+            }
+            k += 32;
+        }
+        let mut out = [[0i32; C]; R];
+        for r in 0..R {
+            for c in 0..C {
+                out[r][c] = hsum(acc[r][c]);
+            }
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn block<const R: usize>(
+        qa: &[i8],
+        sa: &[f32],
+        qw: &[i8],
+        sw: &[f32],
+        out: &mut [f32],
+        kp: usize,
+        r0: usize,
+    ) {
+        let o = sw.len();
+        let a: [*const i8; R] = std::array::from_fn(|i| qa.as_ptr().add((r0 + i) * kp));
+        let mut c = 0;
+        while c + 2 <= o {
+            let w = [qw.as_ptr().add(c * kp), qw.as_ptr().add((c + 1) * kp)];
+            let d = tile::<R, 2>(a, w, kp);
+            for i in 0..R {
+                for j in 0..2 {
+                    out[(r0 + i) * o + c + j] += d[i][j] as f32 * (sa[r0 + i] * sw[c + j]);
+                }
+            }
+            c += 2;
+        }
+        if c < o {
+            let d = tile::<R, 1>(a, [qw.as_ptr().add(c * kp)], kp);
+            for i in 0..R {
+                out[(r0 + i) * o + c] += d[i][0] as f32 * (sa[r0 + i] * sw[c]);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn matmul(qa: &[i8], sa: &[f32], qw: &[i8], sw: &[f32], out: &mut [f32], kp: usize) {
+        let n = sa.len();
+        let mut b0 = 0;
+        while b0 < n {
+            let b1 = (b0 + ROWS_PER_BLOCK).min(n);
+            let mut r = b0;
+            while r + MR <= b1 {
+                block::<MR>(qa, sa, qw, sw, out, kp, r);
+                r += MR;
+            }
+            while r < b1 {
+                block::<1>(qa, sa, qw, sw, out, kp, r);
+                r += 1;
+            }
+            b0 = b1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_erf_are_accurate() {
+        for i in -8000..=8000 {
+            let x = i as f32 / 100.0;
+            let e = exp(x) as f64;
+            let want = (x as f64).exp();
+            assert!(
+                ((e - want) / want).abs() < 3e-7,
+                "exp({x}) = {e}, want {want}"
+            );
+        }
+        assert_eq!(exp(-200.0), exp(-87.0));
+        for i in -600..=600 {
+            let x = i as f32 / 100.0;
+            // erf reference from the series/continued fraction in f64 (libm has none in std).
+            let want = erf_f64(x as f64);
+            assert!((erf(x) as f64 - want).abs() < 3e-7, "erf({x})");
+        }
+    }
+
+    fn erf_f64(x: f64) -> f64 {
+        // Maclaurin series: its largest term is below 1e7 for |x| ≤ 4, so f64 keeps ~1e-9;
+        // beyond 4, erf is within 1.6e-8 of ±1.
+        if x.abs() > 4.0 {
+            return x.signum();
+        }
+        let mut term = x;
+        let mut s = x;
+        for n in 1..200 {
+            term *= -x * x / n as f64;
+            s += term / (2 * n + 1) as f64;
+        }
+        s * 2.0 / std::f64::consts::PI.sqrt()
+    }
+}

@@ -1,0 +1,350 @@
+//! The inference encoder's kernels against plain candle ops on random inputs, with shapes that
+//! are not multiples of the vector width, length-1 sequences and empty batches; the AVX2 path
+//! against the fallback (bit-identical); and the whole packed BERT against candle-transformers'
+//! `BertModel` on a small random checkpoint. Needs no downloaded model.
+
+use candle_core::{DType, Device, Tensor, D};
+use cqr::models::fastbert::{Bert, Precision};
+use cqr::models::kernels::{self, Isa};
+use cqr::util::Rng;
+
+fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+fn isas() -> Vec<Isa> {
+    let mut v = vec![Isa::Scalar];
+    if Isa::detect() != Isa::Scalar {
+        v.push(Isa::detect());
+    }
+    v
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn t(v: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), shape, &Device::Cpu).unwrap()
+}
+
+fn vec_of(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+#[test]
+fn layer_norm_and_gelu_match_candle() {
+    let mut rng = Rng::new(1);
+    for (rows, h) in [(0, 7), (1, 1), (3, 13), (5, 384), (2, 1000)] {
+        let x = random(&mut rng, rows * h, 3.0);
+        let g = random(&mut rng, h, 1.0);
+        let b = random(&mut rng, h, 0.5);
+        let want = if rows == 0 {
+            vec![]
+        } else {
+            vec_of(
+                &candle_nn::ops::layer_norm_slow(
+                    &t(&x, &[rows, h]),
+                    &t(&g, &[h]),
+                    &t(&b, &[h]),
+                    1e-12,
+                )
+                .unwrap(),
+            )
+        };
+        let gelu_want = if rows == 0 {
+            vec![]
+        } else {
+            vec_of(&t(&x, &[rows, h]).gelu_erf().unwrap())
+        };
+        let mut outs = Vec::new();
+        for isa in isas() {
+            let mut y = x.clone();
+            kernels::layer_norm(isa, &mut y, &g, &b, 1e-12);
+            assert!(max_diff(&y, &want) < 2e-5, "layer norm {rows}x{h} {isa:?}");
+            let mut z = x.clone();
+            kernels::gelu_in_place(isa, &mut z);
+            assert!(max_diff(&z, &gelu_want) < 2e-6, "gelu {rows}x{h} {isa:?}");
+            outs.push((y, z));
+        }
+        // The vector build and the fallback do the same operations in the same order.
+        assert!(outs.windows(2).all(|w| w[0] == w[1]), "{rows}x{h}");
+    }
+}
+
+#[test]
+fn f32_matmul_matches_candle() {
+    let mut rng = Rng::new(2);
+    for (n, k, o) in [
+        (0, 5, 3),
+        (1, 1, 1),
+        (7, 13, 9),
+        (33, 384, 1152),
+        (5, 1536, 384),
+    ] {
+        let x = random(&mut rng, n * k, 1.0);
+        let w = random(&mut rng, k * o, 1.0);
+        let bias = random(&mut rng, o, 1.0);
+        let mut out = vec![0f32; n * o];
+        kernels::fill_rows(&mut out, &bias, None);
+        kernels::matmul_f32(&x, &w, &mut out, (n, k, o), 1);
+        if n > 0 {
+            let want = t(&x, &[n, k])
+                .matmul(&t(&w, &[k, o]))
+                .unwrap()
+                .broadcast_add(&t(&bias, &[o]))
+                .unwrap();
+            assert!(max_diff(&out, &vec_of(&want)) < 1e-3 * (k as f32).sqrt());
+        }
+        let mut par = vec![0f32; n * o];
+        kernels::fill_rows(&mut par, &bias, None);
+        kernels::matmul_f32(&x, &w, &mut par, (n, k, o), 2);
+        assert!(max_diff(&out, &par) < 1e-4 * (k as f32).sqrt());
+    }
+}
+
+#[test]
+fn int8_matmul_is_exact_on_both_paths() {
+    let mut rng = Rng::new(3);
+    for (n, k, o) in [
+        (0, 32, 4),
+        (1, 1, 1),
+        (3, 31, 5),
+        (9, 33, 7),
+        (37, 384, 13),
+        (4, 1536, 2),
+    ] {
+        let x = random(&mut rng, n * k, 2.0);
+        let w = random(&mut rng, o * k, 0.2);
+        let kp = kernels::padded_k(k);
+        let (mut qa, mut sa, mut qw, mut sw) = (vec![], vec![], vec![], vec![]);
+        kernels::quantize_rows(&x, k, kp, &mut qa, &mut sa);
+        kernels::quantize_rows(&w, k, kp, &mut qw, &mut sw);
+        assert!(qa.iter().chain(&qw).all(|&q| q >= -127));
+        // The exact answer of the quantized problem, in i64.
+        let mut want = vec![0f32; n * o];
+        for r in 0..n {
+            for c in 0..o {
+                let d: i64 = (0..kp)
+                    .map(|i| qa[r * kp + i] as i64 * qw[c * kp + i] as i64)
+                    .sum();
+                want[r * o + c] = d as i32 as f32 * (sa[r] * sw[c]);
+            }
+        }
+        for isa in isas() {
+            let mut out = vec![0f32; n * o];
+            kernels::matmul_i8(isa, (&qa, &sa), (&qw, &sw), &mut out, kp);
+            assert_eq!(out, want, "{n}x{k}x{o} {isa:?}");
+        }
+        // And the quantized product is close to the f32 one.
+        for r in 0..n {
+            for c in 0..o {
+                let f: f32 = (0..k).map(|i| x[r * k + i] * w[c * k + i]).sum();
+                let tol = 0.02 * (k as f32).sqrt() * 2.0 * 0.2;
+                assert!((want[r * o + c] - f).abs() < tol, "{n}x{k}x{o} [{r},{c}]");
+            }
+        }
+    }
+    // All-zero rows quantize to zeros with a finite scale.
+    let (mut q, mut s) = (vec![], vec![]);
+    kernels::quantize_rows(&[0.0; 40], 40, 64, &mut q, &mut s);
+    assert!(q.iter().all(|&v| v == 0) && s == [1.0]);
+}
+
+#[test]
+fn packed_attention_matches_masked_candle_attention() {
+    let mut rng = Rng::new(4);
+    let (heads, d) = (3, 5);
+    let h = heads * d;
+    for lens in [vec![], vec![1], vec![4, 1, 7], vec![9, 9]] {
+        let n: usize = lens.iter().sum();
+        let qkv = random(&mut rng, n * 3 * h, 2.0);
+        let mut seqs = Vec::new();
+        let mut first = 0;
+        for &l in &lens {
+            seqs.push((first, l));
+            first += l;
+        }
+        let mut outs = Vec::new();
+        for isa in isas() {
+            let mut ctx = vec![0f32; n * h];
+            kernels::attention(isa, &qkv, &mut ctx, &seqs, (h, heads), &mut Vec::new());
+            outs.push(ctx);
+        }
+        assert!(outs.windows(2).all(|w| w[0] == w[1]));
+        // candle, one sequence at a time: softmax(q kᵀ / √d) v per head.
+        for &(first, len) in &seqs {
+            let rows = t(&qkv[first * 3 * h..(first + len) * 3 * h], &[len, 3 * h]);
+            for hd in 0..heads {
+                let part = |p: usize| rows.narrow(1, p * h + hd * d, d).unwrap();
+                let (q, k, v) = (part(0), part(1), part(2));
+                let s = (q.matmul(&k.t().unwrap()).unwrap() / (d as f64).sqrt()).unwrap();
+                let want = candle_nn::ops::softmax(&s, D::Minus1)
+                    .unwrap()
+                    .matmul(&v)
+                    .unwrap();
+                let want = vec_of(&want);
+                for i in 0..len {
+                    let got = &outs[0][(first + i) * h + hd * d..][..d];
+                    assert!(max_diff(got, &want[i * d..(i + 1) * d]) < 1e-5);
+                }
+            }
+        }
+    }
+}
+
+/// A small random BERT (hidden 40, 4 heads of 10, intermediate 72, 2 layers) saved as
+/// safetensors in Hugging Face's names.
+fn tiny_checkpoint(dir: &std::path::Path) -> candle_transformers::models::bert::Config {
+    let cfg: candle_transformers::models::bert::Config =
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 50, "hidden_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 72, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+            "max_position_embeddings": 16, "type_vocab_size": 2, "initializer_range": 0.02,
+            "layer_norm_eps": 1e-12, "pad_token_id": 0
+        }))
+        .unwrap();
+    let mut rng = Rng::new(5);
+    let mut tensors = std::collections::HashMap::new();
+    let mut put = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
+        let n = shape.iter().product();
+        let v: Vec<f32> = random(&mut rng, n, scale)
+            .into_iter()
+            .map(|x| x + offset)
+            .collect();
+        tensors.insert(name, Tensor::from_vec(v, shape, &Device::Cpu).unwrap());
+    };
+    let (h, i) = (40, 72);
+    put(
+        "embeddings.word_embeddings.weight".into(),
+        vec![50, h],
+        1.0,
+        0.0,
+    );
+    put(
+        "embeddings.position_embeddings.weight".into(),
+        vec![16, h],
+        0.5,
+        0.0,
+    );
+    put(
+        "embeddings.token_type_embeddings.weight".into(),
+        vec![2, h],
+        0.5,
+        0.0,
+    );
+    put("embeddings.LayerNorm.weight".into(), vec![h], 0.2, 1.0);
+    put("embeddings.LayerNorm.bias".into(), vec![h], 0.2, 0.0);
+    for l in 0..2 {
+        let p = format!("encoder.layer.{l}");
+        for m in [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ] {
+            put(format!("{p}.{m}.weight"), vec![h, h], 0.3, 0.0);
+            put(format!("{p}.{m}.bias"), vec![h], 0.1, 0.0);
+        }
+        put(
+            format!("{p}.intermediate.dense.weight"),
+            vec![i, h],
+            0.3,
+            0.0,
+        );
+        put(format!("{p}.intermediate.dense.bias"), vec![i], 0.1, 0.0);
+        put(format!("{p}.output.dense.weight"), vec![h, i], 0.2, 0.0);
+        put(format!("{p}.output.dense.bias"), vec![h], 0.1, 0.0);
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            put(format!("{p}.{n}.weight"), vec![h], 0.2, 1.0);
+            put(format!("{p}.{n}.bias"), vec![h], 0.2, 0.0);
+        }
+    }
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    cfg
+}
+
+#[test]
+fn packed_bert_matches_candle_bert_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_checkpoint(dir.path());
+    let weights = dir.path().join("model.safetensors");
+    let rows: Vec<Vec<u32>> = vec![
+        vec![1, 7, 2],
+        vec![3],
+        vec![1, 4, 9, 16, 25, 36, 49, 2],
+        vec![5, 5],
+    ];
+    let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+    // candle's model on the padded batch.
+    let t_len = 8;
+    let (mut ids, mut mask) = (vec![0u32; 4 * t_len], vec![0u32; 4 * t_len]);
+    for (r, row) in rows.iter().enumerate() {
+        ids[r * t_len..r * t_len + row.len()].copy_from_slice(row);
+        mask[r * t_len..r * t_len + row.len()].fill(1);
+    }
+    let dev = Device::Cpu;
+    let ids = Tensor::from_vec(ids, (4, t_len), &dev).unwrap();
+    let mask = Tensor::from_vec(mask, (4, t_len), &dev).unwrap();
+    let types = Tensor::zeros((4, t_len), DType::U32, &dev).unwrap();
+    // SAFETY: the file was just written and is not modified while mapped.
+    let vb = unsafe {
+        candle_nn::VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &dev).unwrap()
+    };
+    let model = candle_transformers::models::bert::BertModel::load(vb, &cfg).unwrap();
+    let hidden = model.forward(&ids, &types, Some(&mask)).unwrap();
+    let want = vec_of(&cqr::models::bert::mean_pool_l2(&hidden, &mask).unwrap());
+
+    let bert = Bert::load(&weights, &cfg, Precision::F32, None).unwrap();
+    let int8 = Bert::load(&weights, &cfg, Precision::Int8, None).unwrap();
+    let mut f32_outs = Vec::new();
+    for isa in isas() {
+        for threads in [1, 2] {
+            let got = bert.embed(isa, &refs, threads);
+            assert!(max_diff(&got, &want) < 1e-5, "{isa:?} threads {threads}");
+            f32_outs.push(got);
+        }
+        // One sequence at a time gives the same vectors as the packed batch.
+        for (r, row) in refs.iter().enumerate() {
+            let one = bert.embed(isa, &[row], 1);
+            assert!(max_diff(&one, &want[r * 40..(r + 1) * 40]) < 1e-5);
+        }
+        let q = int8.embed(isa, &refs, 1);
+        for r in 0..4 {
+            let cos: f32 = q[r * 40..(r + 1) * 40]
+                .iter()
+                .zip(&want[r * 40..(r + 1) * 40])
+                .map(|(a, b)| a * b)
+                .sum();
+            assert!(cos > 0.99, "int8 row {r}: cosine {cos}");
+        }
+    }
+    assert!(bert.embed(Isa::Scalar, &[], 1).is_empty());
+    // Stored int8 weights load to the same model as quantizing at load.
+    let stored: std::collections::HashMap<_, _> = int8
+        .int8_weights()
+        .unwrap()
+        .into_iter()
+        .map(|(n, q)| {
+            (
+                n,
+                cqr::models::fastbert::QWeights {
+                    q: q.q.clone(),
+                    scale: q.scale.clone(),
+                },
+            )
+        })
+        .collect();
+    let again = Bert::load(&weights, &cfg, Precision::Int8, Some(&stored)).unwrap();
+    assert_eq!(
+        again.embed(Isa::Scalar, &refs, 1),
+        int8.embed(Isa::Scalar, &refs, 1)
+    );
+    assert!(bert.int8_weights().is_none());
+}
