@@ -542,6 +542,7 @@ impl TrainSettings {
                     seed: self.seed.value,
                     ..defaults::fine_tune_params()
                 }),
+                precision: crate::models::fastbert::precision_override().unwrap_or_default(),
             }),
         };
         params.validate().map_err(|bad| self.blame(bad))

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use common::{cqr_in, encoder_dir, jsonl, root, run_ok, tickets, tickets_test, without_model};
 use cqr::models::encoder::{Encoder, DEFAULT_MAX_LEN};
+use cqr::models::fastbert::Precision;
+use cqr::models::kernels::Isa;
 
 #[test]
 fn embeddings_match_python_sentence_transformers() {
@@ -38,21 +40,37 @@ fn embeddings_match_python_sentence_transformers() {
     let Some(dir) = encoder_dir("embeddings_match_python_sentence_transformers") else {
         return;
     };
-    let enc = Encoder::load(&dir, DEFAULT_MAX_LEN).unwrap();
-    assert_eq!(enc.dim, 384);
-    // Batch sizes 1 and 3 exercise per-batch padding and the length sort.
-    for batch in [1, 3] {
-        let got = enc.embed(&sentences, batch, |_| {}).unwrap();
-        for (i, r) in reference.iter().enumerate() {
-            let g = &got[i * 384..(i + 1) * 384];
-            let dot: f32 = g.iter().zip(r).map(|(a, b)| a * b).sum();
-            let nr: f32 = r.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let ng: f32 = g.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let cos = dot / (nr * ng);
-            assert!(cos >= 0.999, "sentence {i} (batch {batch}): cosine {cos}");
-            assert!((ng - 1.0).abs() < 1e-4);
+    // Batch sizes 1, 3 and 32 (all eight in one packed batch, mixed lengths); f32 and int8;
+    // the AVX2 kernels and the scalar fallback that a CPU without them would run.
+    for (precision, floor) in [(Precision::F32, 0.999), (Precision::Int8, 0.99)] {
+        for isa in [Isa::detect(), Isa::Scalar] {
+            let enc = Encoder::load_precision(&dir, DEFAULT_MAX_LEN, precision)
+                .unwrap()
+                .with_isa(isa);
+            assert_eq!(enc.dim, 384);
+            for batch in [1, 3, 32] {
+                let got = enc.embed(&sentences, batch, |_| {}).unwrap();
+                assert_eq!(got.len(), sentences.len() * 384);
+                for (i, r) in reference.iter().enumerate() {
+                    let g = &got[i * 384..(i + 1) * 384];
+                    let dot: f32 = g.iter().zip(r).map(|(a, b)| a * b).sum();
+                    let nr: f32 = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    let ng: f32 = g.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    let cos = dot / (nr * ng);
+                    assert!(
+                        cos >= floor,
+                        "sentence {i} ({}, {}, batch {batch}): cosine {cos}",
+                        precision.name(),
+                        isa.name()
+                    );
+                    assert!((ng - 1.0).abs() < 1e-4);
+                }
+            }
         }
     }
+    // An empty input is an empty answer, not an error.
+    let enc = Encoder::load(&dir, DEFAULT_MAX_LEN).unwrap();
+    assert!(enc.embed(&[], 32, |_| {}).unwrap().is_empty());
 }
 
 #[test]
@@ -209,4 +227,56 @@ fn mlp_head_round_trips_with_mc_dropout() {
     );
     let plain = classify(w, "m", &["--mc-samples", "0"], Some(q));
     assert!(plain[0]["uncertainty"].get("std").is_none());
+}
+
+#[test]
+fn int8_is_chosen_at_train_time_stored_checksummed_and_overridable_at_load() {
+    let Some(encoder) = encoder_dir("int8_is_chosen_at_train_time") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    train_with_encoder(
+        w,
+        "q",
+        &["--components", "linear,encoder", "--precision", "int8"],
+        &encoder,
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.join("q/manifest.json")).unwrap()).unwrap();
+    let comp = m["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "encoder")
+        .unwrap();
+    assert_eq!(comp["settings"]["precision"], "int8", "{comp}");
+    let int8_file = comp["files"]["int8_weights"]["path"].as_str().unwrap();
+    assert!(w.join("q").join(int8_file).is_file());
+
+    let int8 = classify(w, "q", &[], None);
+    assert_eq!(int8.len(), 480);
+    // The same bundle run at f32 (the override at load) agrees on almost every intent.
+    let f32 = classify(w, "q", &["--precision", "f32"], None);
+    let same = int8
+        .iter()
+        .zip(&f32)
+        .filter(|(a, b)| a["intent"] == b["intent"])
+        .count();
+    assert!(same >= 470, "int8 and f32 agree on {same} of 480");
+
+    // The int8 weights are covered by the bundle's checksum.
+    let path = w.join("q").join(int8_file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    let out = cqr_in(w)
+        .args(["classify", "q"])
+        .write_stdin("{\"text\":\"my card\"}\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(int8_file), "{err}");
 }

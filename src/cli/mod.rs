@@ -58,6 +58,17 @@ pub struct GlobalArgs {
     /// Worker threads (default: all cores).
     #[arg(long, global = true, env = "CQR_THREADS", value_name = "N")]
     pub threads: Option<usize>,
+    /// Encoder arithmetic: f32, or int8 (8-bit weights and activations, faster, ~0.1–0.3 points
+    /// less accurate). For train it is stored in the bundle; elsewhere it overrides the bundle's
+    /// [default: the bundle's, f32 for a new one].
+    #[arg(
+        long,
+        global = true,
+        env = "CQR_PRECISION",
+        value_enum,
+        value_name = "P"
+    )]
+    pub precision: Option<crate::models::fastbert::Precision>,
     /// MLflow tracking server (http[s]://…); unset, runs stay in the local store only.
     #[arg(long, global = true, env = "MLFLOW_TRACKING_URI", value_name = "URI")]
     pub tracking_uri: Option<String>,
@@ -225,6 +236,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             .num_threads(n)
             .build_global()
             .map_err(|e| anyhow::anyhow!("setting up {n} threads: {e}"))?;
+    }
+    if let Some(p) = cli.global.precision {
+        crate::models::fastbert::set_precision(p);
     }
     let config = FileConfig::load(cli.global.config.as_deref())?;
     let tracking = cli.global.tracking();

@@ -4,7 +4,7 @@
 //! metrics. Saving writes a temporary sibling directory and renames it into place; loading
 //! refuses a newer format and any checksum mismatch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::abstain::AbstainRule;
 use super::calibration::ThresholdChoice;
 use super::encoder::{Encoder, EncoderClassifier};
+use super::fastbert::{Precision, QWeights};
 use super::finetune::FineTuneSummary;
 use super::heads::{Head, LogisticHead, MlpHead};
 use super::linear::{FittedLinear, PathPoint};
@@ -347,6 +348,10 @@ pub struct EncoderSettings {
     /// Present when the encoder's weights were fine-tuned by cqr.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fine_tune: Option<FineTuneSummary>,
+    /// The encoder's arithmetic; int8 weights are stored beside the f32 ones
+    /// (`encoder_int8.safetensors`, role `int8_weights`).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn copy_file(dir: &Path, name: &str, src: &Path) -> Result<FileEntry> {
@@ -419,7 +424,14 @@ pub fn write_encoder(
             &src.join("model.safetensors"),
         )?,
     );
+    if let Some(q) = m.encoder.int8_weights() {
+        files.insert(
+            INT8_ROLE.to_string(),
+            write_file(dir, "encoder_int8.safetensors", &int8_safetensors(dir, &q)?)?,
+        );
+    }
     let settings = EncoderSettings {
+        precision: m.encoder.precision(),
         source: fine_tune
             .map(|f| f.base.clone())
             .unwrap_or_else(|| src.display().to_string()),
@@ -441,6 +453,66 @@ pub fn write_encoder(
     })
 }
 
+/// The role of the encoder's int8 weights in the component's files.
+const INT8_ROLE: &str = "int8_weights";
+
+/// Serialises int8 weights: `NAME.weight` (i8, `[out, k padded]`) and `NAME.scale` (f32).
+fn int8_safetensors(dir: &Path, q: &[(String, &QWeights)]) -> Result<Vec<u8>> {
+    let scales: Vec<Vec<u8>> = q
+        .iter()
+        .map(|(_, w)| w.scale.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::new();
+    for ((name, w), scale) in q.iter().zip(&scales) {
+        let o = w.scale.len();
+        let bytes: &[u8] = bytemuck_i8(&w.q);
+        let bad = |e: safetensors::SafeTensorError| Error::model(dir, e.to_string());
+        views.push((
+            format!("{name}.weight"),
+            TensorView::new(Dtype::I8, vec![o, w.q.len() / o.max(1)], bytes).map_err(bad)?,
+        ));
+        views.push((
+            format!("{name}.scale"),
+            TensorView::new(Dtype::F32, vec![o], scale).map_err(bad)?,
+        ));
+    }
+    safetensors::serialize(views, None).map_err(|e| Error::model(dir, e.to_string()))
+}
+
+fn bytemuck_i8(v: &[i8]) -> &[u8] {
+    // SAFETY: i8 and u8 have the same size and alignment and every bit pattern is valid.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len()) }
+}
+
+/// Reads what `int8_safetensors` wrote.
+fn read_int8(path: &Path) -> Result<HashMap<String, QWeights>> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::model(path, format!("not a safetensors file: {e}")))?;
+    let mut out = HashMap::new();
+    for name in st.names() {
+        let Some(base) = name.strip_suffix(".weight") else {
+            continue;
+        };
+        let get = |n: &str, dtype: Dtype| {
+            st.tensor(n)
+                .ok()
+                .filter(|t| t.dtype() == dtype)
+                .ok_or_else(|| Error::model(path, format!("no {dtype:?} tensor {n}")))
+        };
+        let w = get(name, Dtype::I8)?;
+        let s = get(&format!("{base}.scale"), Dtype::F32)?;
+        let q = w.data().iter().map(|&b| b as i8).collect();
+        let scale = s
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        out.insert(base.to_string(), QWeights { q, scale });
+    }
+    Ok(out)
+}
+
 pub fn read_encoder(
     bundle: &Path,
     c: &ComponentManifest,
@@ -454,12 +526,18 @@ pub fn read_encoder(
         .get("weights")
         .map(|f| f.sha256.clone())
         .unwrap_or_default();
+    let precision = super::fastbert::precision_override().unwrap_or(settings.precision);
+    let int8 = match (precision, c.files.contains_key(INT8_ROLE)) {
+        (Precision::Int8, true) => Some(read_int8(&file(INT8_ROLE)?)?),
+        _ => None,
+    };
     let encoder = Encoder::load_files(
         bundle,
         &file("config")?,
         &file("tokenizer")?,
         (&file("weights")?, weights_sha256),
         settings.max_len,
+        (precision, int8.as_ref()),
     )?;
     let hpath = file("head")?;
     let bytes = fs::read(&hpath).map_err(|e| Error::io(&hpath, e))?;

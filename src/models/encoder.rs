@@ -1,16 +1,18 @@
 //! The sentence encoder: a BERT-family sentence-transformers folder (config.json, tokenizer.json,
-//! model.safetensors) run by candle on the CPU — token ids, masked mean pooling, L2 normalisation,
-//! as sentence-transformers does. Texts are encoded in batches sorted by length and padded per
-//! batch (the shipped tokenizer pads to a fixed 128, which wastes most of the work), truncated
-//! at `max_len` tokens. Only this module touches candle tensors for inference.
+//! model.safetensors) run on the CPU by `fastbert` — token ids, masked mean pooling, L2
+//! normalisation, as sentence-transformers does. Texts are tokenised once (truncated at
+//! `max_len` tokens), sorted by token count and cut into batches whose tokens are packed end to
+//! end, so no padding is computed; batches run side by side on the rayon pool.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config, DTYPE};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
+use candle_transformers::models::bert::Config;
+use rayon::prelude::*;
+use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
+use super::fastbert::{Bert, Precision, QWeights};
+use super::kernels::Isa;
 use crate::error::{Error, Result};
 use crate::util::sha256_file;
 
@@ -21,9 +23,9 @@ pub const DEFAULT_BATCH: usize = 32;
 pub const DEFAULT_DIR: &str = "models/all-MiniLM-L6-v2";
 
 pub struct Encoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
-    device: Device,
+    isa: Isa,
     pub dir: PathBuf,
     pub dim: usize,
     pub max_len: usize,
@@ -31,13 +33,18 @@ pub struct Encoder {
     pub weights_sha256: String,
 }
 
-fn candle_err(dir: &Path, e: impl std::fmt::Display) -> Error {
+fn encoder_err(dir: &Path, e: impl std::fmt::Display) -> Error {
     Error::model(dir, format!("encoder: {e}"))
 }
 
 impl Encoder {
-    /// Loads a sentence-transformers folder.
+    /// Loads a sentence-transformers folder, f32.
     pub fn load(dir: &Path, max_len: usize) -> Result<Encoder> {
+        Encoder::load_precision(dir, max_len, Precision::F32)
+    }
+
+    /// Loads a sentence-transformers folder; int8 weights are quantized from its f32 ones.
+    pub fn load_precision(dir: &Path, max_len: usize, precision: Precision) -> Result<Encoder> {
         for f in ["config.json", "tokenizer.json", "model.safetensors"] {
             if !dir.join(f).is_file() {
                 return Err(Error::model(
@@ -57,43 +64,50 @@ impl Encoder {
             &dir.join("tokenizer.json"),
             (&weights, weights_sha256),
             max_len,
+            (precision, None),
         )
     }
 
     /// Loads from explicit files (a bundle stores them under its own names); the weights come
-    /// with their sha256, which the caller has already computed or verified.
+    /// with their sha256, which the caller has already computed or verified. With int8, the
+    /// stored quantized weights are used when given (by name, see `fastbert::DENSE_NAMES`).
     pub fn load_files(
         dir: &Path,
         cfg_path: &Path,
         tok_path: &Path,
         (weights, weights_sha256): (&Path, String),
         max_len: usize,
+        (precision, int8): (Precision, Option<&HashMap<String, QWeights>>),
     ) -> Result<Encoder> {
         let text = std::fs::read_to_string(cfg_path).map_err(|e| Error::io(cfg_path, e))?;
         let config: Config = serde_json::from_str(&text)
-            .map_err(|e| candle_err(dir, format!("config.json: {e}")))?;
-        let mut tokenizer = Tokenizer::from_file(tok_path).map_err(|e| candle_err(dir, e))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
+            .map_err(|e| encoder_err(dir, format!("config.json: {e}")))?;
+        let mut tokenizer = Tokenizer::from_file(tok_path).map_err(|e| encoder_err(dir, e))?;
+        // The shipped tokenizer pads to 128; batches are packed instead.
+        tokenizer.with_padding(None);
+        let model = Bert::load(weights, &config, precision, int8)?;
+        let max_len = max_len.min(model.max_positions());
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_len,
                 strategy: TruncationStrategy::LongestFirst,
                 ..Default::default()
             }))
-            .map_err(|e| candle_err(dir, e))?;
-        let device = Device::Cpu;
-        // SAFETY: the file is mapped read-only and not modified while the model lives; this is
-        // candle's documented way to load safetensors without copying them.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DTYPE, &device) }
-            .map_err(|e| candle_err(dir, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| candle_err(dir, e))?;
+            .map_err(|e| encoder_err(dir, e))?;
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab > model.vocab_size() {
+            return Err(encoder_err(
+                dir,
+                format!(
+                    "the tokenizer knows {vocab} tokens but the weights have {} embeddings",
+                    model.vocab_size()
+                ),
+            ));
+        }
         Ok(Encoder {
             model,
             tokenizer,
-            device,
+            isa: Isa::detect(),
             dir: dir.to_path_buf(),
             dim: config.hidden_size,
             max_len,
@@ -101,56 +115,66 @@ impl Encoder {
         })
     }
 
+    pub fn precision(&self) -> Precision {
+        self.model.precision
+    }
+
+    /// The int8 weights to store in a bundle (`None` for f32).
+    pub fn int8_weights(&self) -> Option<Vec<(String, &QWeights)>> {
+        self.model.int8_weights()
+    }
+
+    /// Runs the kernels with `isa` instead of the detected one (tests force the fallback).
+    pub fn with_isa(mut self, isa: Isa) -> Encoder {
+        self.isa = isa;
+        self
+    }
+
     /// L2-normalised sentence embeddings, row-major `[texts.len() × dim]`, in input order.
+    /// `progress` is called with the texts done after each group of batches.
     pub fn embed(
         &self,
         texts: &[&str],
         batch_size: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<f32>> {
-        let mut out = vec![0f32; texts.len() * self.dim];
+        let dim = self.dim;
+        let mut out = vec![0f32; texts.len() * dim];
         if texts.is_empty() {
             return Ok(out);
         }
-        // Sorting by length keeps the padding in each batch small.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        for chunk in order.chunks(batch_size.max(1)) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let emb = self.embed_batch(&batch)?;
-            for (row, &i) in emb.chunks(self.dim).zip(chunk) {
-                out[i * self.dim..(i + 1) * self.dim].copy_from_slice(row);
-            }
-            progress(chunk.len());
-        }
-        Ok(out)
-    }
-
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<f32>> {
-        let err = |e: candle_core::Error| candle_err(&self.dir, e);
         let enc = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
-            .map_err(|e| candle_err(&self.dir, e))?;
-        let n = enc.len();
-        let t = enc.first().map(|e| e.get_ids().len()).unwrap_or(0);
-        let mut ids = Vec::with_capacity(n * t);
-        let mut types = Vec::with_capacity(n * t);
-        let mut mask = Vec::with_capacity(n * t);
-        for e in &enc {
-            ids.extend(e.get_ids().iter().copied());
-            types.extend(e.get_type_ids().iter().copied());
-            mask.extend(e.get_attention_mask().iter().copied());
+            .map_err(|e| encoder_err(&self.dir, e))?;
+        let ids: Vec<&[u32]> = enc.iter().map(|e| e.get_ids()).collect();
+        // Sorted by token count, each batch holds sequences of about the same length.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+        let threads = rayon::current_num_threads().max(1);
+        // A lone batch splits its matmuls across the pool; several run one per thread, which
+        // scales better than splitting small matrices.
+        let inner = if batches.len() == 1 { threads } else { 1 };
+        for group in batches.chunks(threads * 2) {
+            let done: Vec<Vec<f32>> = group
+                .par_iter()
+                .with_max_len(1)
+                .map(|b| {
+                    let rows: Vec<&[u32]> = b.iter().map(|&i| ids[i]).collect();
+                    self.model.embed(self.isa, &rows, inner)
+                })
+                .collect();
+            let mut n = 0;
+            for (b, emb) in group.iter().zip(&done) {
+                for (&i, row) in b.iter().zip(emb.chunks_exact(dim)) {
+                    out[i * dim..(i + 1) * dim].copy_from_slice(row);
+                }
+                n += b.len();
+            }
+            progress(n);
         }
-        let ids = Tensor::from_vec(ids, (n, t), &self.device).map_err(err)?;
-        let types = Tensor::from_vec(types, (n, t), &self.device).map_err(err)?;
-        let mask = Tensor::from_vec(mask, (n, t), &self.device).map_err(err)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
-        let unit = super::bert::mean_pool_l2(&hidden, &mask).map_err(err)?;
-        unit.flatten_all()
-            .map_err(err)?
-            .to_vec1::<f32>()
-            .map_err(err)
+        Ok(out)
     }
 }
 
@@ -234,8 +258,13 @@ impl EmbeddingCache {
     pub fn open(encoder: &Encoder) -> Result<EmbeddingCache> {
         let dir = crate::util::cache_root().join("embeddings");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // int8 embeddings differ slightly from f32 ones: they get their own file.
+        let precision = match encoder.precision() {
+            Precision::F32 => String::new(),
+            p => format!("-{}", p.name()),
+        };
         let path = dir.join(format!(
-            "{}-{}-{}.bin",
+            "{}-{}-{}{precision}.bin",
             &encoder.weights_sha256[..16],
             encoder.max_len,
             encoder.dim

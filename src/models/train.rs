@@ -74,6 +74,8 @@ pub struct EncoderParams {
     pub head: HeadKind,
     /// Fine-tune the encoder itself before fitting the head.
     pub fine_tune: Option<FineTuneParams>,
+    /// The encoder's arithmetic, for the embeddings the head is fitted on and in the bundle.
+    pub precision: super::fastbert::Precision,
 }
 
 /// The encoder component's head.
@@ -831,7 +833,7 @@ fn fit_encoder(
     progress: Progress<'_>,
 ) -> Result<EncoderStep> {
     let start = Instant::now();
-    let base = Encoder::load(&ep.dir, ep.max_len)?;
+    let base = Encoder::load_precision(&ep.dir, ep.max_len, ep.precision)?;
     let total = rows.train_texts.len() + rows.valid_texts.len() + rows.oos_texts.len();
     let (encoder, fine_tune, xt, xv, xo) = match &ep.fine_tune {
         None => {
@@ -984,7 +986,7 @@ fn fine_tune_encoder(
             })
         },
     )?;
-    let tuned = Encoder::load(ft.dir.path(), ep.max_len)?;
+    let tuned = Encoder::load_precision(ft.dir.path(), ep.max_len, ep.precision)?;
     let summary = FineTuneSummary {
         base: ep.dir.display().to_string(),
         base_sha256: base.weights_sha256.clone(),
