@@ -348,3 +348,116 @@ fn packed_bert_matches_candle_bert_model() {
     );
     assert!(bert.int8_weights().is_none());
 }
+
+/// Σ out·r for a fixed random `r`: a scalar whose gradient exercises every output element.
+fn weighted_sum(out: &Tensor, r: &Tensor) -> Tensor {
+    (out * r).unwrap().sum_all().unwrap()
+}
+
+#[test]
+fn fused_layer_norm_gradients_match_candle_and_finite_differences() {
+    use candle_core::Var;
+    use cqr::models::bert::FusedLayerNorm;
+    let mut rng = Rng::new(11);
+    for (n, h) in [(1, 1), (1, 7), (5, 33), (12, 384)] {
+        let (xv, gv, bv, rv) = (
+            random(&mut rng, n * h, 2.0),
+            random(&mut rng, h, 1.5),
+            random(&mut rng, h, 0.5),
+            random(&mut rng, n * h, 1.0),
+        );
+        let (x, g, b) = (
+            Var::from_tensor(&t(&xv, &[n, h])).unwrap(),
+            Var::from_tensor(&t(&gv, &[h])).unwrap(),
+            Var::from_tensor(&t(&bv, &[h])).unwrap(),
+        );
+        let r = t(&rv, &[n, h]);
+        let eps = 1e-12;
+        let fused = x
+            .as_tensor()
+            .apply_op3(g.as_tensor(), b.as_tensor(), FusedLayerNorm { eps })
+            .unwrap();
+        let slow = candle_nn::ops::layer_norm_slow(&x, &g, &b, eps).unwrap();
+        assert!(
+            max_diff(&vec_of(&fused), &vec_of(&slow)) < 1e-5,
+            "forward n={n} h={h}"
+        );
+        let gf = weighted_sum(&fused, &r).backward().unwrap();
+        let gs = weighted_sum(&slow, &r).backward().unwrap();
+        for (what, v) in [("x", &x), ("gamma", &g), ("beta", &b)] {
+            let (a, e) = (vec_of(gf.get(v).unwrap()), vec_of(gs.get(v).unwrap()));
+            let scale = e.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            assert!(
+                max_diff(&a, &e) < 1e-4 * scale,
+                "d{what} n={n} h={h}: {}",
+                max_diff(&a, &e)
+            );
+        }
+        // Central differences on a few coordinates of x and gamma.
+        let loss = |xv: &[f32], gv: &[f32]| -> f64 {
+            let o = t(xv, &[n, h])
+                .apply_op3(&t(gv, &[h]), &t(&bv, &[h]), FusedLayerNorm { eps })
+                .unwrap();
+            vec_of(&o)
+                .iter()
+                .zip(&rv)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum()
+        };
+        let dx = vec_of(gf.get(&x).unwrap());
+        let dg = vec_of(gf.get(&g).unwrap());
+        let step = 1e-2f32;
+        for i in [0, n * h / 2, n * h - 1] {
+            let (mut up, mut down) = (xv.clone(), xv.clone());
+            up[i] += step;
+            down[i] -= step;
+            let fd = (loss(&up, &gv) - loss(&down, &gv)) / (2.0 * step as f64);
+            assert!(
+                (fd - dx[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()),
+                "dx[{i}] n={n} h={h}: analytic {} finite difference {fd}",
+                dx[i]
+            );
+        }
+        for i in [0, h - 1] {
+            let (mut up, mut down) = (gv.clone(), gv.clone());
+            up[i] += step;
+            down[i] -= step;
+            let fd = (loss(&xv, &up) - loss(&xv, &down)) / (2.0 * step as f64);
+            assert!(
+                (fd - dg[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()),
+                "dgamma[{i}] n={n} h={h}: analytic {} finite difference {fd}",
+                dg[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn softmax_gradient_matches_candle() {
+    use candle_core::Var;
+    use cqr::models::bert::Softmax;
+    let mut rng = Rng::new(12);
+    for (n, w) in [(1, 1), (3, 9), (8, 40)] {
+        let xv = random(&mut rng, n * w, 6.0);
+        let r = t(&random(&mut rng, n * w, 1.0), &[n, w]);
+        let x = Var::from_tensor(&t(&xv, &[n, w])).unwrap();
+        let fused = x.as_tensor().apply_op1(Softmax).unwrap();
+        let plain = candle_nn::ops::softmax(&x, D::Minus1).unwrap();
+        assert!(max_diff(&vec_of(&fused), &vec_of(&plain)) < 1e-6);
+        let a = vec_of(
+            weighted_sum(&fused, &r)
+                .backward()
+                .unwrap()
+                .get(&x)
+                .unwrap(),
+        );
+        let e = vec_of(
+            weighted_sum(&plain, &r)
+                .backward()
+                .unwrap()
+                .get(&x)
+                .unwrap(),
+        );
+        assert!(max_diff(&a, &e) < 1e-5, "n={n} w={w}: {}", max_diff(&a, &e));
+    }
+}

@@ -1,14 +1,18 @@
 //! A trainable BERT encoder for fine-tuning, with the checkpoint's own weight names so it loads
 //! and saves the same safetensors files as candle-transformers' inference model. It exists
 //! because the stock model cannot be trained: its fused layer norm has no backward pass (the
-//! graph is cut without an error) and its dropout does nothing. Here layer norm is the
-//! differentiable `layer_norm_slow`, softmax is built from primitive ops, and dropout masks come
-//! from cqr's seeded RNG so a fine-tune is reproducible. Inference stays in `encoder.rs`.
+//! graph is cut without an error) and its dropout does nothing. Here layer norm and softmax are
+//! custom ops with their backward passes written out (checked against finite differences in
+//! tests/kernels.rs), and dropout masks come from cqr's seeded RNG so a fine-tune is
+//! reproducible. Inference stays in `encoder.rs`.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Module, Shape, Tensor, D,
+};
 use candle_nn::{Linear, VarBuilder};
 use candle_transformers::models::bert::Config;
 
+use super::kernels::{self, Isa};
 use crate::util::Rng;
 
 type CResult<T> = candle_core::Result<T>;
@@ -51,7 +55,153 @@ impl LayerNorm {
     }
 
     fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
+        x.contiguous()?
+            .apply_op3(&self.weight, &self.bias, FusedLayerNorm { eps: self.eps })
+    }
+}
+
+/// The contiguous f32 data of a custom op's argument.
+fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> CResult<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{what}: only f32 is supported")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{what} must be contiguous"),
+    }
+}
+
+/// Layer norm over the last dimension in one pass (`kernels::layer_norm`), with its backward
+/// pass written out (`kernels::layer_norm_backward`) instead of differentiated through the
+/// nine tensor ops of `layer_norm_slow`. Arguments: x, gamma, beta.
+pub struct FusedLayerNorm {
+    pub eps: f32,
+}
+
+impl CustomOp3 for FusedLayerNorm {
+    fn name(&self) -> &'static str {
+        "cqr-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (x, g, b) = (
+            f32_data(s1, l1, "x")?,
+            f32_data(s2, l2, "gamma")?,
+            f32_data(s3, l3, "beta")?,
+        );
+        if l1.dims().last() != Some(&g.len()) || b.len() != g.len() {
+            candle_core::bail!(
+                "layer norm: x {:?}, gamma {}, beta {}",
+                l1.dims(),
+                g.len(),
+                b.len()
+            );
+        }
+        let mut out = x.to_vec();
+        kernels::layer_norm(Isa::detect(), &mut out, g, b, self.eps);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let h = gamma.elem_count();
+        let n = x.elem_count() / h.max(1);
+        let all =
+            x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &LayerNormGrad { eps: self.eps })?;
+        Ok((
+            Some(all.narrow(0, 0, n)?.reshape(x.shape())?),
+            Some(all.get(n)?),
+            Some(all.get(n + 1)?),
+        ))
+    }
+}
+
+/// The gradients of [`FusedLayerNorm`] from (x, gamma, output gradient): `[n + 2, h]`, the
+/// input's gradient in the first n rows, gamma's and beta's in the last two.
+struct LayerNormGrad {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormGrad {
+    fn name(&self) -> &'static str {
+        "cqr-layer-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (x, g, dy) = (
+            f32_data(s1, l1, "x")?,
+            f32_data(s2, l2, "gamma")?,
+            f32_data(s3, l3, "gradient")?,
+        );
+        let h = g.len();
+        if h == 0 || x.len() != dy.len() || x.len() % h != 0 {
+            candle_core::bail!(
+                "layer norm backward: x {}, gamma {h}, gradient {}",
+                x.len(),
+                dy.len()
+            );
+        }
+        let n = x.len() / h;
+        let mut out = vec![0f32; (n + 2) * h];
+        let (dx, rest) = out.split_at_mut(n * h);
+        let (dg, db) = rest.split_at_mut(h);
+        kernels::layer_norm_backward(Isa::detect(), x, g, dy, self.eps, dx, dg, db);
+        Ok((CpuStorage::F32(out), Shape::from((n + 2, h))))
+    }
+}
+
+/// Softmax over the last dimension in one pass, with the backward pass
+/// dx = y·(dy − Σ dy·y) instead of the graph of `candle_nn::ops::softmax`'s five ops.
+pub struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "cqr-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let x = f32_data(s, l, "softmax input")?;
+        let w = *l.dims().last().unwrap_or(&1);
+        let mut out = x.to_vec();
+        if w > 0 {
+            for row in out.chunks_exact_mut(w) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut total = 0f32;
+                for v in row.iter_mut() {
+                    *v = (*v - max).exp();
+                    total += *v;
+                }
+                row.iter_mut().for_each(|v| *v /= total);
+            }
+        }
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        let dot = (grad * y)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((grad.broadcast_sub(&dot)? * y)?))
     }
 }
 
@@ -158,7 +308,7 @@ impl Layer {
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;
         let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?.broadcast_add(bias)?;
-        let probs = dropout(&candle_nn::ops::softmax(&scores, D::Minus1)?, drop)?;
+        let probs = dropout(&scores.contiguous()?.apply_op1(Softmax)?, drop)?;
         let ctx = probs
             .matmul(&v)?
             .transpose(1, 2)?

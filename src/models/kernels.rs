@@ -189,6 +189,48 @@ pub fn layer_norm(isa: Isa, x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32
     )
 }
 
+/// The gradients of [`layer_norm`] given the input rows `x` and the output's gradient `dy`:
+/// writes the input's gradient into `dx` and adds the gradients of `gamma` and `beta` (summed
+/// over rows) into `dgamma` and `dbeta`. With x̂ = (x − mean)·r, r = 1/√(var + eps):
+/// dx = r·(g·dy − mean(g·dy) − x̂·mean(g·dy·x̂)).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward(
+    isa: Isa,
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let h = gamma.len();
+    dispatch!(isa, {
+        let mut xhat = vec![0f32; h];
+        let mut g = vec![0f32; h];
+        for ((xr, dyr), dxr) in x
+            .chunks_exact(h)
+            .zip(dy.chunks_exact(h))
+            .zip(dx.chunks_exact_mut(h))
+        {
+            let mean = sum(xr) / h as f32;
+            xhat.iter_mut().zip(xr).for_each(|(o, v)| *o = v - mean);
+            let inv = 1.0 / (dot(&xhat, &xhat) / h as f32 + eps).sqrt();
+            xhat.iter_mut().for_each(|v| *v *= inv);
+            g.iter_mut()
+                .zip(dyr.iter().zip(gamma))
+                .for_each(|(o, (d, w))| *o = d * w);
+            let a = sum(&g) / h as f32;
+            let b = dot(&g, &xhat) / h as f32;
+            for i in 0..h {
+                dxr[i] = inv * (g[i] - a - xhat[i] * b);
+                dgamma[i] += dyr[i] * xhat[i];
+                dbeta[i] += dyr[i];
+            }
+        }
+    })
+}
+
 /// Multi-head self-attention over packed sequences. `qkv` holds each token's query, key and
 /// value (`3·h` wide, heads contiguous within each); `seqs` are (first row, length) pairs, and
 /// a token attends only to its own sequence, so nothing is masked or padded. Writes the
@@ -326,7 +368,9 @@ pub fn matmul_i8(
     kp: usize,
 ) {
     let (n, o) = (sa.len(), sw.len());
-    assert!(kp.is_multiple_of(32) && qa.len() >= n * kp && qw.len() >= o * kp && out.len() >= n * o);
+    assert!(
+        kp.is_multiple_of(32) && qa.len() >= n * kp && qw.len() >= o * kp && out.len() >= n * o
+    );
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2 {
         // SAFETY: AVX2 was detected; the assert above bounds every load.
