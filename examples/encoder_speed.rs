@@ -4,7 +4,7 @@
 //! scripts/bench_encoder.sh; prints one JSON object.
 //!
 //! cargo run --release --example encoder_speed -- TEXTS.csv [--batch 32] [--repeat 3]
-//!     [--encoder models/all-MiniLM-L6-v2] [--skip-candle]
+//!     [--encoder models/all-MiniLM-L6-v2] [--skip-candle] [--skip-scalar]
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,6 +14,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config, DTYPE};
 use cqr::models::encoder::{Encoder, DEFAULT_MAX_LEN};
 use cqr::models::fastbert::Precision;
+use cqr::models::kernels::Isa;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 fn texts(path: &str) -> Vec<String> {
@@ -29,8 +30,9 @@ fn texts(path: &str) -> Vec<String> {
         .collect()
 }
 
-/// The old inference path, kept here as the baseline.
-fn candle_embed(dir: &std::path::Path, texts: &[&str], batch: usize) -> Vec<f32> {
+/// The old inference path, kept here as the baseline: batches sorted by character length, or
+/// (`by_tokens`, the first step of the new path) by token count.
+fn candle_embed(dir: &std::path::Path, texts: &[&str], batch: usize, by_tokens: bool) -> Vec<f32> {
     let cfg: Config =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let mut tok = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
@@ -52,7 +54,14 @@ fn candle_embed(dir: &std::path::Path, texts: &[&str], batch: usize) -> Vec<f32>
     let dim = cfg.hidden_size;
     let mut out = vec![0f32; texts.len() * dim];
     let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|&i| texts[i].len());
+    if by_tokens {
+        let mut plain = tok.clone();
+        plain.with_padding(None);
+        let enc = plain.encode_batch(texts.to_vec(), true).unwrap();
+        order.sort_by_key(|&i| enc[i].get_ids().len());
+    } else {
+        order.sort_by_key(|&i| texts[i].len());
+    }
     for chunk in order.chunks(batch) {
         let enc = tok
             .encode_batch(chunk.iter().map(|&i| texts[i]).collect::<Vec<_>>(), true)
@@ -122,13 +131,15 @@ fn main() {
         "texts": texts.len(),
         "batch": batch,
         "threads": rayon::current_num_threads(),
-        "isa": cqr::models::kernels::Isa::detect().name(),
+        "isa": Isa::detect().name(),
     });
     let reference = if args.iter().any(|a| a == "--skip-candle") {
         None
     } else {
-        let (tps, v) = time(&mut || candle_embed(&dir, &texts, batch));
+        let (tps, v) = time(&mut || candle_embed(&dir, &texts, batch, false));
         result["candle_texts_per_s"] = tps.round().into();
+        let (tps, _) = time(&mut || candle_embed(&dir, &texts, batch, true));
+        result["candle_token_sorted_texts_per_s"] = tps.round().into();
         Some(v)
     };
     for p in [Precision::F32, Precision::Int8] {
@@ -140,6 +151,16 @@ fn main() {
             result[format!("{}_cosine_to_candle", p.name())] =
                 serde_json::json!({"min": min, "mean": mean});
         }
+        if args.iter().any(|a| a == "--skip-scalar") {
+            continue;
+        }
+        // The same with the scalar kernels (the matmuls stay on the gemm crate): what the
+        // vectorised GELU, layer norm, attention and int8 product add.
+        let scalar = Encoder::load_precision(&dir, DEFAULT_MAX_LEN, p)
+            .unwrap()
+            .with_isa(Isa::Scalar);
+        let (tps, _) = time(&mut || scalar.embed(&texts, batch, |_| {}).unwrap());
+        result[format!("{}_scalar_kernels_texts_per_s", p.name())] = tps.round().into();
     }
     println!("{result}");
 }
