@@ -41,9 +41,9 @@ fn embeddings_match_python_sentence_transformers() {
         return;
     };
     // Batch sizes 1, 3 and 32 (all eight in one packed batch, mixed lengths); f32 and int8;
-    // the AVX2 kernels and the scalar fallback that a CPU without them would run.
+    // every path this CPU has (VNNI, AVX2) and the scalar fallback a CPU without them would run.
     for (precision, floor) in [(Precision::F32, 0.999), (Precision::Int8, 0.99)] {
-        for isa in [Isa::detect(), Isa::Scalar] {
+        for isa in Isa::available() {
             let enc = Encoder::load_precision(&dir, DEFAULT_MAX_LEN, precision)
                 .unwrap()
                 .with_isa(isa);

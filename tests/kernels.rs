@@ -14,12 +14,9 @@ fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// Every path this CPU can run (the scalar one always; AVX2 and VNNI where present).
 fn isas() -> Vec<Isa> {
-    let mut v = vec![Isa::Scalar];
-    if Isa::detect() != Isa::Scalar {
-        v.push(Isa::detect());
-    }
-    v
+    Isa::available()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -110,7 +107,7 @@ fn f32_matmul_matches_candle() {
 }
 
 #[test]
-fn int8_matmul_is_exact_on_both_paths() {
+fn int8_matmul_is_exact_on_every_path() {
     let mut rng = Rng::new(3);
     for (n, k, o) in [
         (0, 32, 4),
@@ -119,6 +116,8 @@ fn int8_matmul_is_exact_on_both_paths() {
         (9, 33, 7),
         (37, 384, 13),
         (4, 1536, 2),
+        (19, 96, 40),
+        (8, 384, 32),
     ] {
         let x = random(&mut rng, n * k, 2.0);
         let w = random(&mut rng, o * k, 0.2);
@@ -334,10 +333,7 @@ fn packed_bert_matches_candle_bert_model() {
         .map(|(n, q)| {
             (
                 n,
-                cqr::models::fastbert::QWeights {
-                    q: q.q.clone(),
-                    scale: q.scale.clone(),
-                },
+                cqr::models::fastbert::QWeights::new(q.q.clone(), q.scale.clone()),
             )
         })
         .collect();
@@ -347,6 +343,15 @@ fn packed_bert_matches_candle_bert_model() {
         int8.embed(Isa::Scalar, &refs, 1)
     );
     assert!(bert.int8_weights().is_none());
+    // Every int8 path gives the scalar path's answer exactly (the sums are exact integers and
+    // the f32 steps the same operations in the same order).
+    for isa in isas() {
+        assert_eq!(
+            int8.embed(isa, &refs, 2),
+            int8.embed(Isa::Scalar, &refs, 1),
+            "{isa:?}"
+        );
+    }
 }
 
 /// Σ out·r for a fixed random `r`: a scalar whose gradient exercises every output element.

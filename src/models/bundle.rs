@@ -508,7 +508,7 @@ fn read_int8(path: &Path) -> Result<HashMap<String, QWeights>> {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        out.insert(base.to_string(), QWeights { q, scale });
+        out.insert(base.to_string(), QWeights::new(q, scale));
     }
     Ok(out)
 }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::bert::{Config, HiddenAct};
@@ -55,6 +56,8 @@ pub fn precision_override() -> Option<Precision> {
 pub struct QWeights {
     pub q: Vec<i8>,
     pub scale: Vec<f32>,
+    /// The same weights packed for the VNNI kernel, made on first use on a CPU that has it.
+    vnni: OnceLock<kernels::VnniWeights>,
 }
 
 impl QWeights {
@@ -62,7 +65,15 @@ impl QWeights {
     pub fn quantize(w: &[f32], k: usize) -> QWeights {
         let (mut q, mut scale) = (Vec::new(), Vec::new());
         kernels::quantize_rows(w, k, kernels::padded_k(k), &mut q, &mut scale);
-        QWeights { q, scale }
+        QWeights::new(q, scale)
+    }
+
+    pub fn new(q: Vec<i8>, scale: Vec<f32>) -> QWeights {
+        QWeights {
+            q,
+            scale,
+            vnni: OnceLock::new(),
+        }
     }
 }
 
@@ -106,7 +117,12 @@ impl Dense {
             Weights::Int8(qw) => {
                 let kp = kernels::padded_k(self.k);
                 kernels::quantize_rows(x, self.k, kp, &mut s.q, &mut s.scales);
-                kernels::matmul_i8(isa, (&s.q, &s.scales), (&qw.q, &qw.scale), out, kp);
+                if isa == Isa::Avx512Vnni {
+                    let w = (qw.vnni).get_or_init(|| kernels::VnniWeights::pack(&qw.q, self.o, kp));
+                    kernels::matmul_i8_vnni((&s.q, &s.scales), (w, &qw.scale), out);
+                } else {
+                    kernels::matmul_i8(isa, (&s.q, &s.scales), (&qw.q, &qw.scale), out, kp);
+                }
             }
         }
     }
@@ -240,10 +256,7 @@ impl Bert {
                             if q.scale.len() != o || q.q.len() != o * kernels::padded_k(k) {
                                 return Err(format!("int8 weights {name} have the wrong shape"));
                             }
-                            Weights::Int8(QWeights {
-                                q: q.q.clone(),
-                                scale: q.scale.clone(),
-                            })
+                            Weights::Int8(QWeights::new(q.q.clone(), q.scale.clone()))
                         }
                         None if int8.is_some() => {
                             return Err(format!("no int8 weights {name}"));

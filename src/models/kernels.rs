@@ -7,7 +7,9 @@
 //! chosen at run time, and once for the baseline target as the fallback. Rust never contracts
 //! `a * b + c` into an FMA on its own, so both builds do the same IEEE operations in the same
 //! order and give bit-identical results; the int8 dot products are exact integer sums on either
-//! path. `CQR_SIMD=scalar` forces the fallback (tests use `Isa::Scalar` directly).
+//! path. The int8 product has a third path, AVX-512 VNNI (`vpdpbusd`), with the same exact sums.
+//! `CQR_SIMD=scalar` forces the fallback and `CQR_SIMD=avx2` the AVX2 path on a VNNI CPU (tests
+//! pass each `Isa` directly).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -15,6 +17,9 @@ use std::arch::x86_64::*;
 /// The instruction set the kernels run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
+    /// AVX-512 (F, BW) with VNNI on top of AVX2 and FMA: the int8 product runs on `vpdpbusd`
+    /// (64 multiply-adds per instruction); everything else as `Avx2`.
+    Avx512Vnni,
     /// AVX2 and FMA (x86-64-v3): 256-bit vectors, `vpmaddubsw` for int8.
     Avx2,
     /// Whatever the baseline target has (SSE2 on x86-64); the reference path.
@@ -22,20 +27,40 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The best the CPU offers, unless `CQR_SIMD=scalar` asks for the fallback.
+    /// The best the CPU offers, unless `CQR_SIMD` (`scalar`, `avx2`) asks for less.
     pub fn detect() -> Isa {
         if std::env::var("CQR_SIMD").is_ok_and(|v| v.eq_ignore_ascii_case("scalar")) {
             return Isa::Scalar;
         }
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        let best = Isa::available()[0];
+        if std::env::var("CQR_SIMD").is_ok_and(|v| v.eq_ignore_ascii_case("avx2"))
+            && best != Isa::Scalar
+        {
             return Isa::Avx2;
         }
-        Isa::Scalar
+        best
+    }
+
+    /// Every instruction set this CPU can run, best first (always ends with `Scalar`).
+    pub fn available() -> Vec<Isa> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                v.push(Isa::Avx512Vnni);
+            }
+            v.push(Isa::Avx2);
+        }
+        v.push(Isa::Scalar);
+        v
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Avx512Vnni => "avx512-vnni",
             Isa::Avx2 => "avx2",
             Isa::Scalar => "scalar",
         }
@@ -52,8 +77,9 @@ macro_rules! dispatch {
             unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            if $isa == Isa::Avx2 {
-                // SAFETY: `Isa::Avx2` is only chosen when the CPU reports AVX2 and FMA.
+            if $isa != Isa::Scalar {
+                // SAFETY: `Avx2` and `Avx512Vnni` are only chosen when the CPU reports AVX2 and
+                // FMA.
                 unsafe { avx2(|| $body) }
             } else {
                 $body
@@ -335,22 +361,71 @@ pub fn matmul_f32(
 }
 
 /// Symmetric int8 quantization of each `k`-wide row of `x` into `kp`-wide rows of `q` (the
-/// tail zero): scale = max|x| / 127, values rounded to nearest and kept in [-127, 127] so the
+/// tail zero): scale = max|x| / 127, values rounded to nearest (ties to even) and kept in [-127, 127] so the
 /// AVX2 kernel's sign trick cannot overflow. Returns the scale of each row.
 pub fn quantize_rows(x: &[f32], k: usize, kp: usize, q: &mut Vec<i8>, scales: &mut Vec<f32>) {
     let n = x.len().checked_div(k).unwrap_or(0);
     q.clear();
     q.resize(n * kp, 0);
     scales.clear();
-    for (row, qr) in x.chunks_exact(k.max(1)).zip(q.chunks_exact_mut(kp.max(1))) {
-        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        let inv = 1.0 / scale;
-        for (q, v) in qr.iter_mut().zip(row) {
-            *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
+    scales.resize(n, 0.0);
+    // Vectorised (one call per dense layer, as costly as the int8 product when scalar); every
+    // step is exact or the same IEEE operation on each path.
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(x: &[f32], k: usize, kp: usize, q: &mut [i8], scales: &mut [f32]) {
+            quantize_all(x, k, kp, q, scales)
         }
-        scales.push(scale);
+        if Isa::detect() != Isa::Scalar {
+            // SAFETY: AVX2 and FMA were detected.
+            unsafe { avx2(x, k, kp, q, scales) };
+            return;
+        }
     }
+    quantize_all(x, k, kp, q, scales)
+}
+
+#[inline(always)]
+fn quantize_all(x: &[f32], k: usize, kp: usize, q: &mut [i8], scales: &mut [f32]) {
+    for ((row, qr), s) in x
+        .chunks_exact(k.max(1))
+        .zip(q.chunks_exact_mut(kp.max(1)))
+        .zip(scales.iter_mut())
+    {
+        *s = quantize_row(row, qr);
+    }
+}
+
+/// One row of [`quantize_rows`]; returns its scale.
+#[inline(always)]
+fn quantize_row(row: &[f32], q: &mut [i8]) -> f32 {
+    let max = max_abs(row);
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = 1.0 / scale;
+    for (q, v) in q.iter_mut().zip(row) {
+        // |v · inv| ≤ 127 (+ rounding): adding and removing 1.5·2^23 rounds to nearest, ties
+        // to even, in two exact-on-every-path additions (no libm call).
+        let r = (v * inv + 12_582_912.0) - 12_582_912.0;
+        *q = r.clamp(-127.0, 127.0) as i32 as i8;
+    }
+    scale
+}
+
+/// The largest |x| (0 for an empty slice), in 16 lanes.
+#[inline(always)]
+fn max_abs(x: &[f32]) -> f32 {
+    let mut m = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    for v in chunks.remainder() {
+        m[0] = m[0].max(v.abs());
+    }
+    for c in chunks {
+        for i in 0..16 {
+            m[i] = m[i].max(c[i].abs());
+        }
+    }
+    m.iter().fold(0f32, |a, &b| a.max(b))
 }
 
 /// `k` rounded up to the int8 kernel's step (32 bytes).
@@ -372,6 +447,11 @@ pub fn matmul_i8(
         kp.is_multiple_of(32) && qa.len() >= n * kp && qw.len() >= o * kp && out.len() >= n * o
     );
     #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni {
+        matmul_i8_vnni((qa, sa), (&VnniWeights::pack(qw, o, kp), sw), out);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2 {
         // SAFETY: AVX2 was detected; the assert above bounds every load.
         unsafe { avx2_i8::matmul(qa, sa, qw, sw, out, kp) };
@@ -384,6 +464,158 @@ pub fn matmul_i8(
             let w = &qw[c * kp..(c + 1) * kp];
             let acc: i32 = a.iter().zip(w).map(|(&a, &w)| a as i32 * w as i32).sum();
             out[r * o + c] += acc as f32 * (sa[r] * sw[c]);
+        }
+    }
+}
+
+/// int8 weights laid out for `vpdpbusd`: blocks of 16 output channels, each a run of `kp / 4`
+/// 64-byte groups holding 4 consecutive k values of each of the 16 channels, so one load feeds
+/// 16 channels and no horizontal sums are needed. Activations go in as unsigned (a + 128), so
+/// each channel carries `comp = 128 · Σ w`, subtracted from its sum.
+pub struct VnniWeights {
+    data: Vec<i8>,
+    comp: Vec<i32>,
+    o: usize,
+    kp: usize,
+}
+
+impl VnniWeights {
+    /// Repacks `o` rows of `kp` int8 weights (the layout of [`quantize_rows`]).
+    pub fn pack(qw: &[i8], o: usize, kp: usize) -> VnniWeights {
+        let blocks = o.div_ceil(16);
+        let mut data = vec![0i8; blocks * 16 * kp];
+        let mut comp = vec![0i32; blocks * 16];
+        for c in 0..o {
+            let row = &qw[c * kp..(c + 1) * kp];
+            comp[c] = 128 * row.iter().map(|&v| v as i32).sum::<i32>();
+            let (b, l) = (c / 16, c % 16);
+            for (g, four) in row.chunks_exact(4).enumerate() {
+                let at = (b * (kp / 4) + g) * 64 + l * 4;
+                data[at..at + 4].copy_from_slice(four);
+            }
+        }
+        VnniWeights { data, comp, o, kp }
+    }
+}
+
+/// [`matmul_i8`] on AVX-512 VNNI with weights packed once by [`VnniWeights::pack`]; the same
+/// exact i32 sums and the same f32 operations, so the same answers. Call only when
+/// `Isa::Avx512Vnni` was detected.
+pub fn matmul_i8_vnni((qa, sa): (&[i8], &[f32]), (w, sw): (&VnniWeights, &[f32]), out: &mut [f32]) {
+    let (n, o, kp) = (sa.len(), w.o, w.kp);
+    assert!(
+        kp.is_multiple_of(32)
+            && sw.len() == o
+            && qa.len() >= n * kp
+            && out.len() >= n * o
+            && Isa::available()[0] == Isa::Avx512Vnni
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: VNNI, AVX-512 F and BW were detected (asserted); the assert bounds every access.
+    unsafe {
+        vnni_i8::matmul(qa, sa, w, sw, out)
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni_i8 {
+    use super::*;
+
+    /// Activation rows per tile: 8 rows × 2 channel blocks = 16 zmm accumulators.
+    const MR: usize = 8;
+
+    /// `R` rows × `B` blocks of 16 channels: i32 sums of (a + 128)·w over all of k.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile<const R: usize, const B: usize>(
+        a: *const u8,
+        kp: usize,
+        w: *const i8,
+        groups: usize,
+    ) -> [[__m512i; B]; R] {
+        let mut acc = [[_mm512_setzero_si512(); B]; R];
+        for g in 0..groups {
+            let mut wv = [_mm512_setzero_si512(); B];
+            for b in 0..B {
+                wv[b] = _mm512_loadu_si512(w.add((b * groups + g) * 64) as *const __m512i);
+            }
+            for r in 0..R {
+                let av = _mm512_set1_epi32((a.add(r * kp + g * 4) as *const i32).read_unaligned());
+                for b in 0..B {
+                    acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], av, wv[b]);
+                }
+            }
+        }
+        acc
+    }
+
+    /// out[r][c] += (sum − comp) as f32 · (sa[r] · sw[c]) for the tile's rows and channels.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn store<const R: usize, const B: usize>(
+        acc: [[__m512i; B]; R],
+        (r0, b0): (usize, usize),
+        sa: &[f32],
+        sw: &[f32],
+        comp: &[i32],
+        out: &mut [f32],
+        o: usize,
+    ) {
+        for b in 0..B {
+            let c0 = (b0 + b) * 16;
+            let m: __mmask16 = if o - c0 >= 16 {
+                0xffff
+            } else {
+                (1u16 << (o - c0)) - 1
+            };
+            let cv = _mm512_loadu_si512(comp.as_ptr().add(c0) as *const __m512i);
+            let swv = _mm512_maskz_loadu_ps(m, sw.as_ptr().add(c0));
+            for r in 0..R {
+                let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][b], cv));
+                let scale = _mm512_mul_ps(_mm512_set1_ps(sa[r0 + r]), swv);
+                let p = out.as_mut_ptr().add((r0 + r) * o + c0);
+                let v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, p), _mm512_mul_ps(d, scale));
+                _mm512_mask_storeu_ps(p, m, v);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn rows<const R: usize>(
+        au: &[u8],
+        sa: &[f32],
+        w: &VnniWeights,
+        sw: &[f32],
+        out: &mut [f32],
+        r0: usize,
+    ) {
+        let (o, kp, groups) = (w.o, w.kp, w.kp / 4);
+        let blocks = o.div_ceil(16);
+        let a = au.as_ptr().add(r0 * kp);
+        let mut b = 0;
+        while b + 2 <= blocks {
+            let acc = tile::<R, 2>(a, kp, w.data.as_ptr().add(b * groups * 64), groups);
+            store::<R, 2>(acc, (r0, b), sa, sw, &w.comp, out, o);
+            b += 2;
+        }
+        if b < blocks {
+            let acc = tile::<R, 1>(a, kp, w.data.as_ptr().add(b * groups * 64), groups);
+            store::<R, 1>(acc, (r0, b), sa, sw, &w.comp, out, o);
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn matmul(qa: &[i8], sa: &[f32], w: &VnniWeights, sw: &[f32], out: &mut [f32]) {
+        let (n, kp) = (sa.len(), w.kp);
+        // a + 128 as unsigned: flipping the sign bit.
+        let au: Vec<u8> = qa[..n * kp].iter().map(|&v| (v as u8) ^ 0x80).collect();
+        let mut r = 0;
+        while r + MR <= n {
+            rows::<MR>(&au, sa, w, sw, out, r);
+            r += MR;
+        }
+        while r < n {
+            rows::<1>(&au, sa, w, sw, out, r);
+            r += 1;
         }
     }
 }
