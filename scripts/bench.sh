@@ -5,8 +5,8 @@
 # the encoder path's and the cascade's throughput, and Python sentence-transformers side by side
 # when its venv exists; then the drift-check benchmark (scripts/bench_drift.sh), the
 # out-of-scope benchmark (scripts/bench_oos.sh) and the respond benchmark on the sample data
-# (scripts/bench_respond.sh). Writes bench/results.json. About 80 minutes on
-# 2 cores.
+# (scripts/bench_respond.sh) and the encoder speed benchmark (scripts/bench_encoder.sh). Writes
+# bench/results.json. About 105 minutes on 2 cores.
 # Usage: scripts/bench.sh [BANKING77_DIR]   (default ../shared/data/banking77)
 # CQR_BENCH_SKIP_FINE_TUNE=1 leaves out the fine-tuned model (~20 minutes of it).
 set -euo pipefail
@@ -176,4 +176,6 @@ oos_args=(--fine-tune)
 scripts/bench_oos.sh "${oos_args[@]}" "$data"
 # The respond benchmark (sample data, generated histories) adds its figures under "respond".
 scripts/bench_respond.sh
+# The encoder speed benchmark (beside torch and ONNX Runtime) adds its figures under "encoder".
+scripts/bench_encoder.sh "$data"
 cat bench/results.json

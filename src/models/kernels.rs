@@ -526,6 +526,7 @@ mod vnni_i8 {
 
     /// `R` rows × `B` blocks of 16 channels: i32 sums of (a + 128)·w over all of k.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::needless_range_loop)] // register tiles: indices read clearest
     unsafe fn tile<const R: usize, const B: usize>(
         a: *const u8,
         kp: usize,
@@ -550,7 +551,7 @@ mod vnni_i8 {
 
     /// out[r][c] += (sum − comp) as f32 · (sa[r] · sw[c]) for the tile's rows and channels.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     unsafe fn store<const R: usize, const B: usize>(
         acc: [[__m512i; B]; R],
         (r0, b0): (usize, usize),
