@@ -404,10 +404,11 @@ fn quantize_row(row: &[f32], q: &mut [i8]) -> f32 {
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
     let inv = 1.0 / scale;
     for (q, v) in q.iter_mut().zip(row) {
-        // |v · inv| ≤ 127 (+ rounding): adding and removing 1.5·2^23 rounds to nearest, ties
-        // to even, in two exact-on-every-path additions (no libm call).
-        let r = (v * inv + 12_582_912.0) - 12_582_912.0;
-        *q = r.clamp(-127.0, 127.0) as i32 as i8;
+        // Adding 1.5·2^23 rounds to nearest, ties to even, and leaves the integer in the low
+        // mantissa bits: read off with integer operations (no libm call, no float-to-int
+        // conversion with its range checks).
+        let r = (v * inv).clamp(-127.0, 127.0) + 12_582_912.0;
+        *q = (r.to_bits() as i32 - 0x4B40_0000) as i8;
     }
     scale
 }
