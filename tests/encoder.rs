@@ -43,7 +43,7 @@ fn embeddings_match_python_sentence_transformers() {
     // Batch sizes 1, 3 and 32 (all eight in one packed batch, mixed lengths); f32 and int8;
     // every path this CPU has (VNNI, AVX2) and the scalar fallback a CPU without them would run.
     for (precision, floor) in [(Precision::F32, 0.999), (Precision::Int8, 0.99)] {
-        for isa in Isa::available() {
+        for &isa in Isa::available() {
             let enc = Encoder::load_precision(&dir, DEFAULT_MAX_LEN, precision)
                 .unwrap()
                 .with_isa(isa);

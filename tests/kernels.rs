@@ -16,7 +16,7 @@ fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
 
 /// Every path this CPU can run (the scalar one always; AVX2 and VNNI where present).
 fn isas() -> Vec<Isa> {
-    Isa::available()
+    Isa::available().to_vec()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -123,9 +123,15 @@ fn int8_matmul_is_exact_on_every_path() {
         let w = random(&mut rng, o * k, 0.2);
         let kp = kernels::padded_k(k);
         let (mut qa, mut sa, mut qw, mut sw) = (vec![], vec![], vec![], vec![]);
-        kernels::quantize_rows(&x, k, kp, &mut qa, &mut sa);
-        kernels::quantize_rows(&w, k, kp, &mut qw, &mut sw);
+        kernels::quantize_rows(Isa::Scalar, &x, k, kp, &mut qa, &mut sa);
+        kernels::quantize_rows(Isa::Scalar, &w, k, kp, &mut qw, &mut sw);
         assert!(qa.iter().chain(&qw).all(|&q| q >= -127));
+        // Every path quantizes identically.
+        for isa in isas() {
+            let (mut q, mut s) = (vec![], vec![]);
+            kernels::quantize_rows(isa, &x, k, kp, &mut q, &mut s);
+            assert!(q == qa && s == sa, "{n}x{k} quantization {isa:?}");
+        }
         // The exact answer of the quantized problem, in i64.
         let mut want = vec![0f32; n * o];
         for r in 0..n {
@@ -152,7 +158,7 @@ fn int8_matmul_is_exact_on_every_path() {
     }
     // All-zero rows quantize to zeros with a finite scale.
     let (mut q, mut s) = (vec![], vec![]);
-    kernels::quantize_rows(&[0.0; 40], 40, 64, &mut q, &mut s);
+    kernels::quantize_rows(Isa::detect(), &[0.0; 40], 40, 64, &mut q, &mut s);
     assert!(q.iter().all(|&v| v == 0) && s == [1.0]);
 }
 
@@ -412,26 +418,31 @@ fn fused_layer_norm_gradients_match_candle_and_finite_differences() {
         let dx = vec_of(gf.get(&x).unwrap());
         let dg = vec_of(gf.get(&g).unwrap());
         let step = 1e-2f32;
-        for i in [0, n * h / 2, n * h - 1] {
-            let (mut up, mut down) = (xv.clone(), xv.clone());
-            up[i] += step;
-            down[i] -= step;
-            let fd = (loss(&up, &gv) - loss(&down, &gv)) / (2.0 * step as f64);
+        // Central differences of the loss in x (at its first, middle and last element) and in
+        // gamma (first and last), against the analytic gradients.
+        let checks = [
+            (true, 0),
+            (true, n * h / 2),
+            (true, n * h - 1),
+            (false, 0),
+            (false, h - 1),
+        ];
+        for (in_x, i) in checks {
+            let at = |delta: f32| {
+                let (mut x, mut g) = (xv.clone(), gv.clone());
+                let v = if in_x { &mut x } else { &mut g };
+                v[i] += delta;
+                loss(&x, &g)
+            };
+            let fd = (at(step) - at(-step)) / (2.0 * step as f64);
+            let (name, analytic) = if in_x {
+                ("dx", dx[i])
+            } else {
+                ("dgamma", dg[i])
+            };
             assert!(
-                (fd - dx[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()),
-                "dx[{i}] n={n} h={h}: analytic {} finite difference {fd}",
-                dx[i]
-            );
-        }
-        for i in [0, h - 1] {
-            let (mut up, mut down) = (gv.clone(), gv.clone());
-            up[i] += step;
-            down[i] -= step;
-            let fd = (loss(&xv, &up) - loss(&xv, &down)) / (2.0 * step as f64);
-            assert!(
-                (fd - dg[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()),
-                "dgamma[{i}] n={n} h={h}: analytic {} finite difference {fd}",
-                dg[i]
+                (fd - analytic as f64).abs() < 2e-2 * (1.0 + fd.abs()),
+                "{name}[{i}] n={n} h={h}: analytic {analytic} finite difference {fd}"
             );
         }
     }

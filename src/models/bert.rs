@@ -182,20 +182,8 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
-        let x = f32_data(s, l, "softmax input")?;
-        let w = *l.dims().last().unwrap_or(&1);
-        let mut out = x.to_vec();
-        if w > 0 {
-            for row in out.chunks_exact_mut(w) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut total = 0f32;
-                for v in row.iter_mut() {
-                    *v = (*v - max).exp();
-                    total += *v;
-                }
-                row.iter_mut().for_each(|v| *v /= total);
-            }
-        }
+        let mut out = f32_data(s, l, "softmax input")?.to_vec();
+        kernels::softmax_rows(Isa::detect(), &mut out, *l.dims().last().unwrap_or(&1));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 

@@ -64,7 +64,14 @@ impl QWeights {
     /// Quantizes row-major `w` (`o × k`, torch's layout: one row per output channel).
     pub fn quantize(w: &[f32], k: usize) -> QWeights {
         let (mut q, mut scale) = (Vec::new(), Vec::new());
-        kernels::quantize_rows(w, k, kernels::padded_k(k), &mut q, &mut scale);
+        kernels::quantize_rows(
+            Isa::detect(),
+            w,
+            k,
+            kernels::padded_k(k),
+            &mut q,
+            &mut scale,
+        );
         QWeights::new(q, scale)
     }
 
@@ -116,7 +123,7 @@ impl Dense {
             Weights::F32(w) => kernels::matmul_f32(x, w, out, (n, self.k, self.o), threads),
             Weights::Int8(qw) => {
                 let kp = kernels::padded_k(self.k);
-                kernels::quantize_rows(x, self.k, kp, &mut s.q, &mut s.scales);
+                kernels::quantize_rows(isa, x, self.k, kp, &mut s.q, &mut s.scales);
                 if isa == Isa::Avx512Vnni {
                     let w = (qw.vnni).get_or_init(|| kernels::VnniWeights::pack(&qw.q, self.o, kp));
                     kernels::matmul_i8_vnni((&s.q, &s.scales), (w, &qw.scale), out);

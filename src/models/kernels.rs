@@ -13,6 +13,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+use std::sync::OnceLock;
 
 /// The instruction set the kernels run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,35 +28,40 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The best the CPU offers, unless `CQR_SIMD` (`scalar`, `avx2`) asks for less.
+    /// The best the CPU offers, unless `CQR_SIMD` (`scalar`, `avx2`) asks for less. Decided
+    /// once per process: kernels on hot paths call it.
     pub fn detect() -> Isa {
-        if std::env::var("CQR_SIMD").is_ok_and(|v| v.eq_ignore_ascii_case("scalar")) {
-            return Isa::Scalar;
-        }
-        let best = Isa::available()[0];
-        if std::env::var("CQR_SIMD").is_ok_and(|v| v.eq_ignore_ascii_case("avx2"))
-            && best != Isa::Scalar
-        {
-            return Isa::Avx2;
-        }
-        best
+        static CHOSEN: OnceLock<Isa> = OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let asked = std::env::var("CQR_SIMD")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            match (asked.as_str(), Isa::available()) {
+                ("scalar", _) => Isa::Scalar,
+                ("avx2", all) if all.contains(&Isa::Avx2) => Isa::Avx2,
+                (_, all) => all[0],
+            }
+        })
     }
 
     /// Every instruction set this CPU can run, best first (always ends with `Scalar`).
-    pub fn available() -> Vec<Isa> {
-        let mut v = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            if is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vnni")
-            {
-                v.push(Isa::Avx512Vnni);
+    pub fn available() -> &'static [Isa] {
+        static ALL: OnceLock<Vec<Isa>> = OnceLock::new();
+        ALL.get_or_init(|| {
+            let mut v = Vec::new();
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                if is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vnni")
+                {
+                    v.push(Isa::Avx512Vnni);
+                }
+                v.push(Isa::Avx2);
             }
-            v.push(Isa::Avx2);
-        }
-        v.push(Isa::Scalar);
-        v
+            v.push(Isa::Scalar);
+            v
+        })
     }
 
     pub fn name(self) -> &'static str {
@@ -80,7 +86,13 @@ macro_rules! dispatch {
             if $isa != Isa::Scalar {
                 // SAFETY: `Avx2` and `Avx512Vnni` are only chosen when the CPU reports AVX2 and
                 // FMA.
-                unsafe { avx2(|| $body) }
+                // The closure must be inlined into `avx2` to be compiled for it.
+                unsafe {
+                    avx2(
+                        #[inline(always)]
+                        || $body,
+                    )
+                }
             } else {
                 $body
             }
@@ -257,6 +269,22 @@ pub fn layer_norm_backward(
     })
 }
 
+/// Softmax of each `w`-wide row of `x` in place (the rows of attention scores in training).
+pub fn softmax_rows(isa: Isa, x: &mut [f32], w: usize) {
+    if w == 0 {
+        return;
+    }
+    dispatch!(
+        isa,
+        x.chunks_exact_mut(w).for_each(|row| {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            row.iter_mut().for_each(|v| *v = exp(*v - max));
+            let inv = 1.0 / sum(row);
+            row.iter_mut().for_each(|v| *v *= inv);
+        })
+    )
+}
+
 /// Multi-head self-attention over packed sequences. `qkv` holds each token's query, key and
 /// value (`3·h` wide, heads contiguous within each); `seqs` are (first row, length) pairs, and
 /// a token attends only to its own sequence, so nothing is masked or padded. Writes the
@@ -361,9 +389,16 @@ pub fn matmul_f32(
 }
 
 /// Symmetric int8 quantization of each `k`-wide row of `x` into `kp`-wide rows of `q` (the
-/// tail zero): scale = max|x| / 127, values rounded to nearest (ties to even) and kept in [-127, 127] so the
-/// AVX2 kernel's sign trick cannot overflow. Returns the scale of each row.
-pub fn quantize_rows(x: &[f32], k: usize, kp: usize, q: &mut Vec<i8>, scales: &mut Vec<f32>) {
+/// tail zero): scale = max|x| / 127, values rounded to nearest (ties to even) and kept in
+/// [-127, 127] so the AVX2 kernel's sign trick cannot overflow. Returns the scale of each row.
+pub fn quantize_rows(
+    isa: Isa,
+    x: &[f32],
+    k: usize,
+    kp: usize,
+    q: &mut Vec<i8>,
+    scales: &mut Vec<f32>,
+) {
     let n = x.len().checked_div(k).unwrap_or(0);
     q.clear();
     q.resize(n * kp, 0);
@@ -371,30 +406,16 @@ pub fn quantize_rows(x: &[f32], k: usize, kp: usize, q: &mut Vec<i8>, scales: &m
     scales.resize(n, 0.0);
     // Vectorised (one call per dense layer, as costly as the int8 product when scalar); every
     // step is exact or the same IEEE operation on each path.
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(x: &[f32], k: usize, kp: usize, q: &mut [i8], scales: &mut [f32]) {
-            quantize_all(x, k, kp, q, scales)
+    dispatch!(
+        isa,
+        for ((row, qr), s) in x
+            .chunks_exact(k.max(1))
+            .zip(q.chunks_exact_mut(kp.max(1)))
+            .zip(scales.iter_mut())
+        {
+            *s = quantize_row(row, qr);
         }
-        if Isa::detect() != Isa::Scalar {
-            // SAFETY: AVX2 and FMA were detected.
-            unsafe { avx2(x, k, kp, q, scales) };
-            return;
-        }
-    }
-    quantize_all(x, k, kp, q, scales)
-}
-
-#[inline(always)]
-fn quantize_all(x: &[f32], k: usize, kp: usize, q: &mut [i8], scales: &mut [f32]) {
-    for ((row, qr), s) in x
-        .chunks_exact(k.max(1))
-        .zip(q.chunks_exact_mut(kp.max(1)))
-        .zip(scales.iter_mut())
-    {
-        *s = quantize_row(row, qr);
-    }
+    )
 }
 
 /// One row of [`quantize_rows`]; returns its scale.
