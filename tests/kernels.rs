@@ -477,3 +477,50 @@ fn softmax_gradient_matches_candle() {
         assert!(max_diff(&a, &e) < 1e-5, "n={n} w={w}: {}", max_diff(&a, &e));
     }
 }
+
+#[test]
+fn gelu_gradient_matches_candle_and_finite_differences() {
+    use candle_core::Var;
+    use cqr::models::bert::Gelu;
+    let mut rng = Rng::new(13);
+    for (n, w) in [(1, 1), (3, 17), (7, 1536)] {
+        // Up to ±6: both tails, where Φ saturates and φ vanishes, and the bend near 0.
+        let xv = random(&mut rng, n * w, 6.0);
+        let r = t(&random(&mut rng, n * w, 1.0), &[n, w]);
+        let x = Var::from_tensor(&t(&xv, &[n, w])).unwrap();
+        let fused = x.as_tensor().apply_op1(Gelu).unwrap();
+        let plain = x.as_tensor().gelu_erf().unwrap();
+        assert!(max_diff(&vec_of(&fused), &vec_of(&plain)) < 2e-6);
+        let grad = |y: &Tensor| vec_of(weighted_sum(y, &r).backward().unwrap().get(&x).unwrap());
+        let (a, e) = (grad(&fused), grad(&plain));
+        // candle's gradient rounds 1/√(2π) to 0.398942, a relative error of 1e-6.
+        assert!(max_diff(&a, &e) < 1e-5, "n={n} w={w}: {}", max_diff(&a, &e));
+        let rv = vec_of(&r);
+        let step = 1e-2f32;
+        for i in [0, n * w / 2, n * w - 1] {
+            let at = |delta: f32| {
+                let mut xs = xv[i..=i].to_vec();
+                xs[0] += delta;
+                vec_of(&t(&xs, &[1]).apply_op1(Gelu).unwrap())[0] as f64 * rv[i] as f64
+            };
+            let fd = (at(step) - at(-step)) / (2.0 * step as f64);
+            assert!(
+                (fd - a[i] as f64).abs() < 1e-3 * (1.0 + fd.abs()),
+                "dx[{i}] n={n} w={w}: analytic {} finite difference {fd}",
+                a[i]
+            );
+        }
+    }
+    // The vector build and the fallback agree bit for bit.
+    let xv = random(&mut rng, 1000, 8.0);
+    let dy = random(&mut rng, 1000, 1.0);
+    let outs: Vec<Vec<f32>> = isas()
+        .into_iter()
+        .map(|isa| {
+            let mut dx = vec![0f32; 1000];
+            kernels::gelu_backward(isa, &xv, &dy, &mut dx);
+            dx
+        })
+        .collect();
+    assert!(outs.windows(2).all(|w| w[0] == w[1]));
+}

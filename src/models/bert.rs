@@ -1,13 +1,13 @@
 //! A trainable BERT encoder for fine-tuning, with the checkpoint's own weight names so it loads
 //! and saves the same safetensors files as candle-transformers' inference model. It exists
 //! because the stock model cannot be trained: its fused layer norm has no backward pass (the
-//! graph is cut without an error) and its dropout does nothing. Here layer norm and softmax are
-//! custom ops with their backward passes written out (checked against finite differences in
+//! graph is cut without an error) and its dropout does nothing. Here layer norm, softmax and GELU
+//! are custom ops with their backward passes written out (checked against finite differences in
 //! tests/kernels.rs), and dropout masks come from cqr's seeded RNG so a fine-tune is
 //! reproducible. Inference stays in `encoder.rs`.
 
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Module, Shape, Tensor, D,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Module, Shape, Tensor, D,
 };
 use candle_nn::{Linear, VarBuilder};
 use candle_transformers::models::bert::Config;
@@ -193,6 +193,55 @@ impl CustomOp1 for Softmax {
     }
 }
 
+/// GELU (erf form) in one vectorised pass (`kernels::gelu_in_place`), with its backward pass
+/// in one more (`kernels::gelu_backward`) instead of candle's scalar `gelu_erf` and the eleven
+/// tensor ops of its gradient.
+pub struct Gelu;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "cqr-gelu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let mut out = f32_data(s, l, "gelu input")?.to_vec();
+        kernels::gelu_in_place(Isa::detect(), &mut out);
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        Ok(Some(
+            x.contiguous()?
+                .apply_op2_no_bwd(&grad.contiguous()?, &GeluGrad)?,
+        ))
+    }
+}
+
+/// The gradient of [`Gelu`] from (x, output gradient).
+struct GeluGrad;
+
+impl CustomOp2 for GeluGrad {
+    fn name(&self) -> &'static str {
+        "cqr-gelu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (x, dy) = (f32_data(s1, l1, "x")?, f32_data(s2, l2, "gradient")?);
+        if x.len() != dy.len() {
+            candle_core::bail!("gelu backward: x {}, gradient {}", x.len(), dy.len());
+        }
+        let mut dx = vec![0f32; x.len()];
+        kernels::gelu_backward(Isa::detect(), x, dy, &mut dx);
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
 struct Embeddings {
     word: Tensor,
     position: Tensor,
@@ -304,7 +353,7 @@ impl Layer {
             .reshape((b, t, h))?;
         let a = dropout(&self.attn_out.forward(&ctx)?, drop)?;
         let a = self.attn_norm.forward(&(a + x)?)?;
-        let m = self.intermediate.forward(&a)?.gelu_erf()?;
+        let m = self.intermediate.forward(&a)?.contiguous()?.apply_op1(Gelu)?;
         let o = dropout(&self.output.forward(&m)?, drop)?;
         self.out_norm.forward(&(o + a)?)
     }

@@ -171,6 +171,12 @@ fn exp(x: f32) -> f32 {
 /// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7).
 #[inline(always)]
 fn erf(x: f32) -> f32 {
+    erf_given_exp(x, exp(-x * x))
+}
+
+/// [`erf`] with its `e^(-x²)` already computed (GELU's gradient needs that factor too).
+#[inline(always)]
+fn erf_given_exp(x: f32, exp_neg_x2: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let p = 1.061_405_4;
@@ -178,7 +184,7 @@ fn erf(x: f32) -> f32 {
     let p = p * t + 1.421_413_7;
     let p = p * t - 0.284_496_74;
     let p = p * t + 0.254_829_6;
-    let y = 1.0 - p * t * exp(-a * a);
+    let y = 1.0 - p * t * exp_neg_x2;
     y.copysign(x)
 }
 
@@ -208,6 +214,24 @@ pub fn fill_rows(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>) {
 /// GELU (the erf form BERT uses) in place.
 pub fn gelu_in_place(isa: Isa, x: &mut [f32]) {
     dispatch!(isa, x.iter_mut().for_each(|v| *v = gelu(*v)))
+}
+
+/// The gradient of [`gelu_in_place`]: `dx = dy · (Φ(x) + x·φ(x))`, with Φ and φ the standard
+/// normal's distribution and density, which share one `e^(-x²/2)`.
+pub fn gelu_backward(isa: Isa, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let n = x.len().min(dy.len()).min(dx.len());
+    let (x, dy, dx) = (&x[..n], &dy[..n], &mut dx[..n]);
+    dispatch!(
+        isa,
+        dx.iter_mut()
+            .zip(x.iter().zip(dy))
+            .for_each(|(d, (&x, &g))| {
+                let e = exp(-0.5 * x * x);
+                let cdf = 0.5 * (1.0 + erf_given_exp(x * std::f32::consts::FRAC_1_SQRT_2, e));
+                *d = g * (cdf + x * INV_SQRT_2PI * e);
+            })
+    )
 }
 
 /// Layer norm of each `gamma.len()`-wide row in place: biased variance, as torch and candle.
