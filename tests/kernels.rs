@@ -524,3 +524,15 @@ fn gelu_gradient_matches_candle_and_finite_differences() {
         .collect();
     assert!(outs.windows(2).all(|w| w[0] == w[1]));
 }
+
+#[test]
+fn masked_softmax_entries_are_exact_zeros() {
+    use cqr::models::bert::Softmax;
+    // BERT's additive mask (−10,000): padded keys must get exactly 0, not numbers at the edge of
+    // the subnormal range, which make every product in the backward pass subnormal (and slow).
+    let x = t(&[1.0, 2.0, -10_000.0, 0.5 - 10_000.0, 2.0 - 90.0], &[1, 5]);
+    let y = vec_of(&x.apply_op1(Softmax).unwrap());
+    assert_eq!(&y[2..], &[0.0, 0.0, 0.0]);
+    assert!(y.iter().all(|v| *v == 0.0 || v.is_normal()), "{y:?}");
+    assert!((y.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+}
