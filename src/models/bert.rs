@@ -353,7 +353,11 @@ impl Layer {
             .reshape((b, t, h))?;
         let a = dropout(&self.attn_out.forward(&ctx)?, drop)?;
         let a = self.attn_norm.forward(&(a + x)?)?;
-        let m = self.intermediate.forward(&a)?.contiguous()?.apply_op1(Gelu)?;
+        let m = self
+            .intermediate
+            .forward(&a)?
+            .contiguous()?
+            .apply_op1(Gelu)?;
         let o = dropout(&self.output.forward(&m)?, drop)?;
         self.out_norm.forward(&(o + a)?)
     }
