@@ -365,6 +365,11 @@ fn weighted_sum(out: &Tensor, r: &Tensor) -> Tensor {
     (out * r).unwrap().sum_all().unwrap()
 }
 
+/// The gradient of Σ y·r with respect to `x`.
+fn input_gradient(y: &Tensor, r: &Tensor, x: &candle_core::Var) -> Vec<f32> {
+    vec_of(weighted_sum(y, r).backward().unwrap().get(x).unwrap())
+}
+
 #[test]
 fn fused_layer_norm_gradients_match_candle_and_finite_differences() {
     use candle_core::Var;
@@ -460,19 +465,9 @@ fn softmax_gradient_matches_candle() {
         let fused = x.as_tensor().apply_op1(Softmax).unwrap();
         let plain = candle_nn::ops::softmax(&x, D::Minus1).unwrap();
         assert!(max_diff(&vec_of(&fused), &vec_of(&plain)) < 1e-6);
-        let a = vec_of(
-            weighted_sum(&fused, &r)
-                .backward()
-                .unwrap()
-                .get(&x)
-                .unwrap(),
-        );
-        let e = vec_of(
-            weighted_sum(&plain, &r)
-                .backward()
-                .unwrap()
-                .get(&x)
-                .unwrap(),
+        let (a, e) = (
+            input_gradient(&fused, &r, &x),
+            input_gradient(&plain, &r, &x),
         );
         assert!(max_diff(&a, &e) < 1e-5, "n={n} w={w}: {}", max_diff(&a, &e));
     }
@@ -491,8 +486,10 @@ fn gelu_gradient_matches_candle_and_finite_differences() {
         let fused = x.as_tensor().apply_op1(Gelu).unwrap();
         let plain = x.as_tensor().gelu_erf().unwrap();
         assert!(max_diff(&vec_of(&fused), &vec_of(&plain)) < 2e-6);
-        let grad = |y: &Tensor| vec_of(weighted_sum(y, &r).backward().unwrap().get(&x).unwrap());
-        let (a, e) = (grad(&fused), grad(&plain));
+        let (a, e) = (
+            input_gradient(&fused, &r, &x),
+            input_gradient(&plain, &r, &x),
+        );
         // candle's gradient rounds 1/√(2π) to 0.398942, a relative error of 1e-6.
         assert!(max_diff(&a, &e) < 1e-5, "n={n} w={w}: {}", max_diff(&a, &e));
         let rv = vec_of(&r);

@@ -71,6 +71,19 @@ fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> CResult<&'a [f32]>
     }
 }
 
+/// A unary op's forward pass: a copy of the contiguous f32 input, changed in place by `f`, which
+/// is also given the width of the last dimension.
+fn map_copy(
+    s: &CpuStorage,
+    l: &Layout,
+    what: &str,
+    f: impl FnOnce(&mut [f32], usize),
+) -> CResult<(CpuStorage, Shape)> {
+    let mut out = f32_data(s, l, what)?.to_vec();
+    f(&mut out, *l.dims().last().unwrap_or(&1));
+    Ok((CpuStorage::F32(out), l.shape().clone()))
+}
+
 /// Layer norm over the last dimension in one pass (`kernels::layer_norm`), with its backward
 /// pass written out (`kernels::layer_norm_backward`) instead of differentiated through the
 /// nine tensor ops of `layer_norm_slow`. Arguments: x, gamma, beta.
@@ -182,9 +195,9 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
-        let mut out = f32_data(s, l, "softmax input")?.to_vec();
-        kernels::softmax_rows(Isa::detect(), &mut out, *l.dims().last().unwrap_or(&1));
-        Ok((CpuStorage::F32(out), l.shape().clone()))
+        map_copy(s, l, "softmax input", |x, w| {
+            kernels::softmax_rows(Isa::detect(), x, w)
+        })
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
@@ -204,9 +217,9 @@ impl CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
-        let mut out = f32_data(s, l, "gelu input")?.to_vec();
-        kernels::gelu_in_place(Isa::detect(), &mut out);
-        Ok((CpuStorage::F32(out), l.shape().clone()))
+        map_copy(s, l, "gelu input", |x, _| {
+            kernels::gelu_in_place(Isa::detect(), x)
+        })
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
