@@ -533,3 +533,30 @@ fn masked_softmax_entries_are_exact_zeros() {
     assert!(y.iter().all(|v| *v == 0.0 || v.is_normal()), "{y:?}");
     assert!((y.iter().sum::<f32>() - 1.0).abs() < 1e-6);
 }
+
+#[test]
+fn dot_all_gives_every_pairwise_dot_product() {
+    let mut rng = Rng::new(14);
+    for (n, k, o) in [
+        (0, 4, 3),
+        (2, 0, 3),
+        (3, 5, 0),
+        (1, 1, 1),
+        (3, 13, 5),
+        (33, 384, 70),
+    ] {
+        let (x, rows) = (random(&mut rng, n * k, 1.0), random(&mut rng, o * k, 1.0));
+        let mut out = vec![f32::NAN; n * o];
+        kernels::dot_all(&x, &rows, &mut out, (n, k, o));
+        for i in 0..n {
+            for j in 0..o {
+                let want: f32 = (0..k).map(|d| x[i * k + d] * rows[j * k + d]).sum();
+                let got = out[i * o + j];
+                assert!(
+                    (got - want).abs() < 1e-4,
+                    "{n}x{k}x{o} [{i},{j}]: {got} vs {want}"
+                );
+            }
+        }
+    }
+}

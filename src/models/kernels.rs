@@ -425,6 +425,45 @@ pub fn matmul_f32(
     }
 }
 
+/// Every dot product of a row of `x` (`n × k`, row-major) with a row of `rows` (`o × k`,
+/// row-major) into `out` (`n × o`): `x · rowsᵀ` on the `gemm` crate's kernels, in this thread.
+pub fn dot_all(x: &[f32], rows: &[f32], out: &mut [f32], (n, k, o): (usize, usize, usize)) {
+    assert!(x.len() >= n * k && rows.len() >= o * k && out.len() >= n * o);
+    if n == 0 || o == 0 {
+        return;
+    }
+    if k == 0 {
+        out[..n * o].fill(0.0);
+        return;
+    }
+    // SAFETY: the asserts above keep every access within the three slices, which do not
+    // overlap (`out` is borrowed mutably). `rows` is read as a k × o matrix with column
+    // stride k and row stride 1, i.e. transposed.
+    unsafe {
+        gemm::gemm(
+            n,
+            o,
+            k,
+            out.as_mut_ptr(),
+            1,
+            o as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            rows.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// Symmetric int8 quantization of each `k`-wide row of `x` into `kp`-wide rows of `q` (the
 /// tail zero): scale = max|x| / 127, values rounded to nearest (ties to even) and kept in
 /// [-127, 127] so the AVX2 kernel's sign trick cannot overflow. Returns the scale of each row.

@@ -169,18 +169,26 @@ impl NearestRow {
         NearestRow { dim, rows }
     }
 
-    /// 1 − the cosine similarity to the nearest kept row, for each row of `x`.
+    /// 1 − the cosine similarity to the nearest kept row, for each row of `x`. Blocks of queries
+    /// against all kept rows as one matrix product each (a dot product per pair, one at a time,
+    /// was a quarter of `classify`'s time with an int8 encoder).
     pub fn scores(&self, x: &[f32]) -> Vec<f32> {
-        let dot = crate::monitor::stats::dot_f32;
-        x.par_chunks(self.dim)
-            .with_min_len(16)
-            .map(|q| {
-                let best = self
-                    .rows
-                    .chunks(self.dim)
-                    .map(|r| dot(q, r))
-                    .fold(f32::NEG_INFINITY, f32::max);
-                1.0 - best
+        const BLOCK: usize = 32;
+        let (dim, o) = (self.dim, self.rows.len() / self.dim.max(1));
+        x.par_chunks(dim * BLOCK)
+            .flat_map_iter(|qs| {
+                let n = qs.len() / dim;
+                let mut sims = vec![0f32; n * o];
+                kernels::dot_all(qs, &self.rows, &mut sims, (n, dim, o));
+                (0..n)
+                    .map(|i| {
+                        let best = sims[i * o..(i + 1) * o]
+                            .iter()
+                            .copied()
+                            .fold(f32::NEG_INFINITY, f32::max);
+                        1.0 - best
+                    })
+                    .collect::<Vec<f32>>()
             })
             .collect()
     }
