@@ -151,25 +151,15 @@ fn hsum(acc: [f32; 8]) -> f32 {
 /// cost x86 a microcode assist each (that made fine-tuning steps with padding 5–20× slower).
 #[inline(always)]
 fn exp(x: f32) -> f32 {
-    let y = exp_clamped(x);
-    if x < -87.0 {
-        0.0
-    } else {
-        y
-    }
-}
-
-#[inline(always)]
-fn exp_clamped(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     // Adding 1.5·2^23 rounds to an integer and leaves it in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let v = x * LOG2E + MAGIC;
+    let c = x.clamp(-87.0, 88.0);
+    let v = c * LOG2E + MAGIC;
     let n = v - MAGIC;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let r = (c - n * LN2_HI) - n * LN2_LO;
     let p = 1.0 / 720.0;
     let p = p * r + 1.0 / 120.0;
     let p = p * r + 1.0 / 24.0;
@@ -178,7 +168,12 @@ fn exp_clamped(x: f32) -> f32 {
     let p = p * r + 1.0;
     let p = p * r + 1.0;
     let k = (v.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    p * f32::from_bits(((k + 127) as u32) << 23)
+    let y = p * f32::from_bits(((k + 127) as u32) << 23);
+    if x < -87.0 {
+        0.0
+    } else {
+        y
+    }
 }
 
 /// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7).
@@ -390,78 +385,75 @@ pub fn matmul_f32(
     threads: usize,
 ) {
     assert!(x.len() >= n * k && w.len() >= k * o && out.len() >= n * o);
-    if n == 0 || o == 0 {
-        return;
-    }
     let par = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every access within the three slices, which do not
-    // overlap (`out` is borrowed mutably).
-    unsafe {
-        gemm::gemm(
-            n,
-            o,
-            k,
-            out.as_mut_ptr(),
-            1,
-            o as isize,
-            true,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            o as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+    // SAFETY: the assert above keeps every access within the slices; `w` is k × o row-major.
+    unsafe { gemm_f32(x, (w, 1, o as isize), out, (n, k, o), true, par) }
 }
 
 /// Every dot product of a row of `x` (`n × k`, row-major) with a row of `rows` (`o × k`,
 /// row-major) into `out` (`n × o`): `x · rowsᵀ` on the `gemm` crate's kernels, in this thread.
 pub fn dot_all(x: &[f32], rows: &[f32], out: &mut [f32], (n, k, o): (usize, usize, usize)) {
     assert!(x.len() >= n * k && rows.len() >= o * k && out.len() >= n * o);
-    if n == 0 || o == 0 {
-        return;
-    }
     if k == 0 {
         out[..n * o].fill(0.0);
         return;
     }
-    // SAFETY: the asserts above keep every access within the three slices, which do not
-    // overlap (`out` is borrowed mutably). `rows` is read as a k × o matrix with column
-    // stride k and row stride 1, i.e. transposed.
+    // SAFETY: the assert above keeps every access within the slices; `rows` read with column
+    // stride k and row stride 1 is the k × o matrix rowsᵀ.
     unsafe {
-        gemm::gemm(
-            n,
-            o,
-            k,
-            out.as_mut_ptr(),
-            1,
-            o as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            rows.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
+        gemm_f32(
+            x,
+            (rows, k as isize, 1),
+            out,
+            (n, k, o),
             false,
             gemm::Parallelism::None,
         )
     }
+}
+
+/// `out = x · w` (or `out += x · w` with `accumulate`) for row-major `x` (`n × k`) and `out`
+/// (`n × o`), `w` given with its column and row strides.
+///
+/// # Safety
+/// `x`, `w` (as strided) and `out` must hold n × k, k × o and n × o elements, `out` not
+/// overlapping the others.
+unsafe fn gemm_f32(
+    x: &[f32],
+    (w, w_cs, w_rs): (&[f32], isize, isize),
+    out: &mut [f32],
+    (n, k, o): (usize, usize, usize),
+    accumulate: bool,
+    par: gemm::Parallelism,
+) {
+    if n == 0 || o == 0 {
+        return;
+    }
+    gemm::gemm(
+        n,
+        o,
+        k,
+        out.as_mut_ptr(),
+        1,
+        o as isize,
+        accumulate,
+        x.as_ptr(),
+        1,
+        k as isize,
+        w.as_ptr(),
+        w_cs,
+        w_rs,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    )
 }
 
 /// Symmetric int8 quantization of each `k`-wide row of `x` into `kp`-wide rows of `q` (the
