@@ -560,3 +560,57 @@ fn dot_all_gives_every_pairwise_dot_product() {
         }
     }
 }
+
+#[test]
+fn dense_op_matches_candle_linear_forward_and_backward() {
+    use candle_core::{Module, Var};
+    use cqr::models::bert::DenseOp;
+    let mut rng = Rng::new(15);
+    for (b, len, k, o) in [(1, 1, 1, 1), (2, 3, 5, 7), (3, 9, 33, 17), (4, 7, 384, 96)] {
+        let (xv, wv, bv) = (
+            random(&mut rng, b * len * k, 1.5),
+            random(&mut rng, o * k, 0.5),
+            random(&mut rng, o, 0.5),
+        );
+        let (x, w, bias) = (
+            Var::from_tensor(&t(&xv, &[b, len, k])).unwrap(),
+            Var::from_tensor(&t(&wv, &[o, k])).unwrap(),
+            Var::from_tensor(&t(&bv, &[o])).unwrap(),
+        );
+        let r = t(&random(&mut rng, b * len * o, 1.0), &[b, len, o]);
+        let fused = x
+            .as_tensor()
+            .apply_op3(w.as_tensor(), bias.as_tensor(), DenseOp)
+            .unwrap();
+        let plain = candle_nn::Linear::new(w.as_tensor().clone(), Some(bias.as_tensor().clone()))
+            .forward(x.as_tensor())
+            .unwrap();
+        assert_eq!(fused.dims(), plain.dims());
+        let scale = (k as f32).sqrt();
+        let d = max_diff(&vec_of(&fused), &vec_of(&plain));
+        assert!(d < 1e-5 * scale, "forward {b}x{len}x{k}->{o}: {d}");
+        let gf = weighted_sum(&fused, &r).backward().unwrap();
+        let gp = weighted_sum(&plain, &r).backward().unwrap();
+        for (what, v) in [("x", &x), ("w", &w), ("b", &bias)] {
+            let (a, e) = (vec_of(gf.get(v).unwrap()), vec_of(gp.get(v).unwrap()));
+            assert_eq!(gf.get(v).unwrap().dims(), v.dims(), "d{what} shape");
+            let d = max_diff(&a, &e);
+            assert!(
+                d < 1e-5 * (b * len * o) as f32,
+                "d{what} {b}x{len}x{k}->{o}: {d}"
+            );
+        }
+    }
+    // An empty batch gives an empty output and empty input gradient, zero weight gradients.
+    let x = Var::from_tensor(&Tensor::zeros((0, 4), DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let w = Var::from_tensor(&t(&[1.0; 12], &[3, 4])).unwrap();
+    let bias = Var::from_tensor(&t(&[1.0; 3], &[3])).unwrap();
+    let y = x
+        .as_tensor()
+        .apply_op3(w.as_tensor(), bias.as_tensor(), DenseOp)
+        .unwrap();
+    assert_eq!(y.dims(), &[0, 3]);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(vec_of(g.get(&w).unwrap()), vec![0.0; 12]);
+    assert_eq!(vec_of(g.get(&bias).unwrap()), vec![0.0; 3]);
+}

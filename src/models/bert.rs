@@ -7,9 +7,9 @@
 //! reproducible. Inference stays in `encoder.rs`.
 
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Module, Shape, Tensor, D,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Tensor, D,
 };
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 
 use super::kernels::{self, Isa};
@@ -255,6 +255,138 @@ impl CustomOp2 for GeluGrad {
     }
 }
 
+/// A dense layer `y = x·wᵀ + b` with the checkpoint's `[out, in]` weight.
+struct Dense {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn load(vb: VarBuilder, inputs: usize, outputs: usize) -> CResult<Dense> {
+        Ok(Dense {
+            weight: vb.get((outputs, inputs), "weight")?,
+            bias: vb.get(outputs, "bias")?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        x.contiguous()?.apply_op3(&self.weight, &self.bias, DenseOp)
+    }
+}
+
+/// A dense layer as one op (arguments x, w, b): the forward pass one gemm onto the bias, the
+/// backward pass two gemms and a column sum. candle's `Linear` is a graph of transpose,
+/// reshape, matmul, broadcast and add, and candle's backprop gives each node's gradient a
+/// fresh zeroed buffer plus an extra pass, and sums the bias gradient with a strided
+/// reduction: together a third of a fine-tune step.
+pub struct DenseOp;
+
+/// The (tokens, inputs, outputs) of a dense layer from the shapes of x and w.
+fn dense_dims(x: &Layout, w: &Layout) -> CResult<(usize, usize, usize)> {
+    let (&[o, k], Some(&xk)) = (w.dims(), x.dims().last()) else {
+        candle_core::bail!("dense layer: weight {:?}", w.dims())
+    };
+    if xk != k {
+        candle_core::bail!("dense layer: x {:?}, weight {:?}", x.dims(), w.dims())
+    }
+    Ok((x.shape().elem_count() / k.max(1), k, o))
+}
+
+impl CustomOp3 for DenseOp {
+    fn name(&self) -> &'static str {
+        "cqr-dense"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (x, w, b) = (
+            f32_data(s1, l1, "x")?,
+            f32_data(s2, l2, "weight")?,
+            f32_data(s3, l3, "bias")?,
+        );
+        let (n, k, o) = dense_dims(l1, l2)?;
+        if b.len() != o {
+            candle_core::bail!("dense layer: bias {} for {o} outputs", b.len())
+        }
+        let mut out = vec![0f32; n * o];
+        kernels::fill_rows(&mut out, b, None);
+        kernels::matmul_f32_nt(
+            x,
+            w,
+            &mut out,
+            (n, k, o),
+            true,
+            rayon::current_num_threads(),
+        );
+        let mut dims = l1.dims().to_vec();
+        *dims.last_mut().expect("x has a last dimension") = o;
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, k, o) = dense_dims(x.layout(), w.layout())?;
+        let all = x.apply_op3_no_bwd(w, &grad.contiguous()?, &DenseGrad)?;
+        Ok((
+            Some(all.narrow(0, 0, n * k)?.reshape(x.shape())?),
+            Some(all.narrow(0, n * k, o * k)?.reshape(w.shape())?),
+            Some(all.narrow(0, n * k + o * k, o)?),
+        ))
+    }
+}
+
+/// The gradients of [`DenseOp`] from (x, w, output gradient), flat: x's (dy·w), then w's
+/// (dyᵀ·x), then b's (the column sums of dy).
+struct DenseGrad;
+
+impl CustomOp3 for DenseGrad {
+    fn name(&self) -> &'static str {
+        "cqr-dense-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (x, w, dy) = (
+            f32_data(s1, l1, "x")?,
+            f32_data(s2, l2, "weight")?,
+            f32_data(s3, l3, "gradient")?,
+        );
+        let (n, k, o) = dense_dims(l1, l2)?;
+        if dy.len() != n * o {
+            candle_core::bail!("dense layer backward: gradient {} for {n} × {o}", dy.len())
+        }
+        let threads = rayon::current_num_threads();
+        let mut out = vec![0f32; n * k + o * k + o];
+        let (dx, rest) = out.split_at_mut(n * k);
+        let (dw, db) = rest.split_at_mut(o * k);
+        kernels::matmul_f32(dy, w, dx, (n, o, k), threads);
+        kernels::matmul_f32_tn(dy, x, dw, (o, n, k), threads);
+        kernels::add_rows(dy, db);
+        let len = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
+
 struct Embeddings {
     word: Tensor,
     position: Tensor,
@@ -308,13 +440,13 @@ impl Embeddings {
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     out_norm: LayerNorm,
     heads: usize,
 }
@@ -324,17 +456,13 @@ impl Layer {
         let h = c.hidden_size;
         let att = vb.pp("attention");
         Ok(Layer {
-            query: candle_nn::linear(h, h, att.pp("self").pp("query"))?,
-            key: candle_nn::linear(h, h, att.pp("self").pp("key"))?,
-            value: candle_nn::linear(h, h, att.pp("self").pp("value"))?,
-            attn_out: candle_nn::linear(h, h, att.pp("output").pp("dense"))?,
+            query: Dense::load(att.pp("self").pp("query"), h, h)?,
+            key: Dense::load(att.pp("self").pp("key"), h, h)?,
+            value: Dense::load(att.pp("self").pp("value"), h, h)?,
+            attn_out: Dense::load(att.pp("output").pp("dense"), h, h)?,
             attn_norm: LayerNorm::load(att.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
-            intermediate: candle_nn::linear(
-                h,
-                c.intermediate_size,
-                vb.pp("intermediate").pp("dense"),
-            )?,
-            output: candle_nn::linear(c.intermediate_size, h, vb.pp("output").pp("dense"))?,
+            intermediate: Dense::load(vb.pp("intermediate").pp("dense"), h, c.intermediate_size)?,
+            output: Dense::load(vb.pp("output").pp("dense"), c.intermediate_size, h)?,
             out_norm: LayerNorm::load(vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
             heads: c.num_attention_heads,
         })
@@ -366,11 +494,7 @@ impl Layer {
             .reshape((b, t, h))?;
         let a = dropout(&self.attn_out.forward(&ctx)?, drop)?;
         let a = self.attn_norm.forward(&(a + x)?)?;
-        let m = self
-            .intermediate
-            .forward(&a)?
-            .contiguous()?
-            .apply_op1(Gelu)?;
+        let m = self.intermediate.forward(&a)?.apply_op1(Gelu)?;
         let o = dropout(&self.output.forward(&m)?, drop)?;
         self.out_norm.forward(&(o + a)?)
     }

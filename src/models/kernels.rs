@@ -376,6 +376,15 @@ pub fn mean_pool_l2(x: &[f32], h: usize, seqs: &[(usize, usize)], out: &mut [f32
     }
 }
 
+/// `gemm`'s parallelism for `threads` threads.
+fn parallelism(threads: usize) -> gemm::Parallelism {
+    if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
 /// `out[n×o] += x[n×k] · w[k×o]` (all row-major), f32 through the `gemm` crate.
 pub fn matmul_f32(
     x: &[f32],
@@ -385,46 +394,109 @@ pub fn matmul_f32(
     threads: usize,
 ) {
     assert!(x.len() >= n * k && w.len() >= k * o && out.len() >= n * o);
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
     // SAFETY: the assert above keeps every access within the slices; `w` is k × o row-major.
-    unsafe { gemm_f32(x, (w, 1, o as isize), out, (n, k, o), true, par) }
+    unsafe {
+        gemm_f32(
+            (x, 1, k as isize),
+            (w, 1, o as isize),
+            out,
+            (n, k, o),
+            true,
+            parallelism(threads),
+        )
+    }
 }
 
-/// Every dot product of a row of `x` (`n × k`, row-major) with a row of `rows` (`o × k`,
-/// row-major) into `out` (`n × o`): `x · rowsᵀ` on the `gemm` crate's kernels, in this thread.
-pub fn dot_all(x: &[f32], rows: &[f32], out: &mut [f32], (n, k, o): (usize, usize, usize)) {
+/// `out[n×o] = x[n×k] · rowsᵀ` (or `+=` with `accumulate`) for `rows` given as `o` rows of
+/// `k` (row-major): every dot product of a row of `x` with a row of `rows`, which is also a
+/// dense layer with PyTorch's `[out, in]` weight layout.
+pub fn matmul_f32_nt(
+    x: &[f32],
+    rows: &[f32],
+    out: &mut [f32],
+    (n, k, o): (usize, usize, usize),
+    accumulate: bool,
+    threads: usize,
+) {
     assert!(x.len() >= n * k && rows.len() >= o * k && out.len() >= n * o);
     if k == 0 {
-        out[..n * o].fill(0.0);
+        if !accumulate {
+            out[..n * o].fill(0.0);
+        }
         return;
     }
     // SAFETY: the assert above keeps every access within the slices; `rows` read with column
     // stride k and row stride 1 is the k × o matrix rowsᵀ.
     unsafe {
         gemm_f32(
-            x,
+            (x, 1, k as isize),
             (rows, k as isize, 1),
             out,
             (n, k, o),
-            false,
-            gemm::Parallelism::None,
+            accumulate,
+            parallelism(threads),
         )
     }
 }
 
-/// `out = x · w` (or `out += x · w` with `accumulate`) for row-major `x` (`n × k`) and `out`
-/// (`n × o`), `w` given with its column and row strides.
+/// `out[n×o] = aᵀ · b` for `a` stored as `k × n` and `b` as `k × o` (row-major): the weight
+/// gradient of a dense layer (output gradients transposed times its inputs).
+pub fn matmul_f32_tn(
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    (n, k, o): (usize, usize, usize),
+    threads: usize,
+) {
+    assert!(a.len() >= k * n && b.len() >= k * o && out.len() >= n * o);
+    if k == 0 {
+        out[..n * o].fill(0.0);
+        return;
+    }
+    // SAFETY: the assert above keeps every access within the slices; `a` read with column
+    // stride n and row stride 1 is the n × k matrix aᵀ.
+    unsafe {
+        gemm_f32(
+            (a, n as isize, 1),
+            (b, 1, o as isize),
+            out,
+            (n, k, o),
+            false,
+            parallelism(threads),
+        )
+    }
+}
+
+/// Every dot product of a row of `x` (`n × k`, row-major) with a row of `rows` (`o × k`,
+/// row-major) into `out` (`n × o`), in this thread.
+pub fn dot_all(x: &[f32], rows: &[f32], out: &mut [f32], dims: (usize, usize, usize)) {
+    matmul_f32_nt(x, rows, out, dims, false, 1)
+}
+
+/// Adds each `width`-wide row of `x` into `sums` (`width = sums.len()`): column sums, the bias
+/// gradient of a dense layer.
+pub fn add_rows(x: &[f32], sums: &mut [f32]) {
+    let w = sums.len();
+    if w == 0 {
+        return;
+    }
+    for row in x.chunks_exact(w) {
+        sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+    }
+}
+
+/// A matrix for [`gemm_f32`]: its elements, column stride and row stride.
+type Strided<'a> = (&'a [f32], isize, isize);
+
+/// `out = a · b` (or `out += a · b` with `accumulate`) for `a` (`n × k`) and `b` (`k × o`)
+/// given with their strides, into row-major `out` (`n × o`).
 ///
 /// # Safety
-/// `x`, `w` (as strided) and `out` must hold n × k, k × o and n × o elements, `out` not
+/// `a` and `b` (as strided) and `out` must hold n × k, k × o and n × o elements, `out` not
 /// overlapping the others.
 unsafe fn gemm_f32(
-    x: &[f32],
-    (w, w_cs, w_rs): (&[f32], isize, isize),
+    (a, a_cs, a_rs): Strided<'_>,
+    (b, b_cs, b_rs): Strided<'_>,
     out: &mut [f32],
     (n, k, o): (usize, usize, usize),
     accumulate: bool,
@@ -441,12 +513,12 @@ unsafe fn gemm_f32(
         1,
         o as isize,
         accumulate,
-        x.as_ptr(),
-        1,
-        k as isize,
-        w.as_ptr(),
-        w_cs,
-        w_rs,
+        a.as_ptr(),
+        a_cs,
+        a_rs,
+        b.as_ptr(),
+        b_cs,
+        b_rs,
         1.0,
         1.0,
         false,
