@@ -1,16 +1,17 @@
 //! A trainable BERT encoder for fine-tuning, with the checkpoint's own weight names so it loads
 //! and saves the same safetensors files as candle-transformers' inference model. It exists
 //! because the stock model cannot be trained: its fused layer norm has no backward pass (the
-//! graph is cut without an error) and its dropout does nothing. Here layer norm, softmax and GELU
-//! are custom ops with their backward passes written out (checked against finite differences in
-//! tests/kernels.rs), and dropout masks come from cqr's seeded RNG so a fine-tune is
-//! reproducible. Inference stays in `encoder.rs`.
+//! graph is cut without an error) and its dropout does nothing. Here the dense layers, attention,
+//! layer norm and GELU are custom ops with their backward passes written out (checked against
+//! candle's own ops and finite differences in tests/kernels.rs), and dropout masks come from
+//! cqr's seeded RNG so a fine-tune is reproducible. Inference stays in `encoder.rs`.
 
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Tensor, D,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Storage, Tensor,
 };
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
+use rayon::prelude::*;
 
 use super::kernels::{self, Isa};
 use crate::util::Rng;
@@ -25,18 +26,19 @@ pub struct Dropout<'a> {
 
 /// Inverted dropout with a mask from `drop`; the identity when `drop` is `None` (evaluation).
 pub fn dropout(x: &Tensor, drop: &mut Option<Dropout<'_>>) -> CResult<Tensor> {
-    let Some(d) = drop else {
-        return Ok(x.clone());
-    };
-    if d.p <= 0.0 {
-        return Ok(x.clone());
+    match dropout_mask(drop, x.elem_count()) {
+        Some(m) => x * Tensor::from_vec(m, x.shape(), x.device())?,
+        None => Ok(x.clone()),
     }
-    let m = Tensor::from_vec(
-        super::heads::mask(d.rng, x.elem_count(), d.p),
-        x.shape(),
-        x.device(),
-    )?;
-    x * m
+}
+
+/// The next `n` values of inverted-dropout mask (`0` or `1/(1-p)`), or `None` when dropout is
+/// off.
+fn dropout_mask(drop: &mut Option<Dropout<'_>>, n: usize) -> Option<Vec<f32>> {
+    match drop {
+        Some(d) if d.p > 0.0 => Some(super::heads::mask(d.rng, n, d.p)),
+        _ => None,
+    }
 }
 
 struct LayerNorm {
@@ -182,27 +184,6 @@ impl CustomOp3 for LayerNormGrad {
         let (dg, db) = rest.split_at_mut(h);
         kernels::layer_norm_backward(Isa::detect(), x, g, dy, self.eps, dx, dg, db);
         Ok((CpuStorage::F32(out), Shape::from((n + 2, h))))
-    }
-}
-
-/// Softmax over the last dimension in one pass, with the backward pass
-/// dx = y·(dy − Σ dy·y) instead of the graph of `candle_nn::ops::softmax`'s five ops.
-pub struct Softmax;
-
-impl CustomOp1 for Softmax {
-    fn name(&self) -> &'static str {
-        "cqr-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
-        map_copy(s, l, "softmax input", |x, w| {
-            kernels::softmax_rows(Isa::detect(), x, w)
-        })
-    }
-
-    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
-        let dot = (grad * y)?.sum_keepdim(D::Minus1)?;
-        Ok(Some((grad.broadcast_sub(&dot)? * y)?))
     }
 }
 
@@ -387,6 +368,159 @@ impl CustomOp3 for DenseGrad {
     }
 }
 
+/// Multi-head self-attention of a padded batch as one op (arguments q, k, v, each `[b, t, h]`;
+/// output the context `[b, t, h]`, heads merged): keys past each row's length get zero weight,
+/// `keep` is the dropout mask of the attention probabilities (`[b, heads, t, t]`). Forward and
+/// backward are `kernels::attention_seq` and its gradient, one sequence per task. As candle
+/// ops this was some fifteen graph nodes per layer (head split and merge copies, batched
+/// matmuls, scale, mask, softmax, dropout), each costing the backward pass a zeroed buffer and
+/// an extra add.
+pub struct Attention {
+    pub heads: usize,
+    /// Each row's length (real tokens, the rest padding).
+    pub lens: Vec<usize>,
+    pub keep: Option<Vec<f32>>,
+}
+
+impl Attention {
+    /// (b, t, h) of the arguments, checked against the lengths, heads and mask.
+    fn dims(&self, l: &Layout) -> CResult<(usize, usize, usize)> {
+        let &[b, t, h] = l.dims() else {
+            candle_core::bail!("attention: q {:?} is not [batch, tokens, hidden]", l.dims())
+        };
+        let keep_ok = self
+            .keep
+            .as_ref()
+            .is_none_or(|k| k.len() == b * self.heads * t * t);
+        if self.heads == 0
+            || h % self.heads != 0
+            || self.lens.len() != b
+            || self.lens.iter().any(|&n| n > t)
+            || !keep_ok
+        {
+            candle_core::bail!(
+                "attention: [{b}, {t}, {h}] with {} heads, {} lengths",
+                self.heads,
+                self.lens.len()
+            )
+        }
+        Ok((b, t, h))
+    }
+
+    /// Row `i`'s slice of the dropout mask.
+    fn keep_of(&self, i: usize, t: usize) -> Option<&[f32]> {
+        let n = self.heads * t * t;
+        self.keep.as_ref().map(|k| &k[i * n..(i + 1) * n])
+    }
+}
+
+/// The contiguous f32 data of a tensor on the CPU.
+fn cpu_f32<'a>(s: &'a Storage, l: &Layout, what: &str) -> CResult<&'a [f32]> {
+    match s {
+        Storage::Cpu(c) => f32_data(c, l, what),
+        _ => candle_core::bail!("{what}: only the CPU is supported"),
+    }
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "cqr-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (b, t, h) = self.dims(l1)?;
+        let (q, k, v) = (
+            f32_data(s1, l1, "q")?,
+            f32_data(s2, l2, "k")?,
+            f32_data(s3, l3, "v")?,
+        );
+        if k.len() != q.len() || v.len() != q.len() {
+            candle_core::bail!(
+                "attention: q, k, v of {}, {}, {}",
+                q.len(),
+                k.len(),
+                v.len()
+            )
+        }
+        let th = t * h;
+        let mut ctx = vec![0f32; b * th];
+        let isa = Isa::detect();
+        ctx.par_chunks_mut(th.max(1))
+            .enumerate()
+            .for_each(|(i, c)| {
+                let r = i * th..(i + 1) * th;
+                kernels::attention_seq(
+                    isa,
+                    (&q[r.clone()], &k[r.clone()], &v[r]),
+                    c,
+                    (t, self.lens[i], h, self.heads),
+                    self.keep_of(i, t),
+                )
+            });
+        Ok((CpuStorage::F32(ctx), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, t, h) = self.dims(q.layout())?;
+        let grad = grad.contiguous()?;
+        let (qs, ql) = q.storage_and_layout();
+        let (ks, kl) = k.storage_and_layout();
+        let (vs, vl) = v.storage_and_layout();
+        let (gs, gl) = grad.storage_and_layout();
+        let (qd, kd, vd, dy) = (
+            cpu_f32(&qs, ql, "q")?,
+            cpu_f32(&ks, kl, "k")?,
+            cpu_f32(&vs, vl, "v")?,
+            cpu_f32(&gs, gl, "gradient")?,
+        );
+        let th = t * h;
+        if [kd.len(), vd.len(), dy.len()]
+            .iter()
+            .any(|&n| n != qd.len())
+        {
+            candle_core::bail!("attention backward: mismatched sizes")
+        }
+        let (mut dq, mut dk, mut dv) = (vec![0f32; b * th], vec![0f32; b * th], vec![0f32; b * th]);
+        let isa = Isa::detect();
+        dq.par_chunks_mut(th.max(1))
+            .zip(dk.par_chunks_mut(th.max(1)))
+            .zip(dv.par_chunks_mut(th.max(1)))
+            .enumerate()
+            .for_each(|(i, ((dq, dk), dv))| {
+                let r = i * th..(i + 1) * th;
+                kernels::attention_seq_backward(
+                    isa,
+                    (&qd[r.clone()], &kd[r.clone()], &vd[r.clone()]),
+                    &dy[r],
+                    (t, self.lens[i], h, self.heads),
+                    self.keep_of(i, t),
+                    (dq, dk, dv),
+                )
+            });
+        let dev = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, (b, t, h), dev)?),
+            Some(Tensor::from_vec(dk, (b, t, h), dev)?),
+            Some(Tensor::from_vec(dv, (b, t, h), dev)?),
+        ))
+    }
+}
+
 struct Embeddings {
     word: Tensor,
     position: Tensor,
@@ -468,30 +602,25 @@ impl Layer {
         })
     }
 
-    /// `bias` is the additive attention mask, `[b, 1, 1, t]`.
+    /// `lens` are the rows' lengths (real tokens; the rest is padding).
     fn forward(
         &self,
         x: &Tensor,
-        bias: &Tensor,
+        lens: &[usize],
         drop: &mut Option<Dropout<'_>>,
     ) -> CResult<Tensor> {
-        let (b, t, h) = x.dims3()?;
-        let d = h / self.heads;
-        let split = |y: Tensor| -> CResult<Tensor> {
-            y.reshape((b, t, self.heads, d))?
-                .transpose(1, 2)?
-                .contiguous()
+        let (b, t, _) = x.dims3()?;
+        let (q, k, v) = (
+            self.query.forward(x)?,
+            self.key.forward(x)?,
+            self.value.forward(x)?,
+        );
+        let attention = Attention {
+            heads: self.heads,
+            lens: lens.to_vec(),
+            keep: dropout_mask(drop, b * self.heads * t * t),
         };
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?.broadcast_add(bias)?;
-        let probs = dropout(&scores.contiguous()?.apply_op1(Softmax)?, drop)?;
-        let ctx = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, t, h))?;
+        let ctx = q.apply_op3(&k, &v, attention)?;
         let a = dropout(&self.attn_out.forward(&ctx)?, drop)?;
         let a = self.attn_norm.forward(&(a + x)?)?;
         let m = self.intermediate.forward(&a)?.apply_op1(Gelu)?;
@@ -525,12 +654,14 @@ impl TrainableBert {
         mask: &Tensor,
         drop: &mut Option<Dropout<'_>>,
     ) -> CResult<Tensor> {
-        let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 10_000.0)?
-            .unsqueeze(1)?
-            .unsqueeze(1)?;
+        let lens: Vec<usize> = mask
+            .to_vec2::<u32>()?
+            .iter()
+            .map(|row| row.iter().filter(|&&m| m != 0).count())
+            .collect();
         let mut x = self.embeddings.forward(ids, types, drop)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &bias, drop)?;
+            x = layer.forward(&x, &lens, drop)?;
         }
         Ok(x)
     }

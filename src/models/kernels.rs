@@ -301,22 +301,6 @@ pub fn layer_norm_backward(
     })
 }
 
-/// Softmax of each `w`-wide row of `x` in place (the rows of attention scores in training).
-pub fn softmax_rows(isa: Isa, x: &mut [f32], w: usize) {
-    if w == 0 {
-        return;
-    }
-    dispatch!(
-        isa,
-        x.chunks_exact_mut(w).for_each(|row| {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            row.iter_mut().for_each(|v| *v = exp(*v - max));
-            let inv = 1.0 / sum(row);
-            row.iter_mut().for_each(|v| *v *= inv);
-        })
-    )
-}
-
 /// Multi-head self-attention over packed sequences. `qkv` holds each token's query, key and
 /// value (`3·h` wide, heads contiguous within each); `seqs` are (first row, length) pairs, and
 /// a token attends only to its own sequence, so nothing is masked or padded. Writes the
@@ -360,6 +344,115 @@ pub fn attention(
             }
         }
     )
+}
+
+/// One padded sequence's multi-head self-attention for training: `q`, `k`, `v` and `ctx` are
+/// its `t` rows of `h` (heads contiguous within each); keys from `len` on are padding and get
+/// exactly zero weight (query rows from `len` on are computed too, as a masked dense model
+/// computes them); `keep` (`[heads, t, t]`) multiplies the attention probabilities: dropout's
+/// mask, scaled.
+pub fn attention_seq(
+    isa: Isa,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    ctx: &mut [f32],
+    (t, len, h, heads): (usize, usize, usize, usize),
+    keep: Option<&[f32]>,
+) {
+    let d = h / heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut p = vec![0f32; len];
+    ctx[..t * h].fill(0.0);
+    if len == 0 {
+        return;
+    }
+    dispatch!(
+        isa,
+        for hd in 0..heads {
+            let col = hd * d;
+            for i in 0..t {
+                attention_probs(q, k, (i, col, d, h), scale, &mut p);
+                let out = &mut ctx[i * h + col..][..d];
+                for (j, &pj) in p.iter().enumerate() {
+                    let w = keep.map_or(pj, |m| pj * m[(hd * t + i) * t + j]);
+                    let v = &v[j * h + col..][..d];
+                    out.iter_mut().zip(v).for_each(|(o, v)| *o += w * v);
+                }
+            }
+        }
+    )
+}
+
+/// The gradients of [`attention_seq`] with respect to its q, k and v, given the gradient of
+/// its output `dctx`, into `dq`, `dk`, `dv` (overwritten). The probabilities are recomputed.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_seq_backward(
+    isa: Isa,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    dctx: &[f32],
+    (t, len, h, heads): (usize, usize, usize, usize),
+    keep: Option<&[f32]>,
+    (dq, dk, dv): (&mut [f32], &mut [f32], &mut [f32]),
+) {
+    let d = h / heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    for g in [&mut *dq, &mut *dk, &mut *dv] {
+        g[..t * h].fill(0.0);
+    }
+    if len == 0 {
+        return;
+    }
+    let (mut p, mut ds) = (vec![0f32; len], vec![0f32; len]);
+    dispatch!(
+        isa,
+        for hd in 0..heads {
+            let col = hd * d;
+            for i in 0..t {
+                attention_probs(q, k, (i, col, d, h), scale, &mut p);
+                let dout = &dctx[i * h + col..][..d];
+                // ds_j = p_j·(dp_j − Σ p·dp) with dp_j = keep_ij·(dout·v_j).
+                let mut c = 0f32;
+                for (j, (&pj, dsj)) in p.iter().zip(ds.iter_mut()).enumerate() {
+                    let m = keep.map_or(1.0, |m| m[(hd * t + i) * t + j]);
+                    let dp = m * dot(dout, &v[j * h + col..][..d]);
+                    let dvj = &mut dv[j * h + col..][..d];
+                    let w = pj * m;
+                    dvj.iter_mut().zip(dout).for_each(|(a, g)| *a += w * g);
+                    *dsj = dp;
+                    c += pj * dp;
+                }
+                let qi = &q[i * h + col..][..d];
+                let dqi = &mut dq[i * h + col..][..d];
+                for (j, (&pj, dsj)) in p.iter().zip(&ds).enumerate() {
+                    let g = pj * (dsj - c) * scale;
+                    let kj = &k[j * h + col..][..d];
+                    dqi.iter_mut().zip(kj).for_each(|(a, k)| *a += g * k);
+                    let dkj = &mut dk[j * h + col..][..d];
+                    dkj.iter_mut().zip(qi).for_each(|(a, q)| *a += g * q);
+                }
+            }
+        }
+    )
+}
+
+/// Softmax over the first `p.len()` keys of query row `i`'s scaled scores in head column
+/// `col` (`d` wide, rows `h` apart).
+#[inline(always)]
+fn attention_probs(
+    q: &[f32],
+    k: &[f32],
+    (i, col, d, h): (usize, usize, usize, usize),
+    scale: f32,
+    p: &mut [f32],
+) {
+    let qi = &q[i * h + col..][..d];
+    let mut max = f32::NEG_INFINITY;
+    for (j, s) in p.iter_mut().enumerate() {
+        *s = dot(qi, &k[j * h + col..][..d]) * scale;
+        max = max.max(*s);
+    }
+    p.iter_mut().for_each(|v| *v = exp(*v - max));
+    let inv = 1.0 / sum(p);
+    p.iter_mut().for_each(|v| *v *= inv);
 }
 
 /// Mean of each sequence's rows, L2-normalised: sentence-transformers' pooling.
