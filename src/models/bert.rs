@@ -415,7 +415,7 @@ impl Attention {
 }
 
 /// The contiguous f32 data of a tensor on the CPU.
-fn cpu_f32<'a>(s: &'a Storage, l: &Layout, what: &str) -> CResult<&'a [f32]> {
+pub(crate) fn cpu_f32<'a>(s: &'a Storage, l: &Layout, what: &str) -> CResult<&'a [f32]> {
     match s {
         Storage::Cpu(c) => f32_data(c, l, what),
         _ => candle_core::bail!("{what}: only the CPU is supported"),

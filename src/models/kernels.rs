@@ -124,6 +124,50 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     hsum(acc)
 }
 
+/// Σ x², vectorised.
+pub fn sum_squares(isa: Isa, x: &[f32]) -> f32 {
+    dispatch!(isa, dot(x, x))
+}
+
+/// One AdamW step's coefficients (see [`adamw`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWCoefficients {
+    pub beta1: f32,
+    pub beta2: f32,
+    /// 1 / (1 − β₁ᵗ) and 1 / (1 − β₂ᵗ): the bias corrections.
+    pub scale_m: f32,
+    pub scale_v: f32,
+    /// 1 − lr·weight decay.
+    pub decay: f32,
+    pub lr: f32,
+    pub eps: f32,
+    /// Multiplies each gradient first (gradient clipping).
+    pub grad_scale: f32,
+}
+
+/// AdamW (as torch and candle_nn compute it) on weights `w` in place, with gradient `g` and
+/// first and second moments `m`, `v`, updated in place.
+pub fn adamw(
+    isa: Isa,
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    c: AdamWCoefficients,
+) {
+    let n = w.len().min(g.len()).min(m.len()).min(v.len());
+    let (w, g, m, v) = (&mut w[..n], &g[..n], &mut m[..n], &mut v[..n]);
+    dispatch!(
+        isa,
+        for (((w, g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g * c.grad_scale;
+            *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+            *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+            *w = *w * c.decay - c.lr * (*m * c.scale_m) / ((*v * c.scale_v).sqrt() + c.eps);
+        }
+    )
+}
+
 #[inline(always)]
 fn sum(a: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
