@@ -28,6 +28,14 @@ fn main() -> ExitCode {
     // 540 rows 12.4 s -> 10.4 s). The process keeps its peak, which it reached anyway.
     // SAFETY: a plain setter of a global option, called before any other thread exists.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // candle runs large elementwise ops on a pool of its own, beside rayon's, whose workers spin
+    // at a barrier after each op: with both pools on two cores they take turns preempting each
+    // other (a fine-tune epoch on 1,800 rows 34.8 s -> 25.6 s with the machine loaded). cqr's
+    // heavy work is on rayon (gemm, its kernels); candle's elementwise ops run in the caller.
+    // Set before any thread exists; a value given by the user is kept.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let cli = Cli::parse();
     cqr::ui::init(cli.global.quiet, cli.global.verbose);
     match cqr::cli::run(cli) {
