@@ -73,6 +73,20 @@ fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> CResult<&'a [f32]>
     }
 }
 
+/// The contiguous f32 data of a ternary op's three arguments, named in errors by `names`.
+fn f32_args<'a>(
+    (s1, l1): (&'a CpuStorage, &Layout),
+    (s2, l2): (&'a CpuStorage, &Layout),
+    (s3, l3): (&'a CpuStorage, &Layout),
+    names: [&str; 3],
+) -> CResult<(&'a [f32], &'a [f32], &'a [f32])> {
+    Ok((
+        f32_data(s1, l1, names[0])?,
+        f32_data(s2, l2, names[1])?,
+        f32_data(s3, l3, names[2])?,
+    ))
+}
+
 /// A unary op's forward pass: a copy of the contiguous f32 input, changed in place by `f`, which
 /// is also given the width of the last dimension.
 fn map_copy(
@@ -107,11 +121,7 @@ impl CustomOp3 for FusedLayerNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
-        let (x, g, b) = (
-            f32_data(s1, l1, "x")?,
-            f32_data(s2, l2, "gamma")?,
-            f32_data(s3, l3, "beta")?,
-        );
+        let (x, g, b) = f32_args((s1, l1), (s2, l2), (s3, l3), ["x", "gamma", "beta"])?;
         if l1.dims().last() != Some(&g.len()) || b.len() != g.len() {
             candle_core::bail!(
                 "layer norm: x {:?}, gamma {}, beta {}",
@@ -165,11 +175,7 @@ impl CustomOp3 for LayerNormGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
-        let (x, g, dy) = (
-            f32_data(s1, l1, "x")?,
-            f32_data(s2, l2, "gamma")?,
-            f32_data(s3, l3, "gradient")?,
-        );
+        let (x, g, dy) = f32_args((s1, l1), (s2, l2), (s3, l3), ["x", "gamma", "gradient"])?;
         let h = g.len();
         if h == 0 || x.len() != dy.len() || x.len() % h != 0 {
             candle_core::bail!(
@@ -287,11 +293,7 @@ impl CustomOp3 for DenseOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
-        let (x, w, b) = (
-            f32_data(s1, l1, "x")?,
-            f32_data(s2, l2, "weight")?,
-            f32_data(s3, l3, "bias")?,
-        );
+        let (x, w, b) = f32_args((s1, l1), (s2, l2), (s3, l3), ["x", "weight", "bias"])?;
         let (n, k, o) = dense_dims(l1, l2)?;
         if b.len() != o {
             candle_core::bail!("dense layer: bias {} for {o} outputs", b.len())
@@ -347,11 +349,7 @@ impl CustomOp3 for DenseGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
-        let (x, w, dy) = (
-            f32_data(s1, l1, "x")?,
-            f32_data(s2, l2, "weight")?,
-            f32_data(s3, l3, "gradient")?,
-        );
+        let (x, w, dy) = f32_args((s1, l1), (s2, l2), (s3, l3), ["x", "weight", "gradient"])?;
         let (n, k, o) = dense_dims(l1, l2)?;
         if dy.len() != n * o {
             candle_core::bail!("dense layer backward: gradient {} for {n} × {o}", dy.len())
@@ -437,11 +435,7 @@ impl CustomOp3 for Attention {
         l3: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
         let (b, t, h) = self.dims(l1)?;
-        let (q, k, v) = (
-            f32_data(s1, l1, "q")?,
-            f32_data(s2, l2, "k")?,
-            f32_data(s3, l3, "v")?,
-        );
+        let (q, k, v) = f32_args((s1, l1), (s2, l2), (s3, l3), ["q", "k", "v"])?;
         if k.len() != q.len() || v.len() != q.len() {
             candle_core::bail!(
                 "attention: q, k, v of {}, {}, {}",
