@@ -76,6 +76,16 @@ fn trainable_bert_in_eval_mode_matches_the_inference_encoder() {
         let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
         assert!(cos > 0.9999, "text {i}: cosine {cos}");
     }
+    // Attention reads each row's length off the mask: a mask with padding before the last
+    // token is refused, not misread.
+    let ids = Tensor::from_vec(rows[0][..3].to_vec(), (1, 3), &Device::Cpu).unwrap();
+    let types = Tensor::zeros((1, 3), DType::U32, &Device::Cpu).unwrap();
+    let holey = Tensor::from_vec(vec![1u32, 0, 1], (1, 3), &Device::Cpu).unwrap();
+    let err = bert
+        .forward(&ids, &types, &holey, &mut None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("padding before the last token"), "{err}");
 }
 
 #[test]

@@ -640,7 +640,8 @@ impl TrainableBert {
         Ok(TrainableBert { embeddings, layers })
     }
 
-    /// Hidden states `[b, t, hidden]`; `mask` is `[b, t]` of 0/1 (u32).
+    /// Hidden states `[b, t, hidden]`; `mask` is `[b, t]` of 0/1 (u32), each row its tokens
+    /// then padding, as [`pad_batch`] makes it (anything else is an error).
     pub fn forward(
         &self,
         ids: &Tensor,
@@ -648,11 +649,14 @@ impl TrainableBert {
         mask: &Tensor,
         drop: &mut Option<Dropout<'_>>,
     ) -> CResult<Tensor> {
-        let lens: Vec<usize> = mask
-            .to_vec2::<u32>()?
-            .iter()
-            .map(|row| row.iter().filter(|&&m| m != 0).count())
-            .collect();
+        let mut lens = Vec::new();
+        for (i, row) in mask.to_vec2::<u32>()?.iter().enumerate() {
+            let len = row.iter().take_while(|&&m| m != 0).count();
+            if row[len..].iter().any(|&m| m != 0) {
+                candle_core::bail!("attention mask row {i}: padding before the last token")
+            }
+            lens.push(len);
+        }
         let mut x = self.embeddings.forward(ids, types, drop)?;
         for layer in &self.layers {
             x = layer.forward(&x, &lens, drop)?;
