@@ -18,22 +18,16 @@ encoder=()
 [ -f models/all-MiniLM-L6-v2/model.safetensors ] && encoder=(--encoder models/all-MiniLM-L6-v2)
 CQR_BIN="$target/cqr" "$target/examples/drift_bench" "$data" "$work" "${encoder[@]}" > "$work/out.txt"
 python3 - "$work/out.txt" <<'PY'
-import json, os, sys
+import json, sys
+sys.path.insert(0, "scripts")
+from bench_results import merge, stamp
 text = open(sys.argv[1]).read()
 # Training prints its summary first; the figures are the JSON object after it.
 drift = json.loads(text[text.index("\n{\n") + 1:] if not text.startswith("{") else text)
-import datetime, subprocess
-drift = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                  text=True).stdout.strip(), **drift}
+drift = {**stamp(), **drift}
 drift["targets"] = {"no_drift_alarm_rate_max": 0.05, "new_intents_detection_at_500_min": 0.95,
                     "no_drift_estimate_mae_points_max": 1.5, "linear_check_2000_rows_seconds_max": 2.0}
-path = "bench/results.json"
-out = json.load(open(path)) if os.path.exists(path) else {}
-out["drift"] = drift
-with open(path, "w") as f:
-    json.dump(out, f, indent=2)
-    f.write("\n")
+merge("drift", drift)
 for model in ("linear", "ensemble"):
     if model not in drift:
         continue

@@ -73,7 +73,9 @@ PY
 done
 
 python3 - "$work" "$data/test.csv" <<'PY'
-import csv, datetime, glob, json, os, subprocess, sys
+import csv, glob, json, os, sys
+sys.path.insert(0, "scripts")
+from bench_results import merge, stamp
 work, test = sys.argv[1], sys.argv[2]
 load = lambda p: json.load(open(os.path.join(work, p)))
 n = sum(1 for _ in csv.DictReader(open(test, newline="", encoding="utf-8")))
@@ -85,9 +87,7 @@ for b in (8, 16, 32, 64, 128):
     s = load(f"speed_batch{b}.json")
     sweep[str(b)] = {"f32": s["f32_texts_per_s"], "int8": s["int8_texts_per_s"]}
 enc = {
-    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True).stdout.strip(),
+    **stamp(),
     "texts": n,
     "isa": speed["isa"],
     "threads": speed["threads"],
@@ -149,11 +149,6 @@ if pys:
         enc["vs_onnxruntime"] = {"encoder_alone_f32": round(a["packed_f32"] / o["f32_texts_per_s"], 2),
                                  "encoder_alone_int8": round(a["packed_int8"] / o["int8_texts_per_s"], 2)}
 enc["targets"] = {"f32_vs_torch": 1.2, "int8_vs_torch": 3.0, "int8_accuracy_loss_points_max": 0.3}
-path = "bench/results.json"
-out = json.load(open(path)) if os.path.exists(path) else {}
-out["encoder"] = enc
-with open(path, "w") as f:
-    json.dump(out, f, indent=2)
-    f.write("\n")
+merge("encoder", enc)
 print(json.dumps(enc, indent=2))
 PY

@@ -38,7 +38,9 @@ echo "== evaluate on $data/test.csv" >&2
 "$cqr" evaluate "$work/model" "$data/test.csv" --json > "$work/eval.json"
 
 python3 - "$work" "$*" <<'PY'
-import datetime, json, os, subprocess, sys
+import json, os, sys
+sys.path.insert(0, "scripts")
+from bench_results import merge, stamp
 work, extra = sys.argv[1], sys.argv[2]
 load = lambda p: json.load(open(os.path.join(work, p)))
 train, ev = load("train.json"), load("eval.json")
@@ -47,9 +49,7 @@ enc = next(c for c in manifest["components"] if c["kind"] == "encoder")
 ft = enc["settings"]["fine_tune"]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
 res = {
-    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True).stdout.strip(),
+    **stamp(),
     "machine": {"cpu": cpu, "cores": os.cpu_count()},
     "command": "cqr train train.csv --components linear,encoder --fine-tune --seed 42" + (f" {extra}" if extra else ""),
     "fine_tune_minutes": round(ft["seconds"] / 60, 2),
@@ -63,11 +63,6 @@ res = {
     "components": {k: round(c["accuracy"], 4) for k, c in ev.get("components", {}).items()},
     "targets": {"fine_tune_minutes": 8, "best_accuracy": 0.945},
 }
-path = "bench/results.json"
-out = json.load(open(path)) if os.path.exists(path) else {}
-out["fine_tune"] = res
-with open(path, "w") as f:
-    json.dump(out, f, indent=2)
-    f.write("\n")
+merge("fine_tune", res)
 print(json.dumps(res, indent=2))
 PY

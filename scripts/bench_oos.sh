@@ -87,7 +87,9 @@ if [ -f models/all-MiniLM-L6-v2/model.safetensors ] && [ -z "$only" ]; then
 fi
 
 CQR_OOS_ONLY="$only" python3 - "$work" "${models[@]}" <<'PY'
-import datetime, json, os, subprocess, sys
+import json, os, sys
+sys.path.insert(0, "scripts")
+from bench_results import merge, stamp
 work, models = sys.argv[1], sys.argv[2:]
 def figures(name):
     r = json.load(open(f"{work}/{name}.eval.json"))
@@ -106,9 +108,7 @@ def figures(name):
         "in_scope_accuracy_answered": o["in_scope_accuracy_answered"],
         "auroc": o["auroc"], "fpr_at_95_tpr": o["fpr_at_95_tpr"],
     }
-out = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-       "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip(),
+out = {**stamp(),
        "protocol": "BANKING77, 20 intents withheld (seed 20261201) as out of scope; train on the "
                    "other 57 (default: as they are; fitted: plus 100 withheld-intent training rows "
                    "labelled oos; as_class: the same, oos trained as a class); test split with the "
@@ -127,13 +127,8 @@ for model in models:
         v for k, v in d["auroc"].items() if k != "one_minus_confidence") - d["auroc"]["one_minus_confidence"]
 if os.path.exists(f"{work}/candidates.json"):
     out["novelty_candidates"] = json.load(open(f"{work}/candidates.json"))
-path = "bench/results.json"
-res = json.load(open(path)) if os.path.exists(path) else {}
 # With --only, the other models' figures (and the candidates) stay as they were.
-res["out_of_scope"] = {**res.get("out_of_scope", {}), **out} if os.environ.get("CQR_OOS_ONLY") else out
-with open(path, "w") as f:
-    json.dump(res, f, indent=2)
-    f.write("\n")
+merge("out_of_scope", out, update=bool(os.environ.get("CQR_OOS_ONLY")))
 for model in models:
     for case, f in out[model].items():
         if not isinstance(f, dict):
