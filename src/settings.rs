@@ -294,7 +294,7 @@ pub mod defaults {
     pub const FINE_TUNE_WEIGHT_DECAY: f64 = 0.01;
     pub const FINE_TUNE_CLIP: f64 = 1.0;
     pub const FINE_TUNE_DROPOUT: f32 = 0.1;
-    pub const FINE_TUNE_PATIENCE: usize = 1;
+    pub const FINE_TUNE_PATIENCE: usize = 2;
     pub const FINE_TUNE_FREEZE_WORDS: bool = true;
     /// The label that marks out-of-scope rows in evaluation data.
     pub const OOS_LABEL: &str = "oos";
