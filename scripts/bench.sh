@@ -20,16 +20,7 @@ mkdir -p "$work"
 
 # Runs a command with stdout to $1; prints {"seconds", "peak_rss_mib", "rc"} (peak RSS of the child).
 measure() {
-  python3 - "$@" <<'PY'
-import json, resource, subprocess, sys, time
-out, cmd = sys.argv[1], sys.argv[2:]
-t = time.monotonic()
-with open(out, "wb") as f:
-    rc = subprocess.run(cmd, stdout=f).returncode
-secs = time.monotonic() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"seconds": round(secs, 3), "peak_rss_mib": round(rss, 1), "rc": rc}))
-PY
+  python3 scripts/bench_results.py measure "$@"
 }
 
 echo "== train on $data/train.csv" >&2

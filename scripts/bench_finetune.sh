@@ -22,18 +22,9 @@ mkdir -p "$work"
 export CQR_RUNS_DIR="$work/runs"
 
 echo "== train: --components linear,encoder --fine-tune --seed 42 $*" >&2
-python3 - "$work/train.json" "$cqr" train "$data/train.csv" -o "$work/model" --force --seed 42 \
-  --components linear,encoder --fine-tune "$@" <<'PY'
-import json, resource, subprocess, sys, time
-out, cmd = sys.argv[1], sys.argv[2:]
-t = time.monotonic()
-rc = subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode
-secs = time.monotonic() - t
-if rc != 0:
-    sys.exit(f"error: cqr train exited with {rc}")
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-json.dump({"seconds": round(secs, 1), "peak_rss_mib": round(rss, 1)}, open(out, "w"))
-PY
+python3 scripts/bench_results.py measure /dev/null "$cqr" train "$data/train.csv" -o "$work/model" \
+  --force --seed 42 --components linear,encoder --fine-tune "$@" > "$work/train.json"
+python3 -c 'import json,sys; rc=json.load(open(sys.argv[1]))["rc"]; sys.exit(f"error: cqr train exited with {rc}" if rc else 0)' "$work/train.json"
 echo "== evaluate on $data/test.csv" >&2
 "$cqr" evaluate "$work/model" "$data/test.csv" --json > "$work/eval.json"
 

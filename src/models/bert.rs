@@ -87,19 +87,6 @@ fn f32_args<'a>(
     ))
 }
 
-/// A unary op's forward pass: a copy of the contiguous f32 input, changed in place by `f`, which
-/// is also given the width of the last dimension.
-fn map_copy(
-    s: &CpuStorage,
-    l: &Layout,
-    what: &str,
-    f: impl FnOnce(&mut [f32], usize),
-) -> CResult<(CpuStorage, Shape)> {
-    let mut out = f32_data(s, l, what)?.to_vec();
-    f(&mut out, *l.dims().last().unwrap_or(&1));
-    Ok((CpuStorage::F32(out), l.shape().clone()))
-}
-
 /// Layer norm over the last dimension in one pass (`kernels::layer_norm`), with its backward
 /// pass written out (`kernels::layer_norm_backward`) instead of differentiated through the
 /// nine tensor ops of `layer_norm_slow`. Arguments: x, gamma, beta.
@@ -204,9 +191,9 @@ impl CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
-        map_copy(s, l, "gelu input", |x, _| {
-            kernels::gelu_in_place(Isa::detect(), x)
-        })
+        let mut out = f32_data(s, l, "gelu input")?.to_vec();
+        kernels::gelu_in_place(Isa::detect(), &mut out);
+        Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
@@ -298,8 +285,8 @@ impl CustomOp3 for DenseOp {
         if b.len() != o {
             candle_core::bail!("dense layer: bias {} for {o} outputs", b.len())
         }
-        let mut out = vec![0f32; n * o];
-        kernels::fill_rows(&mut out, b, None);
+        // Every row starts as the bias; the product is added onto it.
+        let mut out = b.repeat(n);
         kernels::matmul_f32_nt(
             x,
             w,

@@ -306,12 +306,9 @@ impl FusedAdamW {
             let g = g.contiguous()?;
             let (gs, gl) = g.storage_and_layout();
             let g = super::bert::cpu_f32(&gs, gl, "gradient")?;
-            if g.len() != m.len() {
-                candle_core::bail!("AdamW: a gradient of {} for {} weights", g.len(), m.len());
-            }
             var.as_tensor().inplace_op1(&AdamWStep {
                 coefficients,
-                state: std::cell::RefCell::new((g, m, v)),
+                state: std::cell::RefCell::new((g, m.as_mut_slice(), v.as_mut_slice())),
             })?;
         }
         Ok(())
@@ -322,7 +319,7 @@ impl FusedAdamW {
 struct AdamWStep<'a> {
     coefficients: AdamWCoefficients,
     #[allow(clippy::type_complexity)]
-    state: std::cell::RefCell<(&'a [f32], &'a mut Vec<f32>, &'a mut Vec<f32>)>,
+    state: std::cell::RefCell<(&'a [f32], &'a mut [f32], &'a mut [f32])>,
 }
 
 impl candle_core::InplaceOp1 for AdamWStep<'_> {
@@ -344,7 +341,7 @@ impl candle_core::InplaceOp1 for AdamWStep<'_> {
         let mut state = self.state.borrow_mut();
         let (g, m, v) = &mut *state;
         let w = &mut w[a..b];
-        if w.len() != g.len() {
+        if g.len() != w.len() || m.len() != w.len() {
             candle_core::bail!("AdamW: a gradient of {} for {} weights", g.len(), w.len());
         }
         kernels::adamw(Isa::detect(), w, g, m, v, self.coefficients);
@@ -353,12 +350,12 @@ impl candle_core::InplaceOp1 for AdamWStep<'_> {
 }
 
 /// The factor that brings the global L2 norm of the gradients of `vars` in `grads` down to
-/// `max` (1 when it is below, or not finite); and that norm.
+/// `max` (1 when it is below, or not finite).
 fn clip_scale(
     grads: &candle_core::backprop::GradStore,
     vars: &[Var],
     max: f64,
-) -> candle_core::Result<(f32, f64)> {
+) -> candle_core::Result<f32> {
     let mut sq = 0f64;
     for v in vars {
         if let Some(g) = grads.get(v.as_tensor()) {
@@ -369,12 +366,11 @@ fn clip_scale(
         }
     }
     let norm = sq.sqrt();
-    let scale = if norm > max && norm.is_finite() {
+    Ok(if norm > max && norm.is_finite() {
         (max / norm) as f32
     } else {
         1.0
-    };
-    Ok((scale, norm))
+    })
 }
 
 /// Fine-tunes the encoder in `src` (config.json, tokenizer.json, model.safetensors).
@@ -479,7 +475,7 @@ pub fn fine_tune(
                 )));
             }
             let grads = loss.backward().map_err(ce)?;
-            let (scale, _) = clip_scale(&grads, &vars, p.clip).map_err(ce)?;
+            let scale = clip_scale(&grads, &vars, p.clip).map_err(ce)?;
             opt.step(&grads, scale).map_err(ce)?;
             head_opt.step(&grads, scale).map_err(ce)?;
             loss_sum += l * batch.len() as f64;
